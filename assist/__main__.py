@@ -1,0 +1,5 @@
+"""Allow ``python -m assist``."""
+
+from assist.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The broker: SSH server, queue and routing, relay, audit."""

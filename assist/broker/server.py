@@ -1,0 +1,115 @@
+"""The broker process: startup, serving, shutdown.
+
+::
+
+    broker = Broker(config)
+    await broker.start()      # store opened, queue restored, SSH listening
+    ...                       # broker.port is the bound port (config may say 0)
+    await broker.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import asyncssh
+
+from assist.broker.hub import Hub
+from assist.config import BrokerConfig
+from assist.errors import StateError
+from assist.store import Store
+from assist.transport import ssh
+
+log = logging.getLogger(__name__)
+
+
+class Broker:
+    """``assist serve``: the SSH server in front of the hub and the store."""
+
+    def __init__(self, config: BrokerConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.store: Store | None = None
+        self.hub: Hub | None = None
+        self.host_key: asyncssh.SSHKey | None = None
+        self._server: ssh.Listener | None = None
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful when configured as 0)."""
+        if self._server is None:
+            raise StateError("the broker is not running")
+        return self._server.port
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA256 fingerprint of the broker's host key."""
+        if self.host_key is None:
+            raise StateError("the broker is not running")
+        return ssh.key_fingerprint(ssh.openssh_key(self.host_key))
+
+    @property
+    def public_key(self) -> str:
+        """The host key as an OpenSSH line (what clients pin)."""
+        if self.host_key is None:
+            raise StateError("the broker is not running")
+        return ssh.openssh_key(self.host_key)
+
+    async def start(self) -> None:
+        """Open the store, restore the queue and start listening.
+
+        Raises:
+            StoreError, ConfigError: if the store, host key or address is unusable.
+        """
+        self.store = Store(self.config.db)
+        self.hub = Hub(self.config, self.store, self.clock)
+        restored = self.hub.restore()
+        self.host_key = ssh.load_or_create_host_key(self.config.host_key_path)
+        try:
+            self._server = await ssh.listen(self.config.host, self.config.port, self.host_key,
+                                            self._authorize, self.hub.serve)
+        except BaseException:
+            self.hub.close()
+            self.store.close()
+            raise
+        self.store.audit.append(self.clock(), "broker", "start", None,
+                                {"port": self.port, "restored": restored})
+        log.info("listening on %s:%d (%d waiting restored)", self.config.host, self.port,
+                 restored)
+
+    def _authorize(self, role: str, fingerprint: str) -> ssh.Peer | None:
+        assert self.store is not None
+        identity = self.store.directory.lookup(fingerprint)
+        if identity is not None:
+            if identity.role != role:
+                log.warning("refused %s key %s asking for the %s role", identity.role,
+                            fingerprint, role)
+                return None
+            return ssh.Peer(role, identity.name, fingerprint, True, "")
+        if role == "user" and self.config.allow_unregistered_users:
+            return ssh.Peer(role, f"guest-{fingerprint[7:15]}", fingerprint, False, "")
+        log.info("refused unknown key %s for the %s role", fingerprint, role)
+        return None
+
+    async def stop(self) -> None:
+        """Stop listening, drop connections and close the store."""
+        if self._server is not None:
+            await self._server.close()
+            self._server = None
+        if self.hub is not None:
+            self.hub.close()
+        if self.store is not None:
+            self.store.audit.append(self.clock(), "broker", "stop")
+            self.store.close()
+            self.store = None
+
+    async def serve_forever(self) -> None:
+        """Run until cancelled (Ctrl-C), then stop cleanly."""
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()

@@ -1,0 +1,43 @@
+"""Opening a link to the broker from the client config, with host key pinning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from assist.client.link import Link
+from assist.config import ClientConfig
+from assist.errors import ConnectionFailed, HostKeyUnknown
+from assist.transport import ssh
+
+TrustPrompt = Callable[[str, str], bool]
+"""``(address, fingerprint) -> bool``: ask whether to trust a broker on first contact."""
+
+
+async def open_link(config: ClientConfig, role: str,
+                    trust: TrustPrompt | None = None) -> tuple[Link, ClientConfig]:
+    """Connect to the configured broker as ``role`` and start a :class:`Link`.
+
+    On first contact (no pinned host key) ``trust`` is asked; a yes pins the
+    key in the client config file, like ssh's known_hosts.
+
+    Returns:
+        The started link and the config (with the key pinned if it was new).
+
+    Raises:
+        ConnectionFailed: (or a subclass) if the broker cannot be used.
+    """
+    try:
+        conn = await ssh.connect(config.host, config.port, role, config.host_key, config.key)
+    except HostKeyUnknown as exc:
+        address = f"{config.host}:{config.port}"
+        if trust is None or not trust(address, exc.fingerprint):
+            raise ConnectionFailed(
+                f"not connecting: the broker at {address} (key {exc.fingerprint}) is not "
+                "trusted. Check the fingerprint with your helpdesk, then run again and "
+                "answer yes, or pass --yes."
+            ) from None
+        config = config.pinned(exc.public_key)
+        conn = await ssh.connect(config.host, config.port, role, config.host_key, config.key)
+    link = Link(conn.channel, on_close=conn.close)
+    link.start()
+    return link, config

@@ -1,0 +1,209 @@
+"""Configuration: one immutable config per program, from TOML files and ``ASSIST_*`` env.
+
+This is the only module that reads the environment. Precedence, lowest first:
+built-in defaults, the TOML file, ``ASSIST_*`` variables, command-line flags.
+
+Files (in the platform config dir, or ``$ASSIST_CONFIG_DIR``):
+
+* ``broker.toml``: ``host``, ``port``, ``db``, ``host_key``, ``name``,
+  ``allow_unregistered_users``, ``resume_grace``, ``offer_timeout``.
+* ``client.toml``: ``[broker] host, port, host_key`` (the pinned key) and
+  ``key`` (the SSH private key to log in with).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import json
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from assist.errors import ConfigError
+
+DEFAULT_PORT = 2222
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where assist keeps its files."""
+
+    config: Path
+    data: Path
+    state: Path
+
+    @classmethod
+    def from_env(cls) -> Paths:
+        """Platform dirs, overridable by ``ASSIST_CONFIG_DIR`` / ``ASSIST_DATA_DIR``."""
+        env = os.environ
+        config = env.get("ASSIST_CONFIG_DIR") or platformdirs.user_config_dir("assist")
+        data = env.get("ASSIST_DATA_DIR") or platformdirs.user_data_dir("assist")
+        state = env.get("ASSIST_STATE_DIR") or platformdirs.user_state_dir("assist")
+        return cls(Path(config), Path(data), Path(state))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _port(value: object, source: str) -> int:
+    try:
+        port = int(str(value))
+    except ValueError:
+        raise ConfigError(f"{source}: port must be a number, got {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{source}: port {port} is out of range (0-65535)")
+    return port
+
+
+def parse_address(text: str, source: str = "address") -> tuple[str, int]:
+    """Parse ``host``, ``host:port`` or ``[v6]:port``.
+
+    Raises:
+        ConfigError: if the port is not a number in range.
+    """
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, _port(rest.lstrip(":"), source) if rest else DEFAULT_PORT
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host or "127.0.0.1", _port(port, source)
+    return text or "127.0.0.1", DEFAULT_PORT
+
+
+def _apply(base: Any, values: dict[str, Any], source: str) -> Any:
+    """Return ``base`` with known fields replaced; refuse unknown keys."""
+    names = {f.name: f for f in dataclasses.fields(base)}
+    changes: dict[str, Any] = {}
+    for key, raw in values.items():
+        if raw is None:
+            continue
+        if key not in names:
+            raise ConfigError(f"{source}: unknown setting {key!r}")
+        current = getattr(base, key)
+        value: Any
+        try:
+            if isinstance(current, bool):
+                value = raw if isinstance(raw, bool) else str(raw).lower() in (
+                    "1", "true", "yes", "on")
+            elif isinstance(current, int):
+                value = _port(raw, source) if key == "port" else int(raw)
+            elif isinstance(current, float):
+                value = float(raw)
+            elif isinstance(current, Path) or key in ("key", "db", "host_key_path"):
+                value = Path(str(raw)).expanduser()
+            else:
+                value = str(raw)
+        except ValueError:
+            raise ConfigError(f"{source}: {key} has a bad value {raw!r}") from None
+        changes[key] = value
+    return dataclasses.replace(base, **changes)
+
+
+def _env(prefix: str, names: tuple[str, ...]) -> dict[str, Any]:
+    return {n: os.environ[f"{prefix}{n.upper()}"] for n in names
+            if f"{prefix}{n.upper()}" in os.environ}
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Settings of ``assist serve``."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    db: Path = Path("broker.db")
+    host_key_path: Path = Path("host_key")
+    name: str = field(default_factory=socket.gethostname)
+    allow_unregistered_users: bool = False
+    resume_grace: float = 300.0
+    offer_timeout: float = 15.0
+
+    @classmethod
+    def load(cls, file: Path | None = None, **flags: Any) -> BrokerConfig:
+        """Build the broker config from defaults, TOML, env and ``flags``."""
+        paths = Paths.from_env()
+        base = cls(db=paths.data / "broker.db", host_key_path=paths.data / "host_key")
+        file = file or paths.config / "broker.toml"
+        config = _apply(base, _read_toml(file), str(file))
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        config = _apply(config, _env("ASSIST_BROKER_", names), "environment")
+        return _apply(config, flags, "command line")  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Settings of ``assist help``, ``assist console`` and agent commands."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    host_key: str = ""
+    key: Path | None = None
+    file: Path = Path("client.toml")
+    state: Path = Path(".")
+    os_user: str = ""
+    hostname: str = ""
+
+    @classmethod
+    def load(cls, file: Path | None = None, broker: str | None = None,
+             key: Path | None = None) -> ClientConfig:
+        """Build the client config; ``broker`` is ``host[:port]`` from the command line."""
+        paths = Paths.from_env()
+        file = file or paths.config / "client.toml"
+        data = _read_toml(file)
+        section = data.get("broker", {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{file}: [broker] must be a table")
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = "unknown"
+        config = cls(file=file, state=paths.state, os_user=user, hostname=socket.gethostname())
+        pinned = {k: section.get(k) for k in ("host", "port", "host_key")}
+        config = _apply(config, pinned, str(file))
+        config = _apply(config, {"key": data.get("key")}, str(file))
+        address = broker or os.environ.get("ASSIST_BROKER")
+        if address:
+            host, port = parse_address(address, "broker address")
+            if (host, port) != (config.host, config.port):
+                # A different broker: the pinned key belongs to the old one.
+                config = dataclasses.replace(config, host=host, port=port, host_key="")
+        env_key = os.environ.get("ASSIST_KEY")
+        return _apply(config, {"key": key or env_key}, "command line")  # type: ignore[no-any-return]
+
+    def pinned(self, host_key: str) -> ClientConfig:
+        """Return this config with ``host_key`` pinned, and save it to the file.
+
+        Raises:
+            ConfigError: if the file cannot be written.
+        """
+        config = dataclasses.replace(self, host_key=host_key)
+        lines = [
+            "# assist client settings; host_key pins the broker (like known_hosts).",
+            *([f"key = {json.dumps(str(config.key))}"] if config.key else []),
+            "",
+            "[broker]",
+            f"host = {json.dumps(config.host)}",
+            f"port = {config.port}",
+            f"host_key = {json.dumps(host_key)}",
+            "",
+        ]
+        try:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            self.file.write_text("\n".join(lines), encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot save {self.file}: {exc.strerror}") from None
+        return config

@@ -1,0 +1,1 @@
+"""Headless core: session state machine, queue and routing. Pure: no I/O."""

@@ -1,0 +1,122 @@
+"""The one exception tree of assist.
+
+Every error that can reach a person is an :class:`AssistError` whose message
+says what happened and what to do. Library errors (asyncssh, sqlite3, OSError)
+are converted where they enter the program; the CLI and TUIs catch only
+``AssistError``.
+
+::
+
+    AssistError
+    ├── ConfigError            bad or missing configuration, key files, paths
+    ├── ProtocolError          a message that cannot be decoded or is not allowed
+    │   └── MessageTooLarge    a control message over the size limit
+    ├── StateError             an action that the session or queue state forbids
+    ├── StoreError             the database cannot be read or written
+    │   └── NotFound           a named user, agent or session does not exist
+    │       Duplicate          ... or already exists
+    ├── AuditError             the audit chain does not verify
+    └── ConnectionFailed       the broker cannot be reached or refused us
+        ├── HostKeyUnknown     first contact: the broker's key is not pinned yet
+        ├── HostKeyMismatch    the broker's key differs from the pinned one
+        └── AuthRefused        our key is not registered for the requested role
+"""
+
+from __future__ import annotations
+
+
+class AssistError(Exception):
+    """Base of every error assist reports to a person.
+
+    Attributes:
+        code: short machine-readable reason, used in ``--json`` output and in
+            protocol error replies.
+    """
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(AssistError):
+    """Configuration, key file or path problem."""
+
+    code = "config"
+
+
+class ProtocolError(AssistError):
+    """A message that cannot be decoded, is unknown, or is not allowed here."""
+
+    code = "protocol"
+
+
+class MessageTooLarge(ProtocolError):
+    """A control message over the size limit."""
+
+    code = "too-large"
+
+
+class StateError(AssistError):
+    """An action the current session, queue or agent state forbids."""
+
+    code = "state"
+
+
+class StoreError(AssistError):
+    """The store cannot be read or written."""
+
+    code = "store"
+
+
+class NotFound(StoreError):
+    """A named record does not exist."""
+
+    code = "not-found"
+
+
+class Duplicate(StoreError):
+    """A record with that name or key already exists."""
+
+    code = "duplicate"
+
+
+class AuditError(AssistError):
+    """The audit chain does not verify."""
+
+    code = "audit"
+
+
+class ConnectionFailed(AssistError):
+    """The broker cannot be reached, or the connection was lost."""
+
+    code = "connection"
+
+
+class HostKeyUnknown(ConnectionFailed):
+    """The broker's host key is not pinned yet (first contact).
+
+    Attributes:
+        fingerprint: SHA256 fingerprint of the key the broker presented.
+        public_key: the key in OpenSSH format, to pin once the person agrees.
+    """
+
+    code = "host-key-unknown"
+
+    def __init__(self, message: str, fingerprint: str, public_key: str) -> None:
+        super().__init__(message)
+        self.fingerprint = fingerprint
+        self.public_key = public_key
+
+
+class HostKeyMismatch(ConnectionFailed):
+    """The broker's host key differs from the pinned one."""
+
+    code = "host-key-mismatch"
+
+
+class AuthRefused(ConnectionFailed):
+    """The broker refused our key for the requested role."""
+
+    code = "auth"

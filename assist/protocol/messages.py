@@ -1,0 +1,240 @@
+"""Versioned, typed protocol messages.
+
+Every message is a frozen :mod:`msgspec` struct tagged by its ``t`` field and
+carries an optional request id ``rid``: a reply (``Ok``, ``Error`` or a typed
+answer) echoes the ``rid`` of the request it answers, so clients can match
+replies to requests while events (``rid == 0``) flow in between.
+
+Direction is noted on each class: U = user client, A = agent client,
+B = broker.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+"""Bumped on incompatible changes; a broker refuses a client of another version."""
+
+Role = Literal["user", "agent"]
+AgentStatus = Literal["available", "away", "busy"]
+
+
+class Msg(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", omit_defaults=True):
+    """Base of all messages."""
+
+    rid: int = 0
+
+
+# -- handshake -----------------------------------------------------------------
+
+
+class Hello(Msg, tag="hello", frozen=True):
+    """U/A -> B: first message on a control channel."""
+
+    version: int = PROTOCOL_VERSION
+    client: str = ""
+    host: str = ""
+    os_user: str = ""
+
+
+class Welcome(Msg, tag="welcome", frozen=True):
+    """B -> U/A: the handshake answer: who the broker says you are."""
+
+    version: int
+    role: Role
+    name: str
+    broker: str
+    registered: bool = True
+
+
+class Ok(Msg, tag="ok", frozen=True):
+    """B -> U/A: a request succeeded and has no richer answer."""
+
+
+class Error(Msg, tag="error", frozen=True):
+    """B -> U/A (or U/A -> B): a request failed; ``code`` is machine readable."""
+
+    code: str
+    message: str
+
+
+class Ping(Msg, tag="ping", frozen=True):
+    """Any -> any: liveness probe and round-trip timing."""
+
+    sent: float = 0.0
+
+
+class Pong(Msg, tag="pong", frozen=True):
+    """Answer to :class:`Ping`, echoing its ``sent`` time."""
+
+    sent: float = 0.0
+
+
+# -- queue (user side) ---------------------------------------------------------
+
+
+class Join(Msg, tag="join", frozen=True):
+    """U -> B: join the queue with a topic, or resume a place with ``resume``."""
+
+    topic: str
+    resume: str | None = None
+
+
+class Queued(Msg, tag="queued", frozen=True):
+    """B -> U: you are in the queue. Keep ``resume`` to reclaim the place."""
+
+    session: str
+    position: int
+    queued_at: float
+    resume: str
+    resumed: bool = False
+
+
+class Position(Msg, tag="position", frozen=True):
+    """B -> U: your place in the queue changed."""
+
+    session: str
+    position: int
+    waiting: int
+
+
+class Leave(Msg, tag="leave", frozen=True):
+    """U -> B: leave the queue (the session is recorded as abandoned)."""
+
+    session: str
+
+
+class Offered(Msg, tag="offered", frozen=True):
+    """B -> U: an agent picked you; answer with :class:`Ready`."""
+
+    session: str
+    agent: str
+
+
+class Ready(Msg, tag="ready", frozen=True):
+    """U -> B: the user's side is set up; the session becomes connected."""
+
+    session: str
+    cols: int = 80
+    rows: int = 24
+
+
+# -- queue (agent side) --------------------------------------------------------
+
+
+class QueueEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One waiting user as agents see it."""
+
+    session: str
+    user: str
+    topic: str
+    queued_at: float
+    position: int
+    requeued: bool = False
+    online: bool = True
+    registered: bool = True
+
+
+class ListQueue(Msg, tag="list-queue", frozen=True):
+    """A -> B: ask for the queue; answered by :class:`QueueList`."""
+
+
+class QueueList(Msg, tag="queue-list", frozen=True):
+    """B -> A: the queue, head first. Also pushed to agents when it changes."""
+
+    entries: tuple[QueueEntry, ...]
+    now: float
+
+
+class SetStatus(Msg, tag="set-status", frozen=True):
+    """A -> B: become available or away."""
+
+    status: Literal["available", "away"]
+
+
+class Accept(Msg, tag="accept", frozen=True):
+    """A -> B: take ``session`` (or the head of the queue when ``None``)."""
+
+    session: str | None = None
+
+
+# -- session -------------------------------------------------------------------
+
+
+class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A session as both sides see it."""
+
+    session: str
+    user: str
+    agent: str
+    topic: str
+    state: str
+    queued_at: float
+    answered_at: float | None = None
+    cols: int = 80
+    rows: int = 24
+
+
+class Started(Msg, tag="started", frozen=True):
+    """B -> U/A: the session is connected."""
+
+    info: SessionInfo
+
+
+class End(Msg, tag="end", frozen=True):
+    """A -> B: end the session with a root cause (U may send it without one)."""
+
+    session: str
+    root_cause: str = ""
+    resolved: bool = True
+
+
+class Ended(Msg, tag="ended", frozen=True):
+    """B -> U/A: the session ended; ``reason`` is ``"agent"``, ``"user"`` or ``"requeued"``."""
+
+    session: str
+    reason: str
+    resolved: bool = False
+    survey: bool = False
+
+
+class AgentLost(Msg, tag="agent-lost", frozen=True):
+    """B -> U: the agent dropped; you are back at the front of the queue."""
+
+    session: str
+    position: int
+
+
+class UserLost(Msg, tag="user-lost", frozen=True):
+    """B -> A: the user's connection dropped."""
+
+    session: str
+
+
+Message = (
+    Hello
+    | Welcome
+    | Ok
+    | Error
+    | Ping
+    | Pong
+    | Join
+    | Queued
+    | Position
+    | Leave
+    | Offered
+    | Ready
+    | ListQueue
+    | QueueList
+    | SetStatus
+    | Accept
+    | Started
+    | End
+    | Ended
+    | AgentLost
+    | UserLost
+)
+"""Every message type the protocol knows."""

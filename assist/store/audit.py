@@ -1,0 +1,130 @@
+"""The append-only, hash-chained audit log.
+
+Each record stores the hash of the record before it and its own hash over its
+content and that link, so changing or deleting any record breaks the chain
+from that point on. Triggers refuse UPDATE and DELETE on the table; the chain
+catches edits made behind the program's back (triggers dropped, file edited).
+The newest sequence number and hash are also kept in ``meta`` so a cut-off
+tail is detected too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from assist.errors import AuditError
+from assist.store.tx import transaction
+
+GENESIS = "0" * 64
+"""The ``prev`` of the first record."""
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit record."""
+
+    seq: int
+    at: float
+    actor: str
+    action: str
+    session: str | None
+    data: dict[str, Any]
+    prev: str
+    hash: str
+
+
+def record_hash(
+    seq: int, at: float, actor: str, action: str, session: str | None, data: str, prev: str
+) -> str:
+    """Return the hash that chains a record to ``prev``."""
+    content = json.dumps([seq, repr(at), actor, action, session, data, prev], separators=(",", ":"))
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of :meth:`AuditLog.verify`."""
+
+    records: int
+    head: str
+
+
+class AuditLog:
+    """Append and verify audit records."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def append(
+        self,
+        at: float,
+        actor: str,
+        action: str,
+        session: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> AuditRecord:
+        """Add a record at the end of the chain and return it.
+
+        ``data`` must never hold secrets (keys, TOTP codes, typed passwords).
+        """
+        payload = json.dumps(dict(data or {}), sort_keys=True, separators=(",", ":"))
+        with transaction(self._db) as db:
+            row = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (row["seq"] + 1, row["hash"]) if row else (1, GENESIS)
+            digest = record_hash(seq, at, actor, action, session, payload, prev)
+            db.execute(
+                "INSERT INTO audit (seq, at, actor, action, session, data, prev, hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq, at, actor, action, session, payload, prev, digest),
+            )
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('audit_head', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (f"{seq}:{digest}",),
+            )
+        return AuditRecord(seq, at, actor, action, session, json.loads(payload), prev, digest)
+
+    def records(self, session: str | None = None) -> list[AuditRecord]:
+        """All records (or those of one session), oldest first."""
+        where, args = ("WHERE session = ?", (session,)) if session else ("", ())
+        rows = self._db.execute(f"SELECT * FROM audit {where} ORDER BY seq", args)
+        return [
+            AuditRecord(r["seq"], r["at"], r["actor"], r["action"], r["session"],
+                        json.loads(r["data"]), r["prev"], r["hash"])
+            for r in rows
+        ]
+
+    def verify(self) -> VerifyResult:
+        """Check the whole chain.
+
+        Raises:
+            AuditError: naming the first record that was changed, removed or
+                inserted out of order.
+        """
+        prev, expected = GENESIS, 1
+        for row in self._db.execute("SELECT * FROM audit ORDER BY seq"):
+            seq = row["seq"]
+            if seq != expected:
+                raise AuditError(f"audit record {expected} is missing (next found is {seq})")
+            if row["prev"] != prev:
+                raise AuditError(f"audit record {seq} does not link to record {seq - 1}")
+            digest = record_hash(seq, row["at"], row["actor"], row["action"], row["session"],
+                                 row["data"], row["prev"])
+            if digest != row["hash"]:
+                raise AuditError(f"audit record {seq} was changed after it was written")
+            prev, expected = digest, seq + 1
+        head = self._db.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
+        count = expected - 1
+        if head is not None and head["value"] != f"{count}:{prev}":
+            raise AuditError(
+                f"the audit log ends at record {count} but its head says "
+                f"{head['value'].split(':')[0]}: records were removed from the end"
+            )
+        if head is None and count:
+            raise AuditError("the audit head is missing: the log was tampered with")
+        return VerifyResult(count, prev)

@@ -1,0 +1,81 @@
+"""Numbered schema migrations.
+
+Each entry upgrades the schema by one version; ``PRAGMA user_version`` records
+the version a database is at. Never edit a released migration: add a new one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: directory, sessions, events, audit chain.
+    """
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE users (
+        name        TEXT PRIMARY KEY,
+        created     REAL NOT NULL,
+        totp_secret TEXT
+    );
+    CREATE TABLE agents (
+        name    TEXT PRIMARY KEY,
+        created REAL NOT NULL
+    );
+    -- A key belongs to exactly one user or one agent: a fingerprint is unique
+    -- across both roles, so a user key can never authenticate as an agent.
+    CREATE TABLE keys (
+        fingerprint TEXT PRIMARY KEY,
+        role        TEXT NOT NULL CHECK (role IN ('user', 'agent')),
+        owner       TEXT NOT NULL,
+        public_key  TEXT NOT NULL,
+        comment     TEXT NOT NULL DEFAULT '',
+        created     REAL NOT NULL
+    );
+    CREATE INDEX keys_owner ON keys (role, owner);
+    CREATE TABLE sessions (
+        id          TEXT PRIMARY KEY,
+        user        TEXT NOT NULL,
+        topic       TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        queued_at   REAL NOT NULL,
+        offered_at  REAL,
+        answered_at REAL,
+        ended_at    REAL,
+        agent       TEXT,
+        requeued    INTEGER NOT NULL DEFAULT 0,
+        requeues    INTEGER NOT NULL DEFAULT 0,
+        verified    INTEGER NOT NULL DEFAULT 0,
+        resolved    INTEGER,
+        root_cause  TEXT NOT NULL DEFAULT '',
+        csat        INTEGER,
+        resume_hash TEXT
+    );
+    CREATE INDEX sessions_state ON sessions (state);
+    CREATE INDEX sessions_user ON sessions (user, queued_at);
+    CREATE TABLE events (
+        id      INTEGER PRIMARY KEY,
+        session TEXT NOT NULL,
+        at      REAL NOT NULL,
+        kind    TEXT NOT NULL,
+        actor   TEXT NOT NULL,
+        data    TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_session ON events (session, id);
+    CREATE TABLE audit (
+        seq     INTEGER PRIMARY KEY,
+        at      REAL NOT NULL,
+        actor   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        session TEXT,
+        data    TEXT NOT NULL,
+        prev    TEXT NOT NULL,
+        hash    TEXT NOT NULL
+    );
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    """,
+)
+"""Migration ``i`` takes a database from version ``i`` to ``i + 1``."""

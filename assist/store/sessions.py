@@ -1,0 +1,138 @@
+"""Sessions and their event timeline."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from assist.core.session import Session, State
+from assist.errors import NotFound
+from assist.store.tx import transaction
+
+_COLUMNS = (
+    "id, user, topic, state, queued_at, offered_at, answered_at, ended_at, agent,"
+    " requeued, requeues, verified, resolved, root_cause, csat"
+)
+
+
+def _from_row(row: sqlite3.Row) -> Session:
+    return Session(
+        id=row["id"],
+        user=row["user"],
+        topic=row["topic"],
+        queued_at=row["queued_at"],
+        state=State(row["state"]),
+        agent=row["agent"],
+        offered_at=row["offered_at"],
+        answered_at=row["answered_at"],
+        ended_at=row["ended_at"],
+        verified=bool(row["verified"]),
+        resolved=None if row["resolved"] is None else bool(row["resolved"]),
+        root_cause=row["root_cause"],
+        requeues=row["requeues"],
+    )
+
+
+class SessionRepo:
+    """Repository of sessions and session events."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def insert(self, session: Session, resume_hash: str | None) -> None:
+        """Store a new session."""
+        with transaction(self._db) as db:
+            db.execute(
+                "INSERT INTO sessions (id, user, topic, state, queued_at, resume_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (session.id, session.user, session.topic, session.state, session.queued_at,
+                 resume_hash),
+            )
+            self._event(session.id, session.queued_at, "queued", session.user, {})
+
+    def save(self, session: Session, event: str, actor: str, data: Mapping[str, Any]) -> None:
+        """Store a session's new state together with the event that caused it."""
+        at = session.history[-1][0] if session.history else session.queued_at
+        with transaction(self._db) as db:
+            db.execute(
+                "UPDATE sessions SET state = ?, offered_at = ?, answered_at = ?, ended_at = ?,"
+                " agent = ?, requeued = ?, requeues = ?, verified = ?, resolved = ?,"
+                " root_cause = ? WHERE id = ?",
+                (session.state, session.offered_at, session.answered_at, session.ended_at,
+                 session.agent, int(session.state is State.REQUEUED),
+                 session.requeues, int(session.verified),
+                 None if session.resolved is None else int(session.resolved),
+                 session.root_cause, session.id),
+            )
+            self._event(session.id, at, event, actor, data)
+
+    def _event(self, session: str, at: float, kind: str, actor: str,
+               data: Mapping[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO events (session, at, kind, actor, data) VALUES (?, ?, ?, ?, ?)",
+            (session, at, kind, actor, json.dumps(data, sort_keys=True)),
+        )
+
+    def set_csat(self, session: str, score: int, at: float) -> None:
+        """Store a user's satisfaction answer (1-5) for an ended session."""
+        with transaction(self._db) as db:
+            cur = db.execute("UPDATE sessions SET csat = ? WHERE id = ?", (score, session))
+            if cur.rowcount == 0:
+                raise NotFound(f"no session {session}")
+            self._event(session, at, "survey", "user", {"csat": score})
+
+    def get(self, session: str) -> Session:
+        """Return one session.
+
+        Raises:
+            NotFound: if there is no such session.
+        """
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM sessions WHERE id = ?", (session,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no session {session}")
+        return _from_row(row)
+
+    def csat(self, session: str) -> int | None:
+        """Return the survey answer of a session, if given."""
+        row = self._db.execute("SELECT csat FROM sessions WHERE id = ?", (session,)).fetchone()
+        return None if row is None else row["csat"]
+
+    def by_resume(self, resume_hash: str) -> Session | None:
+        """Return the session a resume token (by hash) belongs to."""
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM sessions WHERE resume_hash = ?", (resume_hash,)
+        ).fetchone()
+        return None if row is None else _from_row(row)
+
+    def unfinished(self) -> list[Session]:
+        """Sessions not ended or abandoned, in join order (for broker restart)."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM sessions WHERE state NOT IN (?, ?) ORDER BY queued_at",
+            (State.ENDED, State.ABANDONED),
+        )
+        return [_from_row(row) for row in rows]
+
+    def between(self, since: float, until: float) -> list[Session]:
+        """Sessions that joined the queue in ``[since, until)``, oldest first."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM sessions WHERE queued_at >= ? AND queued_at < ?"
+            " ORDER BY queued_at",
+            (since, until),
+        )
+        return [_from_row(row) for row in rows]
+
+    def events(self, session: str) -> list[tuple[float, str, str, dict[str, Any]]]:
+        """The timeline of one session: ``(at, kind, actor, data)``."""
+        rows = self._db.execute(
+            "SELECT at, kind, actor, data FROM events WHERE session = ? ORDER BY id", (session,)
+        )
+        return [(r["at"], r["kind"], r["actor"], json.loads(r["data"])) for r in rows]
+
+    def restore(self, sessions: Iterable[Session]) -> None:
+        """Write back sessions whose state the broker changed while restarting."""
+        for session in sessions:
+            self.save(session, "broker-restart", "broker", {"state": session.state})

@@ -1,0 +1,124 @@
+"""A message channel over any byte stream.
+
+The channel frames :mod:`assist.protocol` messages as JSON lines. ``recv``
+raises the protocol's own errors for a bad line and then carries on with the
+next one, so one malformed message never costs the connection.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Protocol
+
+from assist.errors import ConnectionFailed, ProtocolError
+from assist.protocol import LineBuffer, Message, decode, encode
+from assist.protocol.messages import Msg
+
+READ_SIZE = 256 * 1024
+
+
+class ByteStream(Protocol):
+    """What a channel needs from a transport."""
+
+    async def read(self, n: int) -> bytes:
+        """Return up to ``n`` bytes; ``b""`` at end of stream."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` for sending."""
+        ...
+
+    async def drain(self) -> None:
+        """Wait until the write buffer is below its high-water mark."""
+        ...
+
+    def buffered(self) -> int:
+        """Bytes written but not yet sent."""
+        ...
+
+    def close(self) -> None:
+        """Close the stream (idempotent)."""
+        ...
+
+
+class ChannelClosed(ConnectionFailed):
+    """The peer closed the channel or the connection was lost."""
+
+    code = "closed"
+
+
+class MessageChannel:
+    """Send and receive protocol messages over a :class:`ByteStream`."""
+
+    def __init__(self, stream: ByteStream) -> None:
+        self._stream = stream
+        self._buffer = LineBuffer()
+        self._pending: deque[bytes | ProtocolError] = deque()
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once either side closed the channel."""
+        return self._closed
+
+    def buffered(self) -> int:
+        """Bytes queued for the peer but not yet sent (for lag detection)."""
+        return self._stream.buffered()
+
+    def send_nowait(self, msg: Msg) -> None:
+        """Queue ``msg`` without waiting for the transport to drain.
+
+        Raises:
+            ChannelClosed: if the channel is closed.
+            MessageTooLarge: if the message is over the size limit.
+        """
+        if self._closed:
+            raise ChannelClosed("the connection is closed")
+        self._stream.write(encode(msg))
+
+    def send_raw(self, line: bytes) -> None:
+        """Queue an already encoded message line (used to relay without re-encoding)."""
+        if self._closed:
+            raise ChannelClosed("the connection is closed")
+        self._stream.write(line)
+
+    async def send(self, msg: Msg) -> None:
+        """Send ``msg`` and wait for the transport to accept it (backpressure)."""
+        self.send_nowait(msg)
+        try:
+            await self._stream.drain()
+        except (ConnectionError, BrokenPipeError, OSError) as exc:
+            self._closed = True
+            raise ChannelClosed(f"the connection was lost: {exc}") from None
+
+    async def recv(self) -> Message:
+        """Return the next message.
+
+        Raises:
+            ChannelClosed: at end of stream.
+            ProtocolError: for a line that is not a valid message; the
+                channel stays usable and the next call reads the next line.
+        """
+        while not self._pending:
+            if self._closed:
+                raise ChannelClosed("the connection is closed")
+            try:
+                data = await self._stream.read(READ_SIZE)
+            except (ConnectionError, OSError) as exc:
+                data = b""
+                reason = f"the connection was lost: {exc}"
+            else:
+                reason = "the peer closed the connection"
+            if not data:
+                self._closed = True
+                raise ChannelClosed(reason)
+            self._pending.extend(self._buffer.feed(data))
+        item = self._pending.popleft()
+        if isinstance(item, ProtocolError):
+            raise item
+        return decode(item)
+
+    def close(self) -> None:
+        """Close the channel and its stream."""
+        self._closed = True
+        self._stream.close()

@@ -1,0 +1,339 @@
+"""SSH transport: asyncssh server and client adapters.
+
+Each client opens one SSH session channel and speaks the assist protocol over
+its stdin/stdout as JSON lines. The SSH username is the role the client asks
+for (``user`` or ``agent``); the broker decides from the key whether that is
+allowed. The client pins the broker's host key like ``known_hosts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from assist.core.pubkey import fingerprint as blob_fingerprint
+from assist.errors import (
+    AuthRefused,
+    ConfigError,
+    ConnectionFailed,
+    HostKeyMismatch,
+    HostKeyUnknown,
+)
+from assist.transport.channel import MessageChannel
+
+log = logging.getLogger(__name__)
+
+ROLES = ("user", "agent")
+
+
+class SSHStream:
+    """Adapts an asyncssh reader/writer pair to :class:`~assist.transport.ByteStream`."""
+
+    def __init__(
+        self,
+        reader: asyncssh.SSHReader[bytes],
+        writer: asyncssh.SSHWriter[bytes],
+        closer: Callable[[], None],
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._closer = closer
+
+    async def read(self, n: int) -> bytes:
+        """Read up to ``n`` bytes; ``b""`` when the connection is gone."""
+        try:
+            return await self._reader.read(n)
+        except (asyncssh.Error, OSError):
+            return b""
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the peer; silently dropped once the channel is closing."""
+        with contextlib.suppress(asyncssh.Error, OSError):
+            self._writer.write(data)
+
+    async def drain(self) -> None:
+        """Wait for SSH flow control to accept more data."""
+        try:
+            await self._writer.drain()
+        except asyncssh.Error as exc:
+            raise ConnectionError(str(exc)) from None
+
+    def buffered(self) -> int:
+        """Bytes waiting in the SSH channel's send buffer."""
+        return int(self._writer.channel.get_write_buffer_size())
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._closer()
+
+
+def openssh_key(key: asyncssh.SSHKey) -> str:
+    """Return ``key`` as ``type base64`` (no comment), the form we pin."""
+    return " ".join(key.export_public_key("openssh").decode().split()[:2])
+
+
+def key_fingerprint(openssh: str) -> str:
+    """Fingerprint of a key given as an OpenSSH line."""
+    return blob_fingerprint(base64.b64decode(openssh.split()[1]))
+
+
+# -- server --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who is on the other end of an authenticated connection.
+
+    Attributes:
+        role: ``user`` or ``agent``.
+        name: directory name (or a ``guest-...`` name for an unregistered user).
+        fingerprint: SHA256 fingerprint of the key used.
+        registered: False for a user whose key is not in the directory.
+        address: remote IP address.
+    """
+
+    role: str
+    name: str
+    fingerprint: str
+    registered: bool
+    address: str
+
+
+Authorizer = Callable[[str, str], "Peer | None"]
+"""``(role, fingerprint) -> Peer`` or ``None`` to refuse the key."""
+Handler = Callable[[MessageChannel, Peer], Awaitable[None]]
+
+
+class _BrokerSSHServer(asyncssh.SSHServer):
+    def __init__(self, authorize: Authorizer,
+                 live: set[asyncssh.SSHServerConnection]) -> None:
+        self._authorize = authorize
+        self._live = live
+        self._conn: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        self._live.add(conn)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._live.discard(self._conn)
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def kbdint_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        if username not in ROLES or self._conn is None:
+            return False
+        peer = self._authorize(username, key_fingerprint(openssh_key(key)))
+        if peer is None:
+            return False
+        address = self._conn.get_extra_info("peername", ("", 0))[0]
+        self._conn.set_extra_info(assist_peer=Peer(
+            peer.role, peer.name, peer.fingerprint, peer.registered, address))
+        return True
+
+
+def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
+    """Load the broker's host key, generating an Ed25519 key on first run.
+
+    Raises:
+        ConfigError: if the key file is unreadable or cannot be created.
+    """
+    try:
+        if path.exists():
+            return asyncssh.read_private_key(str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        key.write_private_key(str(path))
+        path.chmod(0o600)
+        log.info("generated host key %s", path)
+        return key
+    except (OSError, asyncssh.KeyImportError, asyncssh.KeyExportError) as exc:
+        raise ConfigError(f"cannot use host key {path}: {exc}") from None
+
+
+class Listener:
+    """A listening SSH server and the connections it accepted."""
+
+    def __init__(self, acceptor: asyncssh.SSHAcceptor,
+                 live: set[asyncssh.SSHServerConnection]) -> None:
+        self._acceptor = acceptor
+        self._live = live
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return int(self._acceptor.get_port())
+
+    async def close(self) -> None:
+        """Stop listening and drop every connection."""
+        self._acceptor.close()
+        for conn in list(self._live):
+            conn.close()
+        for conn in list(self._live):
+            with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
+                await asyncio.wait_for(conn.wait_closed(), 2)
+        await self._acceptor.wait_closed()
+
+
+async def listen(
+    host: str,
+    port: int,
+    host_key: asyncssh.SSHKey,
+    authorize: Authorizer,
+    handler: Handler,
+) -> Listener:
+    """Start the SSH server; ``handler`` runs once per client control channel.
+
+    Raises:
+        ConfigError: if the address cannot be bound.
+    """
+    live: set[asyncssh.SSHServerConnection] = set()
+
+    async def on_process(process: asyncssh.SSHServerProcess[bytes]) -> None:
+        peer: Peer | None = process.get_extra_info("assist_peer")
+        stream = SSHStream(process.stdin, process.stdout, process.close)
+        channel = MessageChannel(stream)
+        try:
+            if peer is not None:
+                await handler(channel, peer)
+        finally:
+            channel.close()
+            process.exit(0)
+
+    try:
+        acceptor = await asyncssh.create_server(
+            lambda: _BrokerSSHServer(authorize, live),
+            host,
+            port,
+            server_host_keys=[host_key],
+            process_factory=on_process,
+            encoding=None,
+            allow_scp=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            allow_pty=False,
+            keepalive_interval=15,
+            keepalive_count_max=4,
+            login_timeout=30,
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return Listener(acceptor, live)
+
+
+# -- client --------------------------------------------------------------------
+
+
+class _PinningClient(asyncssh.SSHClient):
+    """Trusts exactly the pinned host key; remembers what the broker showed."""
+
+    def __init__(self, pinned: str) -> None:
+        self.pinned = pinned
+        self.seen: str | None = None
+
+    def validate_host_public_key(self, host: str, addr: str, port: int,
+                                 key: asyncssh.SSHKey) -> bool:
+        self.seen = openssh_key(key)
+        return bool(self.pinned) and self.seen == self.pinned
+
+
+@dataclass
+class ClientConnection:
+    """An open control channel to the broker."""
+
+    channel: MessageChannel
+    host_key: str
+    _conn: asyncssh.SSHClientConnection
+
+    async def close(self) -> None:
+        """Close the channel and the SSH connection."""
+        self.channel.close()
+        self._conn.close()
+        with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
+            await asyncio.wait_for(self._conn.wait_closed(), 2)
+
+
+async def connect(
+    host: str,
+    port: int,
+    role: str,
+    pinned: str,
+    key: Path | None = None,
+    timeout: float = 10.0,
+) -> ClientConnection:
+    """Connect to the broker as ``role`` and open the control channel.
+
+    ``key`` is a private key file; without it the usual ``~/.ssh/id_*`` keys
+    and ssh-agent are tried.
+
+    Raises:
+        HostKeyUnknown: first contact, nothing pinned (the error carries the key).
+        HostKeyMismatch: the broker's key is not the pinned one.
+        AuthRefused: no offered key is registered for ``role``.
+        ConfigError: the key file is missing or passphrase-protected.
+        ConnectionFailed: the broker cannot be reached.
+    """
+    client = _PinningClient(pinned)
+    options: dict[str, Any] = {}
+    if key is not None:
+        options.update(client_keys=[str(key)], agent_path=None)
+    try:
+        conn = await asyncio.wait_for(
+            asyncssh.connect(
+                host, port, username=role, known_hosts=(), config=None,
+                client_factory=lambda: client, preferred_auth="publickey",
+                keepalive_interval=15, keepalive_count_max=4, **options,
+            ),
+            timeout,
+        )
+        stdin, stdout, _ = await conn.open_session(encoding=None)
+    except asyncssh.HostKeyNotVerifiable:
+        seen = client.seen or ""
+        fp = key_fingerprint(seen) if seen else "unknown"
+        if pinned:
+            raise HostKeyMismatch(
+                f"the broker at {host}:{port} presented key {fp}, not the pinned one. "
+                "Someone may be intercepting the connection; if the broker's key was "
+                "changed on purpose, remove host_key from your client.toml."
+            ) from None
+        raise HostKeyUnknown(
+            f"the broker at {host}:{port} is not known yet (key {fp})", fp, seen
+        ) from None
+    except asyncssh.PermissionDenied:
+        raise AuthRefused(
+            f"the broker refused your key for the {role} role. Ask the helpdesk to "
+            f"register your public key: assist {role}s add NAME --key ~/.ssh/id_ed25519.pub"
+        ) from None
+    except asyncssh.KeyImportError as exc:
+        raise ConfigError(
+            f"cannot use key {key}: {exc}. If it has a passphrase, load it into "
+            "ssh-agent (ssh-add) and run without --key."
+        ) from None
+    except TimeoutError:
+        raise ConnectionFailed(f"the broker at {host}:{port} did not answer in {timeout:g} s") \
+            from None
+    except (OSError, asyncssh.Error) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ConnectionFailed(
+            f"cannot reach the broker at {host}:{port}: {reason}. Is `assist serve` running?"
+        ) from None
+    stream = SSHStream(stdout, stdin, stdin.channel.close)
+    return ClientConnection(MessageChannel(stream), client.seen or pinned, conn)
