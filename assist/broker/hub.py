@@ -147,7 +147,7 @@ class Hub:
             if isinstance(msg, m.Hello):
                 self._on_hello(client, msg)
                 return
-            if not client.hello:
+            if not client.hello and not isinstance(msg, m.Ping):
                 raise ProtocolError("send hello first")
             handler = handlers.get(type(msg))
             if handler is None:

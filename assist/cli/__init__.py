@@ -1,0 +1,46 @@
+"""The ``assist`` command line.
+
+Every command converts failures into :class:`~assist.errors.AssistError` and
+:func:`main` prints its message (as JSON with ``--json``); no traceback ever
+reaches the person at the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+import typer
+
+from assist.cli import admin, agent, serve, user
+from assist.cli.app import app, err
+from assist.errors import AssistError
+
+__all__ = ["app", "main"]
+
+# Registration happens by import; keep the names used so linters see why.
+_COMMANDS = (admin, agent, serve, user)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``assist`` console script."""
+    args = sys.argv[1:] if argv is None else argv
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="assist", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err.print("interrupted")
+        code = 130
+    except AssistError as exc:
+        if "--json" in args:
+            print(json.dumps({"error": {"code": exc.code, "message": exc.message}}))
+        else:
+            err.print(f"[bold red]assist:[/] {exc.message}", highlight=False)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)

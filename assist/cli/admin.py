@@ -1,0 +1,162 @@
+"""Admin commands on the broker's store: ``assist users``, ``assist agents``, ``assist audit``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal
+
+import typer
+from rich.table import Table
+
+from assist.cli.app import JSON_OPTION, app, out, print_json
+from assist.config import BrokerConfig
+from assist.core import pubkey
+from assist.store import Store
+from assist.store.directory import Person
+
+DB_OPTION = typer.Option(None, "--db", help="Broker store (default: the broker's data dir).")
+
+
+def open_store(db: Path | None) -> Store:
+    """Open the broker store named by ``--db`` or the broker config."""
+    return Store(BrokerConfig.load(db=db).db)
+
+
+def _person_json(person: Person) -> dict[str, object]:
+    return {
+        "name": person.name,
+        "role": person.role,
+        "created": person.created,
+        "totp": person.totp,
+        "keys": [{"fingerprint": k.fingerprint, "type": k.kind, "comment": k.comment}
+                 for k in person.keys],
+    }
+
+
+def _directory_app(role: Literal["user", "agent"]) -> typer.Typer:
+    """Build the ``users`` or ``agents`` command group (they differ only in role)."""
+    plural = f"{role}s"
+    group = typer.Typer(help=f"Manage the {plural} the broker knows and their SSH keys.",
+                        no_args_is_help=True)
+
+    @group.command("add")
+    def add(
+        name: str = typer.Argument(..., help=f"The {role}'s name."),
+        key: Path | None = typer.Option(None, "--key", "-k",
+                                         help="Their OpenSSH public key file (.pub)."),
+        db: Path | None = DB_OPTION,
+        as_json: bool = JSON_OPTION,
+    ) -> None:
+        """Register a {role} with their public key."""
+        parsed = pubkey.load(key) if key is not None else None
+        with open_store(db) as store:
+            person = store.directory.add(role, name, parsed, time.time())
+            store.audit.append(time.time(), "admin", f"{role}-add", None,
+                               {"name": name, "key": parsed.fingerprint if parsed else None})
+        if as_json:
+            print_json(_person_json(person))
+        else:
+            what = f" with key {parsed.fingerprint}" if parsed else " (no key yet)"
+            out.print(f"added {role} [bold]{name}[/]{what}")
+
+    add.__doc__ = f"Register a {role}, optionally with their SSH public key."
+
+    @group.command("add-key")
+    def add_key(
+        name: str = typer.Argument(..., help=f"The {role}'s name."),
+        key: Path = typer.Option(..., "--key", "-k", help="OpenSSH public key file (.pub)."),
+        db: Path | None = DB_OPTION,
+        as_json: bool = JSON_OPTION,
+    ) -> None:
+        parsed = pubkey.load(key)
+        with open_store(db) as store:
+            store.directory.add_key(role, name, parsed, time.time())
+            store.audit.append(time.time(), "admin", f"{role}-add-key", None,
+                               {"name": name, "key": parsed.fingerprint})
+            person = store.directory.get(role, name)
+        if as_json:
+            print_json(_person_json(person))
+        else:
+            out.print(f"added key {parsed.fingerprint} to {role} [bold]{name}[/]")
+
+    add_key.__doc__ = f"Register one more SSH public key for a {role}."
+
+    @group.command("list")
+    def list_(db: Path | None = DB_OPTION, as_json: bool = JSON_OPTION) -> None:
+        with open_store(db) as store:
+            people = store.directory.list(role)
+        if as_json:
+            print_json([_person_json(p) for p in people])
+            return
+        if not people:
+            out.print(f"no {plural} yet: add one with `assist {plural} add NAME --key FILE.pub`")
+            return
+        table = Table(title=plural.capitalize())
+        table.add_column("name", style="bold")
+        table.add_column("keys")
+        if role == "user":
+            table.add_column("TOTP")
+        for p in people:
+            keys = "\n".join(f"{k.fingerprint} {k.kind}" for k in p.keys) or "-"
+            table.add_row(p.name, keys, *(["yes" if p.totp else "-"] if role == "user" else []))
+        out.print(table)
+
+    list_.__doc__ = f"List {plural} and their key fingerprints."
+
+    @group.command("remove")
+    def remove(
+        name: str = typer.Argument(..., help=f"The {role}'s name."),
+        db: Path | None = DB_OPTION,
+        as_json: bool = JSON_OPTION,
+    ) -> None:
+        with open_store(db) as store:
+            store.directory.remove(role, name)
+            store.audit.append(time.time(), "admin", f"{role}-remove", None, {"name": name})
+        if as_json:
+            print_json({"removed": name, "role": role})
+        else:
+            out.print(f"removed {role} [bold]{name}[/] and their keys")
+
+    remove.__doc__ = f"Remove a {role} and all their keys."
+    return group
+
+
+app.add_typer(_directory_app("user"), name="users")
+app.add_typer(_directory_app("agent"), name="agents")
+
+audit_app = typer.Typer(help="Inspect and verify the tamper-evident audit log.",
+                        no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(db: Path | None = DB_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Check the audit hash chain; exit 1 naming the first bad record."""
+    with open_store(db) as store:
+        result = store.audit.verify()
+    if as_json:
+        print_json({"ok": True, "records": result.records, "head": result.head})
+    else:
+        out.print(f"[green]audit log intact[/]: {result.records} records, head {result.head[:16]}")
+
+
+@audit_app.command("show")
+def audit_show(
+    session: str | None = typer.Option(None, "--session", help="Only this session's records."),
+    db: Path | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List audit records, oldest first."""
+    with open_store(db) as store:
+        records = store.audit.records(session)
+    if as_json:
+        print_json([r.__dict__ for r in records])
+        return
+    table = Table(title="Audit log")
+    for column in ("seq", "time", "actor", "action", "session", "data"):
+        table.add_column(column)
+    for r in records:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.at))
+        table.add_row(str(r.seq), when, r.actor, r.action, r.session or "", str(r.data or ""))
+    out.print(table)

@@ -1,0 +1,33 @@
+"""The Typer application object and shared command-line helpers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="assist",
+    help=(
+        "Live remote help for terminals. A user runs `assist help`, a helpdesk agent "
+        "answers from `assist console`, both through the `assist serve` broker."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
+VERBOSE_OPTION = typer.Option(0, "--verbose", "-v", count=True,
+                              help="Log more (-v info, -vv debug) to stderr.")
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as one JSON document on stdout."""
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))

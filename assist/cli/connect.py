@@ -1,0 +1,40 @@
+"""Connecting from the command line: client config, first-contact trust prompt."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from assist.cli.app import err
+from assist.client.connect import TrustPrompt
+from assist.config import ClientConfig
+
+BROKER_OPTION = typer.Option(None, "--broker", "-b",
+                             help="Broker address host[:port] (default from client.toml).")
+KEY_OPTION = typer.Option(None, "--key", "-k", help="SSH private key [~/.ssh/id_* or ssh-agent].")
+YES_OPTION = typer.Option(False, "--yes", "-y",
+                          help="Trust the broker's host key on first contact without asking.")
+
+
+def trust_prompt(yes: bool) -> TrustPrompt:
+    """Ask like ssh does on first contact; ``--yes`` answers for scripts."""
+
+    def ask(address: str, fingerprint: str) -> bool:
+        if yes:
+            err.print(f"trusting broker {address} with key {fingerprint} (--yes)")
+            return True
+        if not sys.stdin.isatty():
+            return False
+        err.print(f"The broker at [bold]{address}[/] is not known yet.")
+        err.print(f"Its key fingerprint is [bold]{fingerprint}[/].")
+        answer = input("Check it with your helpdesk. Trust and remember it? [y/N] ")
+        return answer.strip().lower() in ("y", "yes")
+
+    return ask
+
+
+def client_config(broker: str | None, key: Path | None) -> ClientConfig:
+    """Load the client config with command-line overrides."""
+    return ClientConfig.load(broker=broker, key=key)

@@ -1,0 +1,119 @@
+"""``assist help``: ask the helpdesk for help."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.live import Live
+from rich.text import Text
+
+from assist.cli.app import VERBOSE_OPTION, app, out
+from assist.cli.connect import BROKER_OPTION, KEY_OPTION, YES_OPTION, client_config, trust_prompt
+from assist.client.helpflow import HelpRequest, Status
+from assist.config import ClientConfig
+from assist.errors import ConfigError
+from assist.log import setup
+
+
+def describe(status: Status, now: float) -> Text:
+    """One line telling the user where they stand."""
+    if status.phase == "queued":
+        waited = int(now - (status.queued_at or now))
+        place = f"position {status.position}" if status.position else "in the queue"
+        line = Text.assemble(("Waiting for an agent: ", "bold"), place,
+                             f", waited {waited // 60}:{waited % 60:02d}",
+                             ("  (Ctrl-C leaves the queue)", "dim"))
+    elif status.phase == "offered":
+        line = Text.assemble(("Agent ", "bold"), (status.agent or "", "bold cyan"),
+                             " is joining...")
+    elif status.phase == "connected":
+        line = Text.assemble(("Connected with ", "bold"), (status.agent or "", "bold cyan"),
+                             (" verified by ", "dim"), status.broker,
+                             ("  (Ctrl-C ends the session)", "dim"))
+    elif status.phase in ("connecting", "reconnecting"):
+        line = Text(f"{status.phase.capitalize()} to the helpdesk...", style="yellow")
+    else:
+        line = Text(status.message or status.phase)
+    if status.message and status.phase not in ("ended", "left"):
+        line.append(f"\n{status.message}", style="italic")
+    return line
+
+
+@app.command("help")
+def help_(
+    topic: str | None = typer.Argument(None, help="What you need help with, in a few words."),
+    no_tui: bool = typer.Option(False, "--no-tui", help="Plain status lines instead of the app."),
+    broker: str | None = BROKER_OPTION,
+    key: Path | None = KEY_OPTION,
+    yes: bool = YES_OPTION,
+    verbose: int = VERBOSE_OPTION,
+) -> None:
+    """Ask a helpdesk agent for help: join the queue and wait to be answered."""
+    setup(verbose)
+    if not topic:
+        if not sys.stdin.isatty():
+            raise ConfigError("say what you need help with: assist help 'vpn will not connect'")
+        topic = input("What do you need help with? ").strip()
+        if not topic:
+            raise ConfigError("a topic is needed so the helpdesk can route you")
+    config = client_config(broker, key)
+    asyncio.run(_plain(config, topic, yes))
+
+
+async def _plain(config: ClientConfig, topic: str, yes: bool) -> None:
+    interactive = sys.stdout.isatty()
+    live = Live(Text(""), console=out, auto_refresh=False, transient=False) if interactive \
+        else None
+    last: list[str] = [""]
+
+    def show(status: Status) -> None:
+        text = describe(status, time.time())
+        if live is not None:
+            live.update(text, refresh=True)
+        elif text.plain != last[0]:
+            last[0] = text.plain
+            print(text.plain, flush=True)
+
+    request = HelpRequest(config, topic, show, trust_prompt(yes))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    runner = asyncio.ensure_future(request.run())
+    stopper = asyncio.ensure_future(stop.wait())
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(1)
+            show(request.status)
+
+    ticker = asyncio.ensure_future(tick())
+    if live is not None:
+        live.start()
+    try:
+        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if runner in done:
+            final = runner.result()
+        else:
+            await request.leave()
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runner
+            final = request.status
+    finally:
+        ticker.cancel()
+        stopper.cancel()
+        if live is not None:
+            live.stop()
+    if final.phase == "ended":
+        out.print(f"Session ended ({'resolved' if final.resolved else 'not resolved'}). "
+                  "Thank you for contacting the helpdesk.")
+    elif final.phase == "left":
+        out.print("You left the queue.")

@@ -1,0 +1,77 @@
+"""Shared test helpers: keys, a real broker on 127.0.0.1 port 0, connected clients."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+
+from assist.broker.server import Broker
+from assist.client import AgentClient, Link, UserClient
+from assist.config import BrokerConfig
+from assist.core import pubkey
+from assist.transport import ssh
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """A private key file and its public key file."""
+
+    private: Path
+    public: Path
+
+    @property
+    def fingerprint(self) -> str:
+        return pubkey.load(self.public).fingerprint
+
+
+def make_key(directory: Path, name: str) -> KeyPair:
+    """Write a fresh Ed25519 key pair into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = asyncssh.generate_private_key("ssh-ed25519", comment=f"{name}@test")
+    private = directory / name
+    key.write_private_key(str(private))
+    private.chmod(0o600)
+    key.write_public_key(str(private.with_suffix(".pub")))
+    return KeyPair(private, private.with_suffix(".pub"))
+
+
+def broker_config(directory: Path, **changes: object) -> BrokerConfig:
+    """A broker config on 127.0.0.1, port 0, with its files in ``directory``."""
+    settings: dict[str, object] = {
+        "host": "127.0.0.1", "port": 0, "db": directory / "broker.db",
+        "host_key_path": directory / "host_key", "name": "test-broker",
+        "resume_grace": 30.0, "offer_timeout": 5.0,
+    }
+    settings.update(changes)
+    return BrokerConfig(**settings)  # type: ignore[arg-type]
+
+
+def register(broker: Broker, role: str, name: str, key: KeyPair) -> None:
+    """Add a user or agent with ``key`` to the running broker's directory."""
+    assert broker.store is not None
+    broker.store.directory.add(role, name, pubkey.load(key.public), time.time())  # type: ignore[arg-type]
+
+
+async def link_to(broker: Broker, role: str, key: KeyPair) -> Link:
+    """Open a started link to ``broker`` as ``role`` with the pinned host key."""
+    conn = await ssh.connect("127.0.0.1", broker.port, role, broker.public_key, key.private)
+    link = Link(conn.channel, on_close=conn.close)
+    link.start()
+    return link
+
+
+async def user_client(broker: Broker, key: KeyPair) -> UserClient:
+    """A user client that has said hello."""
+    client = UserClient(await link_to(broker, "user", key))
+    await client.hello(host="testhost", os_user="tester")
+    return client
+
+
+async def agent_client(broker: Broker, key: KeyPair) -> AgentClient:
+    """An agent client that has said hello."""
+    client = AgentClient(await link_to(broker, "agent", key))
+    await client.hello()
+    return client

@@ -1,0 +1,140 @@
+"""Protocol codec: round trips, typed errors, size limit, fuzzing."""
+
+from __future__ import annotations
+
+import json
+import typing
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from assist.errors import MessageTooLarge, ProtocolError
+from assist.protocol import MAX_MESSAGE_BYTES, LineBuffer, decode, encode
+from assist.protocol import messages as m
+from assist.protocol.codec import KNOWN_TYPES, DecodeFailure
+
+SAMPLES: list[m.Msg] = [
+    m.Hello(host="h", os_user="u", client="assist", rid=1),
+    m.Welcome(version=1, role="agent", name="carol", broker="b", registered=False, rid=1),
+    m.Ok(rid=7),
+    m.Error(code="state", message="nope", rid=3),
+    m.Ping(sent=1.5),
+    m.Pong(sent=1.5),
+    m.Join(topic="vpn", resume="tok"),
+    m.Queued(session="s1", position=2, queued_at=10.0, resume="tok", resumed=True),
+    m.Position(session="s1", position=1, waiting=4),
+    m.Leave(session="s1"),
+    m.Offered(session="s1", agent="carol"),
+    m.Ready(session="s1", cols=120, rows=40),
+    m.ListQueue(rid=2),
+    m.QueueList(entries=(m.QueueEntry(session="s1", user="alice", topic="vpn", queued_at=1.0,
+                                      position=1, requeued=True, online=False),), now=2.0),
+    m.SetStatus(status="away"),
+    m.Accept(session=None),
+    m.Started(info=m.SessionInfo(session="s1", user="a", agent="c", topic="t",
+                                 state="connected", queued_at=1.0, answered_at=2.0)),
+    m.End(session="s1", root_cause="dns", resolved=False),
+    m.Ended(session="s1", reason="agent", resolved=True, survey=True),
+    m.AgentLost(session="s1", position=1),
+    m.UserLost(session="s1"),
+]
+
+
+def test_samples_cover_every_message_type() -> None:
+    assert {type(s) for s in SAMPLES} == set(typing.get_args(m.Message))
+
+
+@pytest.mark.parametrize("msg", SAMPLES, ids=lambda s: type(s).__name__)
+def test_round_trip(msg: m.Msg) -> None:
+    line = encode(msg)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert decode(line) == msg
+    assert encode(decode(line)) == line
+
+
+def test_unknown_type_is_a_typed_error_with_rid() -> None:
+    with pytest.raises(DecodeFailure) as info:
+        decode(b'{"t":"launch-missiles","rid":9}')
+    assert info.value.code == "unknown-type" and info.value.rid == 9
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        (b"not json", "malformed"),
+        (b"[1,2]", "malformed"),
+        (b'{"rid":1}', "malformed"),
+        (b'{"t":"join","rid":4}', "invalid"),
+        (b'{"t":"join","topic":5}', "invalid"),
+        (b'{"t":"set-status","status":"asleep"}', "invalid"),
+    ],
+)
+def test_malformed_messages(line: bytes, code: str) -> None:
+    with pytest.raises(DecodeFailure) as info:
+        decode(line)
+    assert info.value.code == code
+
+
+def test_size_limit_on_encode_and_decode() -> None:
+    big = m.Join(topic="x" * MAX_MESSAGE_BYTES)
+    with pytest.raises(MessageTooLarge):
+        encode(big)
+    with pytest.raises(MessageTooLarge):
+        decode(b"{" + b" " * MAX_MESSAGE_BYTES + b"}")
+
+
+def test_line_buffer_splits_and_skips_oversized_lines() -> None:
+    buffer = LineBuffer(limit=16)
+    assert buffer.feed(b'{"a":') == []
+    assert buffer.feed(b'1}\n{"b":2}\n') == [b'{"a":1}', b'{"b":2}']
+    out = buffer.feed(b"x" * 40)
+    assert len(out) == 1 and isinstance(out[0], MessageTooLarge)
+    # The rest of the oversized line is skipped; the stream goes on afterwards.
+    assert buffer.feed(b"yyyy\nok\n") == [b"ok"]
+    assert buffer.feed(b"\n\n") == []
+
+
+def test_known_types_match_tags() -> None:
+    assert "join" in KNOWN_TYPES and "queue-list" in KNOWN_TYPES
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=512))
+def test_fuzz_random_bytes_only_raise_protocol_errors(data: bytes) -> None:
+    try:
+        decode(data)
+    except ProtocolError:
+        pass
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(sorted(KNOWN_TYPES)),
+       st.dictionaries(st.sampled_from(["rid", "session", "topic", "position", "info",
+                                         "entries", "status", "resume", "cols", "x"]),
+                       json_values, max_size=5))
+def test_fuzz_structured_messages_only_raise_protocol_errors(
+        kind: str, fields: dict[str, object]) -> None:
+    line = json.dumps({"t": kind, **fields}).encode()
+    try:
+        msg = decode(line)
+    except ProtocolError:
+        return
+    # Whatever decodes must encode back to an equal message.
+    assert decode(encode(msg)) == msg
+
+
+def test_every_message_is_frozen() -> None:
+    with pytest.raises(AttributeError):
+        SAMPLES[0].rid = 5  # type: ignore[misc]
+    assert all(type(s).__struct_config__.frozen for s in SAMPLES)
+    assert msgspec.json.encode(m.Ok()) == b'{"t":"ok"}'
