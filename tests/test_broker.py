@@ -11,7 +11,7 @@ import pytest
 from assist.broker.server import Broker
 from assist.client.link import BrokerError
 from assist.core.session import State
-from assist.errors import AuthRefused, HostKeyMismatch, HostKeyUnknown
+from assist.errors import AuthRefused, HostKeyMismatch, HostKeyUnknown, StateError
 from assist.protocol import messages as m
 from assist.transport import ssh
 from tests.helpers import KeyPair, agent_client, broker_config, link_to, register, user_client
@@ -93,9 +93,9 @@ async def test_roles_cannot_send_each_others_messages(
         broker: Broker, keys: dict[str, KeyPair]) -> None:
     alice = await user_client(broker, keys["alice"])
     carol = await agent_client(broker, keys["carol"])
-    with pytest.raises(BrokerError, match="a user cannot send 'accept'"):
+    with pytest.raises(BrokerError, match="users cannot send 'accept'"):
         await alice.link.request(m.Accept(), m.Ok)
-    with pytest.raises(BrokerError, match="an agent cannot send|a agent cannot send"):
+    with pytest.raises(BrokerError, match="agents cannot send 'join'"):
         await carol.link.request(m.Join(topic="x"), m.Queued)
     await alice.link.close()
     await carol.link.close()
@@ -168,7 +168,7 @@ async def test_abrupt_disconnect_keeps_place_and_resume_reclaims_it(
     assert resumed.resumed and resumed.position == 1 and resumed.session == first.session
     # Someone else cannot use her token.
     mallory_like = await user_client(broker, keys["bob"])
-    with pytest.raises(BrokerError, match="someone else|already"):
+    with pytest.raises(BrokerError, match="belongs to someone else"):
         await mallory_like.join("x", resume=first.resume)
     for c in (again, bob, carol, mallory_like):
         await c.link.close()
@@ -225,7 +225,7 @@ async def test_offer_not_answered_goes_back_to_front(
         alice = await user_client(server, keys["alice"])
         carol = await agent_client(server, keys["carol"])
         await alice.join("slow client")
-        with pytest.raises(Exception, match="left before|nothing happened"):
+        with pytest.raises(StateError, match="left before it started"):
             await carol.accept(timeout=3)
         assert [e.requeued for e in (await carol.queue()).entries] == [True]
         await alice.link.close()

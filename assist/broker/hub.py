@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 QUEUE_PUSH_DELAY = 0.05
 """Coalesce queue broadcasts: a burst of joins costs one push, not one per join."""
+POSITION_SLICE = 100
+"""Position updates sent per event-loop turn."""
 
 
 def token_hash(token: str) -> str:
@@ -79,6 +81,8 @@ class Hub:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._push: asyncio.TimerHandle | None = None
         self._positions: dict[str, int] = {}
+        self._position_task: asyncio.Task[None] | None = None
+        self._positions_stale = False
         self._handlers: dict[str, dict[type[m.Msg], Handler]] = {
             "user": {
                 m.Join: self._on_join, m.Leave: self._on_leave, m.Ready: self._on_ready,
@@ -119,6 +123,8 @@ class Hub:
         self._timers.clear()
         if self._push:
             self._push.cancel()
+        if self._position_task is not None:
+            self._position_task.cancel()
 
     async def serve(self, channel: MessageChannel, peer: Peer) -> None:
         """Run one client's control channel until it closes."""
@@ -152,7 +158,7 @@ class Hub:
             handler = handlers.get(type(msg))
             if handler is None:
                 kind = msg.__struct_config__.tag
-                raise ProtocolError(f"a {client.peer.role} cannot send {kind!r}")
+                raise ProtocolError(f"{client.peer.role}s cannot send {kind!r}")
             await handler(client, msg)
         except AssistError as exc:
             client.send(m.Error(code=exc.code, message=exc.message, rid=msg.rid))
@@ -464,12 +470,31 @@ class Hub:
         listing = self._queue_list()
         for agent in self.agents.values():
             agent.send(listing)
-        waiting = len(self.queue)
-        for entry in listing.entries:
-            if self._positions.get(entry.session) == entry.position:
-                continue
-            self._positions[entry.session] = entry.position
-            user = self.users.get(entry.session)
-            if user is not None:
-                user.send(m.Position(session=entry.session, position=entry.position,
-                                     waiting=waiting))
+        if self._position_task is None or self._position_task.done():
+            self._position_task = asyncio.get_running_loop().create_task(
+                self._push_positions(listing))
+        else:
+            self._positions_stale = True
+
+    async def _push_positions(self, listing: m.QueueList) -> None:
+        """Tell each waiting user their new place, a slice at a time.
+
+        With thousands waiting, one accept moves everybody up by one; sending
+        all those messages in one go would stall routing for everyone else.
+        """
+        while True:
+            self._positions_stale = False
+            waiting = len(listing.entries)
+            for index, entry in enumerate(listing.entries):
+                if index % POSITION_SLICE == POSITION_SLICE - 1:
+                    await asyncio.sleep(0)
+                if self._positions.get(entry.session, 0) in (0, entry.position):
+                    continue
+                self._positions[entry.session] = entry.position
+                user = self.users.get(entry.session)
+                if user is not None:
+                    user.send(m.Position(session=entry.session, position=entry.position,
+                                         waiting=waiting))
+            if not self._positions_stale:
+                return
+            listing = self._queue_list()

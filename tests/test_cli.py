@@ -1,0 +1,176 @@
+"""The command line: admin commands in-process, client commands as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from assist.broker.server import Broker
+from assist.cli import main
+from assist.core.session import State
+from tests.helpers import KeyPair, agent_client
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    captured = capsys.readouterr()
+    return int(info.value.code or 0), captured.out, captured.err
+
+
+def test_users_and_agents_crud_with_json(tmp_path: Path, keys: dict[str, KeyPair],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "b.db")
+    code, out, _ = run(["users", "add", "alice", "--key", str(keys["alice"].public),
+                        "--db", db, "--json"], capsys)
+    assert code == 0
+    assert json.loads(out)["keys"][0]["fingerprint"] == keys["alice"].fingerprint
+    code, out, _ = run(["agents", "add", "carol", "--key", str(keys["carol"].public),
+                        "--db", db], capsys)
+    assert code == 0 and "added agent carol" in out
+    code, out, _ = run(["users", "list", "--db", db, "--json"], capsys)
+    assert [u["name"] for u in json.loads(out)] == ["alice"]
+    code, out, _ = run(["agents", "list", "--db", db], capsys)
+    assert "carol" in out and keys["carol"].fingerprint in out
+    code, out, _ = run(["users", "remove", "alice", "--db", db, "--json"], capsys)
+    assert code == 0 and json.loads(out) == {"removed": "alice", "role": "user"}
+    code, out, _ = run(["users", "list", "--db", db, "--json"], capsys)
+    assert json.loads(out) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["users", "add", "x", "--key", "/nonexistent/key.pub"], "does not exist"),
+        (["users", "add", "x", "--key", "{private}"], "is a private key"),
+        (["users", "add", "x", "--key", "{garbage}"], "not an OpenSSH public key"),
+        (["users", "add", "bad name"], "invalid name"),
+        (["users", "remove", "ghost"], "no user named 'ghost'"),
+    ],
+)
+def test_admin_errors_are_messages_not_tracebacks(
+        tmp_path: Path, keys: dict[str, KeyPair], capsys: pytest.CaptureFixture[str],
+        args: list[str], message: str) -> None:
+    garbage = tmp_path / "garbage.pub"
+    garbage.write_text("hello\n")
+    args = [a.format(private=keys["alice"].private, garbage=garbage) for a in args]
+    code, out, err = run([*args, "--db", str(tmp_path / "b.db")], capsys)
+    assert code == 1
+    assert message in " ".join(err.split())
+    assert "Traceback" not in err + out
+
+
+def test_duplicate_name_and_key(tmp_path: Path, keys: dict[str, KeyPair],
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "b.db")
+    run(["users", "add", "alice", "--key", str(keys["alice"].public), "--db", db], capsys)
+    code, out, _ = run(["users", "add", "alice", "--db", db, "--json"], capsys)
+    assert code == 1 and json.loads(out)["error"]["code"] == "duplicate"
+    code, _, err = run(["agents", "add", "evil", "--key", str(keys["alice"].public),
+                        "--db", db], capsys)
+    assert code == 1 and "already registered to user 'alice'" in " ".join(err.split())
+
+
+def test_audit_verify_passes_then_fails_after_an_edit(
+        tmp_path: Path, keys: dict[str, KeyPair], capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "b.db")
+    for name in ("alice", "bob"):
+        run(["users", "add", name, "--key", str(keys[name].public), "--db", db], capsys)
+    code, out, _ = run(["audit", "verify", "--db", db, "--json"], capsys)
+    assert code == 0 and json.loads(out)["records"] == 2
+    raw = sqlite3.connect(db)
+    raw.executescript("DROP TRIGGER audit_no_update;"
+                      "UPDATE audit SET data = '{\"name\":\"mallory\"}' WHERE seq = 1;")
+    raw.close()
+    code, _, err = run(["audit", "verify", "--db", db], capsys)
+    assert code == 1 and "record 1 was changed" in err
+
+
+def test_help_without_topic_when_not_interactive(capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", open(os.devnull))  # noqa: SIM115
+    code, _, err = run(["help", "--no-tui"], capsys)
+    assert code == 1 and "say what you need help with" in err
+
+
+def _assist(*args: str) -> list[str]:
+    return [sys.executable, "-m", "assist", *args]
+
+
+async def _spawn(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *_assist(*args), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=os.environ.copy())
+
+
+async def _read_until(stream: asyncio.StreamReader, needle: str, timeout: float = 20) -> str:
+    seen = ""
+    async with asyncio.timeout(timeout):
+        while needle not in seen:
+            line = await stream.readline()
+            if not line:
+                raise AssertionError(f"stream ended before {needle!r}; got:\n{seen}")
+            seen += line.decode()
+    return seen
+
+
+@pytest.mark.slow
+async def test_help_no_tui_joins_meets_agent_and_ends(broker: Broker,
+                                                      keys: dict[str, KeyPair]) -> None:
+    address = f"127.0.0.1:{broker.port}"
+    proc = await _spawn("help", "printer jam", "--no-tui", "--broker", address,
+                        "--key", str(keys["alice"].private), "--yes")
+    assert proc.stdout is not None and proc.stderr is not None
+    await _read_until(proc.stdout, "position 1")
+    carol = await agent_client(broker, keys["carol"])
+    info = await carol.accept()
+    assert info.user == "alice" and info.topic == "printer jam"
+    await _read_until(proc.stdout, "Connected with carol")
+    await carol.end(info.session, "paper tray sensor", resolved=True)
+    tail = await _read_until(proc.stdout, "Session ended (resolved)")
+    assert "Traceback" not in tail
+    assert await asyncio.wait_for(proc.wait(), 10) == 0
+    assert "trusting broker" in (await proc.stderr.read()).decode()
+    await carol.link.close()
+
+
+@pytest.mark.slow
+async def test_help_no_tui_ctrl_c_leaves_queue_as_abandoned(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    proc = await _spawn("help", "wifi", "--no-tui", "--broker", f"127.0.0.1:{broker.port}",
+                        "--key", str(keys["bob"].private), "--yes")
+    assert proc.stdout is not None
+    await _read_until(proc.stdout, "Waiting for an agent")
+    proc.send_signal(signal.SIGINT)
+    out = await _read_until(proc.stdout, "You left the queue")
+    assert "Traceback" not in out
+    assert await asyncio.wait_for(proc.wait(), 10) == 0
+    assert broker.store is not None
+    sessions = broker.store.sessions.between(0, 1e12)
+    assert [(s.user, s.state) for s in sessions] == [("bob", State.ABANDONED)]
+
+
+@pytest.mark.slow
+async def test_queue_json_and_untrusted_broker(broker: Broker, keys: dict[str, KeyPair]) -> None:
+    address = f"127.0.0.1:{broker.port}"
+    # Without --yes and without a terminal to ask on, the unknown broker is refused.
+    proc = await _spawn("queue", "--broker", address, "--key", str(keys["carol"].private))
+    out, err = await proc.communicate()
+    assert proc.returncode == 1 and b"not trusted" in err and b"Traceback" not in err
+    proc = await _spawn("queue", "--json", "--broker", address, "--key",
+                        str(keys["carol"].private), "--yes")
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    assert json.loads(out)["entries"] == []
+    # A user key cannot list the queue.
+    proc = await _spawn("queue", "--json", "--broker", address, "--key",
+                        str(keys["alice"].private), "--yes")
+    out, _ = await proc.communicate()
+    assert proc.returncode == 1 and json.loads(out)["error"]["code"] == "auth"
