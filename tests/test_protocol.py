@@ -40,6 +40,14 @@ SAMPLES: list[m.Msg] = [
     m.Ended(session="s1", reason="agent", resolved=True, survey=True),
     m.AgentLost(session="s1", position=1),
     m.UserLost(session="s1"),
+    m.Output(session="s1", data=b"\x1b[31mred\x00\xff"),
+    m.Snapshot(session="s1", cols=80, rows=24, data=b"\x1b[H\x1b[2J"),
+    m.Resync(session="s1"),
+    m.Resize(session="s1", cols=100, rows=30),
+    m.Chat(session="s1", text="hi there", sender="carol", at=3.0),
+    m.Survey(session="s1", score=5),
+    m.ListRootCauses(),
+    m.RootCauses(tags=("dns", "vpn cert")),
 ]
 
 

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from assist.broker.relay import Relay
 from assist.config import BrokerConfig
 from assist.core.queue import Queue, Roster, Waiting
 from assist.core.session import Event, Session, State
@@ -83,6 +84,7 @@ class Hub:
         self._positions: dict[str, int] = {}
         self._position_task: asyncio.Task[None] | None = None
         self._positions_stale = False
+        self.relay = Relay(self)
         self._handlers: dict[str, dict[type[m.Msg], Handler]] = {
             "user": {
                 m.Join: self._on_join, m.Leave: self._on_leave, m.Ready: self._on_ready,
@@ -93,6 +95,8 @@ class Hub:
                 m.Accept: self._on_accept, m.End: self._on_agent_end, m.Ping: self._on_ping,
             },
         }
+        for role, table in self.relay.handlers().items():
+            self._handlers[role].update(table)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -268,6 +272,7 @@ class Hub:
         agent = self.agents.get(session.agent or "")
         if agent is not None:
             agent.send(m.Started(info=info))
+        self.relay.started(session, msg.cols, msg.rows)
 
     async def _on_user_end(self, client: Client, msg: m.End) -> None:
         session = self._own_session(client, msg.session)
@@ -334,6 +339,7 @@ class Hub:
             agent.send(m.Ended(session=session.id, reason=reason, resolved=resolved))
         self.roster.release(session.agent or "", now)
         self.sessions.pop(session.id, None)
+        self.relay.forget(session.id)
 
     def _abandon(self, session: Session, why: str) -> None:
         now = self.clock()
@@ -359,6 +365,7 @@ class Hub:
         self.store.sessions.save(session, "requeued", "broker", {"why": why, "agent": agent})
         self.store.audit.append(now, "broker", "requeue", session.id, {"why": why})
         self.roster.release(agent or "", now)
+        self.relay.forget(session.id)
         user = self.users.get(session.id)
         position = self.queue.add(self._waiting(session, online=user is not None))
         self._positions[session.id] = position

@@ -214,6 +214,65 @@ class UserLost(Msg, tag="user-lost", frozen=True):
     session: str
 
 
+# -- live session: terminal stream, chat, survey --------------------------------
+
+
+class Output(Msg, tag="output", frozen=True):
+    """U -> B -> A: raw bytes the user's pty wrote (relayed, never emulated on the way)."""
+
+    session: str
+    data: bytes
+
+
+class Snapshot(Msg, tag="snapshot", frozen=True):
+    """U -> B -> A: bytes that redraw the whole screen; replaces any missed output."""
+
+    session: str
+    cols: int
+    rows: int
+    data: bytes
+
+
+class Resync(Msg, tag="resync", frozen=True):
+    """B -> U: a viewer missed output (or just joined); send a :class:`Snapshot`."""
+
+    session: str
+
+
+class Resize(Msg, tag="resize", frozen=True):
+    """U -> B -> A: the user's terminal changed size."""
+
+    session: str
+    cols: int
+    rows: int
+
+
+class Chat(Msg, tag="chat", frozen=True):
+    """U/A -> B -> A/U: a chat line; the broker fills in ``sender``."""
+
+    session: str
+    text: str
+    sender: str = ""
+    at: float = 0.0
+
+
+class Survey(Msg, tag="survey", frozen=True):
+    """U -> B: the user's satisfaction answer (1-5) after the session ended."""
+
+    session: str
+    score: int
+
+
+class ListRootCauses(Msg, tag="list-root-causes", frozen=True):
+    """A -> B: the root-cause tags used before, most frequent first."""
+
+
+class RootCauses(Msg, tag="root-causes", frozen=True):
+    """B -> A: answer to :class:`ListRootCauses`."""
+
+    tags: tuple[str, ...]
+
+
 Message = (
     Hello
     | Welcome
@@ -236,5 +295,13 @@ Message = (
     | Ended
     | AgentLost
     | UserLost
+    | Output
+    | Snapshot
+    | Resync
+    | Resize
+    | Chat
+    | Survey
+    | ListRootCauses
+    | RootCauses
 )
 """Every message type the protocol knows."""

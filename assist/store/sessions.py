@@ -75,6 +75,19 @@ class SessionRepo:
             (session, at, kind, actor, json.dumps(data, sort_keys=True)),
         )
 
+    def log(self, session: str, at: float, kind: str, actor: str,
+            data: Mapping[str, Any]) -> None:
+        """Add an event to a session's timeline without changing its state."""
+        with transaction(self._db):
+            self._event(session, at, kind, actor, data)
+
+    def root_causes(self, limit: int = 30) -> list[str]:
+        """Root-cause tags used so far, most frequent first."""
+        rows = self._db.execute(
+            "SELECT root_cause, count(*) AS n FROM sessions WHERE root_cause != ''"
+            " GROUP BY root_cause ORDER BY n DESC, root_cause LIMIT ?", (limit,))
+        return [r["root_cause"] for r in rows]
+
     def set_csat(self, session: str, score: int, at: float) -> None:
         """Store a user's satisfaction answer (1-5) for an ended session."""
         with transaction(self._db) as db:

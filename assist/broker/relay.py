@@ -1,0 +1,141 @@
+"""Relaying a live session: terminal stream, resize, chat, survey.
+
+The user's pty bytes pass through untouched. Each viewer's SSH channel has a
+send buffer; when it grows past :data:`LAG_LIMIT` the viewer is lagging, its
+output is dropped instead of queued without bound, and once it has drained
+the user's client is asked for a screen snapshot that replaces what was
+missed. The user's shell never waits for a slow agent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from assist.errors import NotFound, ProtocolError, StateError
+from assist.protocol import messages as m
+
+if TYPE_CHECKING:
+    from assist.broker.hub import Client, Handler, Hub
+    from assist.core.session import Session
+
+LAG_LIMIT = 512 * 1024
+"""A viewer with this much unsent output is lagging: drop, then resync."""
+RESUME_BELOW = 64 * 1024
+"""A lagging viewer is resynced once its buffer is back under this."""
+MAX_CHAT = 2000
+
+
+class Relay:
+    """Handlers for messages inside a live session."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.lagging: set[str] = set()
+        self.sizes: dict[str, tuple[int, int]] = {}
+
+    def handlers(self) -> dict[str, dict[type[m.Msg], Handler]]:
+        """Handlers by role, merged into the hub's dispatch table."""
+        return {
+            "user": {m.Output: self._on_output, m.Snapshot: self._on_snapshot,
+                     m.Resize: self._on_resize, m.Chat: self._on_user_chat,
+                     m.Survey: self._on_survey},
+            "agent": {m.Chat: self._on_agent_chat, m.ListRootCauses: self._on_root_causes},
+        }
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _user_live(self, client: Client, session_id: str) -> Session:
+        session = self.hub.sessions.get(session_id)
+        if session is None or client.session != session_id or not session.state.live:
+            raise StateError(f"session {session_id} is not live on this connection")
+        return session
+
+    def _agent_live(self, client: Client, session_id: str) -> Session:
+        session = self.hub.sessions.get(session_id)
+        if session is None or session.agent != client.peer.name or not session.state.live:
+            raise NotFound(f"you have no live session {session_id}")
+        return session
+
+    def _agent_of(self, session: Session) -> Client | None:
+        return self.hub.agents.get(session.agent or "")
+
+    def started(self, session: Session, cols: int, rows: int) -> None:
+        """A session went live: ask the user for a first full frame for the agent."""
+        self.sizes[session.id] = (cols, rows)
+        user = self.hub.users.get(session.id)
+        if user is not None:
+            user.send(m.Resync(session=session.id))
+
+    def forget(self, session_id: str) -> None:
+        """A session is over."""
+        self.lagging.discard(session_id)
+        self.sizes.pop(session_id, None)
+
+    # -- terminal stream -------------------------------------------------------------
+
+    async def _on_output(self, client: Client, msg: m.Output) -> None:
+        session = self._user_live(client, msg.session)
+        agent = self._agent_of(session)
+        if agent is None:
+            return
+        if session.id in self.lagging:
+            if agent.channel.buffered() < RESUME_BELOW:
+                self.lagging.discard(session.id)
+                client.send(m.Resync(session=session.id))
+            return
+        if agent.channel.buffered() > LAG_LIMIT:
+            self.lagging.add(session.id)
+            return
+        agent.send(msg)
+
+    async def _on_snapshot(self, client: Client, msg: m.Snapshot) -> None:
+        session = self._user_live(client, msg.session)
+        self.sizes[session.id] = (msg.cols, msg.rows)
+        agent = self._agent_of(session)
+        if agent is not None:
+            agent.send(msg)
+
+    async def _on_resize(self, client: Client, msg: m.Resize) -> None:
+        session = self._user_live(client, msg.session)
+        if not (1 <= msg.cols <= 1000 and 1 <= msg.rows <= 1000):
+            raise ProtocolError(f"unreasonable terminal size {msg.cols}x{msg.rows}")
+        self.sizes[session.id] = (msg.cols, msg.rows)
+        agent = self._agent_of(session)
+        if agent is not None:
+            agent.send(msg)
+
+    # -- chat and survey ---------------------------------------------------------------
+
+    def _chat(self, session: Session, sender: str, role: str, text: str) -> None:
+        text = text.strip()[:MAX_CHAT]
+        if not text:
+            return
+        now = self.hub.clock()
+        line = m.Chat(session=session.id, text=text, sender=sender, at=now)
+        self.hub.store.sessions.log(session.id, now, "chat", f"{role}:{sender}", {"text": text})
+        for peer in (self.hub.users.get(session.id), self._agent_of(session)):
+            if peer is not None:
+                peer.send(line)
+
+    async def _on_user_chat(self, client: Client, msg: m.Chat) -> None:
+        session = self._user_live(client, msg.session)
+        self._chat(session, client.peer.name, "user", msg.text)
+
+    async def _on_agent_chat(self, client: Client, msg: m.Chat) -> None:
+        session = self._agent_live(client, msg.session)
+        self._chat(session, client.peer.name, "agent", msg.text)
+
+    async def _on_survey(self, client: Client, msg: m.Survey) -> None:
+        if not 1 <= msg.score <= 5:
+            raise ProtocolError("the survey answer is a number from 1 to 5")
+        stored = self.hub.store.sessions.get(msg.session)
+        if stored.user != client.peer.name or not stored.state.final:
+            raise NotFound(f"you have no ended session {msg.session}")
+        if self.hub.store.sessions.csat(msg.session) is not None:
+            raise StateError("this session was already rated")
+        self.hub.store.sessions.set_csat(msg.session, msg.score, self.hub.clock())
+        client.send(m.Ok(rid=msg.rid))
+
+    async def _on_root_causes(self, client: Client, msg: m.ListRootCauses) -> None:
+        client.send(m.RootCauses(tags=tuple(self.hub.store.sessions.root_causes()),
+                                 rid=msg.rid))

@@ -1,0 +1,147 @@
+"""A terminal screen model fed off the hot path.
+
+``pyte`` parses about 1 MB/s, far slower than a shell can print, so the
+screen model must never gate the stream: bytes go out raw at once, and the
+emulator catches up in bounded slices between frames. When it falls too far
+behind (say ``cat`` of a large file) it skips to the tail of the backlog:
+the screen of scrolling output is rebuilt by its last lines, and viewers that
+need an exact picture get a snapshot once output stops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyte
+
+MAX_BACKLOG = 256 * 1024
+"""Beyond this, older unparsed bytes are skipped."""
+KEEP_TAIL = 32 * 1024
+"""How much of the backlog is kept when skipping."""
+
+_SGR_FG = {"black": 30, "red": 31, "green": 32, "brown": 33, "yellow": 33, "blue": 34,
+           "magenta": 35, "cyan": 36, "white": 37}
+_SGR_BRIGHT = {"brightblack": 90, "brightred": 91, "brightgreen": 92, "brightbrown": 93,
+               "brightyellow": 93, "brightblue": 94, "brightmagenta": 95, "brightcyan": 96,
+               "brightwhite": 97}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One screen cell as a renderer needs it."""
+
+    char: str
+    fg: str
+    bg: str
+    bold: bool
+    italics: bool
+    underscore: bool
+    reverse: bool
+
+
+def _color_sgr(color: str, background: bool) -> str:
+    if color == "default":
+        return "49" if background else "39"
+    if color in _SGR_FG:
+        return str(_SGR_FG[color] + (10 if background else 0))
+    if color in _SGR_BRIGHT:
+        return str(_SGR_BRIGHT[color] + (10 if background else 0))
+    if len(color) == 6:
+        try:
+            r, g, b = (int(color[i : i + 2], 16) for i in (0, 2, 4))
+        except ValueError:
+            return "49" if background else "39"
+        return f"{48 if background else 38};2;{r};{g};{b}"
+    return "49" if background else "39"
+
+
+class Emulator:
+    """A pyte screen with a bounded-work feeding policy and ANSI snapshots."""
+
+    def __init__(self, cols: int = 80, rows: int = 24) -> None:
+        self.screen = pyte.Screen(cols, rows)
+        self.stream = pyte.ByteStream(self.screen)
+        self._backlog = bytearray()
+        self.skipped = 0
+        self.generation = 0
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(cols, rows)``."""
+        return self.screen.columns, self.screen.lines
+
+    @property
+    def backlog(self) -> int:
+        """Bytes received but not parsed yet."""
+        return len(self._backlog)
+
+    def receive(self, data: bytes) -> None:
+        """Queue bytes for parsing; cheap, safe on the hot path."""
+        self._backlog += data
+        if len(self._backlog) > MAX_BACKLOG:
+            tail = bytes(self._backlog[-KEEP_TAIL:])
+            # Restart at a line boundary so a cut escape sequence is not replayed.
+            cut = tail.find(b"\n")
+            tail = tail[cut + 1 :] if cut >= 0 else tail
+            self.skipped += len(self._backlog) - len(tail)
+            self._backlog = bytearray(b"\x1b[0m" + tail)
+
+    def process(self, budget: int = 16 * 1024) -> bool:
+        """Parse up to ``budget`` queued bytes; return True if the screen changed."""
+        if not self._backlog:
+            return False
+        chunk = bytes(self._backlog[:budget])
+        del self._backlog[:budget]
+        self.stream.feed(chunk)
+        self.generation += 1
+        return True
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data`` now, completely (tests, snapshots, small inputs)."""
+        self.receive(data)
+        while self.process(1 << 20):
+            pass
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Change the screen size (content is kept where it fits)."""
+        self.screen.resize(rows, cols)
+        self.generation += 1
+
+    def cells(self, y: int) -> list[Cell]:
+        """The cells of row ``y``."""
+        line = self.screen.buffer[y]
+        default = self.screen.default_char
+        out = []
+        for x in range(self.screen.columns):
+            c = line.get(x, default) if hasattr(line, "get") else line[x]
+            out.append(Cell(c.data, c.fg, c.bg, c.bold, c.italics, c.underscore, c.reverse))
+        return out
+
+    def text(self) -> list[str]:
+        """The screen as plain text lines (trailing spaces kept)."""
+        return list(self.screen.display)
+
+    @property
+    def cursor(self) -> tuple[int, int, bool]:
+        """``(x, y, visible)``."""
+        c = self.screen.cursor
+        return c.x, c.y, not c.hidden
+
+    def snapshot(self) -> bytes:
+        """Bytes that redraw this screen on a blank terminal of the same size."""
+        parts = ["\x1b[0m\x1b[H\x1b[2J"]
+        for y in range(self.screen.lines):
+            parts.append(f"\x1b[{y + 1};1H")
+            current = ""
+            for cell in self.cells(y):
+                sgr = ";".join(["0", *(
+                    code for flag, code in ((cell.bold, "1"), (cell.italics, "3"),
+                                            (cell.underscore, "4"), (cell.reverse, "7"))
+                    if flag), _color_sgr(cell.fg, False), _color_sgr(cell.bg, True)])
+                if sgr != current:
+                    parts.append(f"\x1b[{sgr}m")
+                    current = sgr
+                parts.append(cell.char or " ")
+        x, y, visible = self.cursor
+        parts.append(f"\x1b[0m\x1b[{y + 1};{x + 1}H\x1b[?25{'h' if visible else 'l'}")
+        return "".join(parts).encode("utf-8", "replace")

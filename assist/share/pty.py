@@ -1,0 +1,176 @@
+"""The user's shell in a pseudo-terminal, driven from the asyncio loop.
+
+Output is read as fast as the shell writes it and handed to ``on_output``
+unchanged; nothing downstream (emulator, network) may slow the shell down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import struct
+import subprocess
+import termios
+from collections.abc import Callable, Sequence
+
+from assist.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 64 * 1024
+
+
+def _set_size(fd: int, cols: int, rows: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+class PtyProcess:
+    """A program running in a new pty, e.g. the user's ``$SHELL``.
+
+    Args:
+        argv: program and arguments.
+        cols: initial width.
+        rows: initial height.
+        env: environment (``TERM`` is set to ``xterm-256color`` unless given).
+        on_output: called with every chunk the program writes.
+        on_exit: called with the exit status once the program ends.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        cols: int = 80,
+        rows: int = 24,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        on_output: Callable[[bytes], None] | None = None,
+        on_exit: Callable[[int], None] | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.cols, self.rows = cols, rows
+        self.env = {**os.environ, "TERM": "xterm-256color", **(env or {})}
+        self.cwd = cwd
+        self.on_output = on_output or (lambda data: None)
+        self.on_exit = on_exit or (lambda status: None)
+        self.fd = -1
+        self.process: subprocess.Popen[bytes] | None = None
+        self.returncode: int | None = None
+        self._pending = bytearray()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writing = False
+
+    def start(self) -> None:
+        """Spawn the program on a new pty and start reading it.
+
+        Raises:
+            ConfigError: if the program cannot be started.
+        """
+        master, slave = os.openpty()
+        _set_size(slave, self.cols, self.rows)
+
+        def make_controlling_tty() -> None:
+            # Runs in the child after setsid(): adopt the pty as controlling terminal
+            # so job control and Ctrl-C work as in a real terminal.
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        try:
+            # preexec_fn only runs one ioctl between fork and exec: no locks, no imports.
+            self.process = subprocess.Popen(  # noqa: PLW1509
+                self.argv, stdin=slave, stdout=slave, stderr=slave, env=self.env,
+                cwd=self.cwd, start_new_session=True, preexec_fn=make_controlling_tty,
+                close_fds=True,
+            )
+        except OSError as exc:
+            os.close(master)
+            os.close(slave)
+            raise ConfigError(f"cannot start {self.argv[0]}: {exc.strerror}") from None
+        os.close(slave)
+        os.set_blocking(master, False)
+        self.fd = master
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(master, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""  # EIO: the program closed the pty (exited)
+        if data:
+            self.on_output(data)
+            return
+        self._finish()
+
+    def _finish(self) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(self.fd)
+        if self._writing:
+            self._loop.remove_writer(self.fd)
+            self._writing = False
+        status = self.process.wait() if self.process else 0
+        self.returncode = status
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        self.fd = -1
+        self.on_exit(status)
+
+    @property
+    def running(self) -> bool:
+        """True until the program has exited."""
+        return self.fd >= 0
+
+    def write(self, data: bytes) -> None:
+        """Type ``data`` into the program (buffered if the pty is full)."""
+        if not self.running or not data:
+            return
+        self._pending += data
+        self._flush()
+
+    def _flush(self) -> None:
+        assert self._loop is not None
+        try:
+            written = os.write(self.fd, self._pending)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            self._pending.clear()
+            return
+        del self._pending[:written]
+        if self._pending and not self._writing:
+            self._loop.add_writer(self.fd, self._flush)
+            self._writing = True
+        elif not self._pending and self._writing:
+            self._loop.remove_writer(self.fd)
+            self._writing = False
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Change the pty size; the program gets SIGWINCH."""
+        self.cols, self.rows = max(1, cols), max(1, rows)
+        if self.running:
+            _set_size(self.fd, self.cols, self.rows)
+
+    def secret_input(self) -> bool:
+        """True while the program reads a line with echo off: a password prompt.
+
+        Line editors (readline, vim) also switch echo off, but they leave
+        canonical mode too and echo by themselves; a password prompt keeps
+        canonical line input and just hides it.
+        """
+        if not self.running:
+            return False
+        try:
+            lflag = termios.tcgetattr(self.fd)[3]
+        except termios.error:
+            return False
+        return not lflag & termios.ECHO and bool(lflag & termios.ICANON)
+
+    def terminate(self) -> None:
+        """Hang up the program's session (like closing a terminal window)."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGHUP)
