@@ -79,9 +79,10 @@ class PtyProcess:
 
         try:
             # preexec_fn only runs one ioctl between fork and exec: no locks, no imports.
-            self.process = subprocess.Popen(  # noqa: PLW1509
+            self.process = subprocess.Popen(
                 self.argv, stdin=slave, stdout=slave, stderr=slave, env=self.env,
-                cwd=self.cwd, start_new_session=True, preexec_fn=make_controlling_tty,
+                cwd=self.cwd, start_new_session=True,
+                preexec_fn=make_controlling_tty,  # noqa: PLW1509
                 close_fds=True,
             )
         except OSError as exc:
