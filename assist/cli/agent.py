@@ -12,6 +12,8 @@ from assist.cli.app import JSON_OPTION, VERBOSE_OPTION, app, out, print_json
 from assist.cli.connect import BROKER_OPTION, KEY_OPTION, YES_OPTION, client_config, trust_prompt
 from assist.client import AgentClient
 from assist.client.connect import open_link
+from assist.config import ClientConfig
+from assist.errors import ConnectionFailed
 from assist.log import setup
 from assist.protocol import messages as m
 
@@ -68,3 +70,30 @@ async def _queue(broker: str | None, key: Path | None, yes: bool) -> m.QueueList
         return await client.queue()
     finally:
         await link.close()
+
+
+@app.command("console")
+def console(
+    broker: str | None = BROKER_OPTION,
+    key: Path | None = KEY_OPTION,
+    yes: bool = YES_OPTION,
+    verbose: int = VERBOSE_OPTION,
+) -> None:
+    """Open the agent console: queue, live view of the user's terminal, chat, end."""
+    setup(verbose)
+    from assist.tui.console_app import ConsoleApp
+
+    config = client_config(broker, key)
+    if not config.host_key and not yes:
+        asyncio.run(_pin(config))
+        config = client_config(broker, key)
+    app_ = ConsoleApp(config, trust_prompt(yes))
+    app_.run()
+    if app_.error:
+        raise ConnectionFailed(app_.error)
+
+
+async def _pin(config: ClientConfig) -> None:
+    """Ask about an unknown broker on the plain terminal before the app starts."""
+    link, _ = await open_link(config, "agent", trust_prompt(False))
+    await link.close()

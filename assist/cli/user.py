@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 import signal
 import sys
 import time
@@ -15,9 +16,10 @@ from rich.text import Text
 
 from assist.cli.app import VERBOSE_OPTION, app, out
 from assist.cli.connect import BROKER_OPTION, KEY_OPTION, YES_OPTION, client_config, trust_prompt
+from assist.client.connect import open_link
 from assist.client.helpflow import HelpRequest, Status
 from assist.config import ClientConfig
-from assist.errors import ConfigError
+from assist.errors import ConfigError, ConnectionFailed
 from assist.log import setup
 
 
@@ -49,6 +51,8 @@ def describe(status: Status, now: float) -> Text:
 def help_(
     topic: str | None = typer.Argument(None, help="What you need help with, in a few words."),
     no_tui: bool = typer.Option(False, "--no-tui", help="Plain status lines instead of the app."),
+    cmd: str | None = typer.Option(None, "--cmd",
+                                   help="Program to share instead of your $SHELL."),
     broker: str | None = BROKER_OPTION,
     key: Path | None = KEY_OPTION,
     yes: bool = YES_OPTION,
@@ -63,7 +67,27 @@ def help_(
         if not topic:
             raise ConfigError("a topic is needed so the helpdesk can route you")
     config = client_config(broker, key)
-    asyncio.run(_plain(config, topic, yes))
+    if no_tui:
+        asyncio.run(_plain(config, topic, yes))
+        return
+    from assist.tui.help_app import HelpApp
+
+    if config.host_key == "" and not yes:
+        # Ask on the plain terminal before the app takes the screen over.
+        asyncio.run(_pin_first(config))
+        config = client_config(broker, key)
+    app_ = HelpApp(config, topic, shlex.split(cmd) if cmd else None, trust_prompt(yes))
+    app_.run()
+    if app_.error:
+        raise ConnectionFailed(app_.error)
+    if app_.final is not None and app_.final.phase == "ended":
+        out.print("Session ended. Thank you for contacting the helpdesk.")
+
+
+async def _pin_first(config: ClientConfig) -> None:
+    """First contact: ask about the broker's key on the plain terminal, then disconnect."""
+    link, _ = await open_link(config, "user", trust_prompt(False))
+    await link.close()
 
 
 async def _plain(config: ClientConfig, topic: str, yes: bool) -> None:
@@ -115,5 +139,11 @@ async def _plain(config: ClientConfig, topic: str, yes: bool) -> None:
     if final.phase == "ended":
         out.print(f"Session ended ({'resolved' if final.resolved else 'not resolved'}). "
                   "Thank you for contacting the helpdesk.")
+        if final.survey and sys.stdin.isatty():
+            answer = input("How satisfied are you with the help? 1 (poor) to 5 (great), "
+                           "Enter to skip: ").strip()
+            if answer in ("1", "2", "3", "4", "5"):
+                await request.survey(int(answer))
     elif final.phase == "left":
         out.print("You left the queue.")
+    await request.close()

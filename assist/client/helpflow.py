@@ -68,6 +68,7 @@ class HelpRequest:
         trust: TrustPrompt | None = None,
         on_started: Callable[[UserClient, m.SessionInfo], Awaitable[None]] | None = None,
         size: tuple[int, int] = (80, 24),
+        on_event: Callable[[m.Msg], None] | None = None,
     ) -> None:
         self.config = config
         self.topic = topic
@@ -75,6 +76,7 @@ class HelpRequest:
         self.on_status = on_status
         self.on_started = on_started
         self.size = size
+        self.on_event = on_event
         self.client: UserClient | None = None
         self.status = Status("connecting")
         self._resumes = ResumeStore(config.state)
@@ -118,12 +120,29 @@ class HelpRequest:
             self._report(broker=welcome.broker)
             await self._enter_queue(client)
             async for event in client.events():
+                if self.on_event is not None:
+                    self.on_event(event)
                 final = await self._handle(client, event)
                 if final is not None:
+                    # Keep the link open for the survey; close() ends it.
                     return final
             raise ConnectionFailed(f"lost the connection to the broker ({link.close_reason})")
-        finally:
+        except BaseException:
             await link.close()
+            raise
+
+    async def survey(self, score: int) -> None:
+        """Send the satisfaction answer (1-5) for the session that just ended."""
+        if self.client is None or self.status.session is None:
+            return
+        with contextlib.suppress(ConnectionFailed, BrokerError):
+            await self.client.link.request(m.Survey(session=self.status.session, score=score),
+                                           m.Ok)
+
+    async def close(self) -> None:
+        """Close the connection to the broker."""
+        if self.client is not None:
+            await self.client.link.close()
 
     async def _enter_queue(self, client: UserClient) -> None:
         place = self._resumes.load(self._address)

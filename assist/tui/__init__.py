@@ -1,0 +1,1 @@
+"""Textual apps: ``assist help`` (user) and ``assist console`` (agent)."""

@@ -1,0 +1,270 @@
+"""``assist console``: the agent's queue, live view of the user's terminal, chat and end."""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, ScrollableContainer, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import (
+    Button,
+    Checkbox,
+    DataTable,
+    Footer,
+    Input,
+    Label,
+    OptionList,
+    RichLog,
+    Static,
+)
+
+from assist.client.agent import AgentClient
+from assist.client.connect import TrustPrompt, open_link
+from assist.client.share import TerminalViewer
+from assist.config import ClientConfig
+from assist.errors import AssistError
+from assist.protocol import messages as m
+from assist.tui.terminal import TerminalView
+
+
+def wait_text(seconds: float) -> str:
+    """``m:ss``."""
+    total = max(0, int(seconds))
+    return f"{total // 60}:{total % 60:02d}"
+
+
+class EndScreen(ModalScreen[tuple[str, bool] | None]):
+    """Ask the root cause (free text or a past tag) and whether it was resolved."""
+
+    DEFAULT_CSS = """
+    EndScreen { align: center middle; }
+    EndScreen > Vertical { width: 70; height: auto; border: round $accent;
+                           background: $panel; padding: 1 2; }
+    EndScreen OptionList { height: 8; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "cancel")]
+
+    def __init__(self, tags: tuple[str, ...]) -> None:
+        super().__init__()
+        self.tags = tags
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("End session: what was the root cause?")
+            yield Input(placeholder="root cause (e.g. expired vpn certificate)", id="cause")
+            yield OptionList(*self.tags, id="tags")
+            yield Checkbox("Resolved", value=True, id="resolved")
+            yield Button("End session", variant="primary", id="end")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.query_one("#cause", Input).value = str(event.option.prompt)
+
+    def on_input_submitted(self) -> None:
+        self._finish()
+
+    def on_button_pressed(self) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        cause = self.query_one("#cause", Input).value.strip()
+        if not cause:
+            self.notify("Give a root cause: every contact is a defect to remove.",
+                        severity="warning")
+            return
+        self.dismiss((cause, self.query_one("#resolved", Checkbox).value))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConsoleApp(App[None]):
+    """The agent's console."""
+
+    TITLE = "assist console"
+    CSS = """
+    #queue-view { height: 1fr; }
+    #session-view { display: none; height: 1fr; }
+    .in-session #queue-view { display: none; }
+    .in-session #session-view { display: block; }
+    #screen-box { height: 1fr; border: round $accent; }
+    #side { width: 40; }
+    #chat { height: 1fr; }
+    #header { height: 1; background: $accent; color: $text; }
+    #status { height: 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f5", "toggle_status", "available/away"),
+        Binding("f2", "chat", "chat"),
+        Binding("f10", "end", "end session"),
+        Binding("ctrl+q", "quit", "quit", priority=True),
+    ]
+
+    def __init__(self, config: ClientConfig, trust: TrustPrompt | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.trust = trust
+        self.client: AgentClient | None = None
+        self.status = "away"
+        self.listing: m.QueueList | None = None
+        self.info: m.SessionInfo | None = None
+        self.viewer: TerminalViewer | None = None
+        self.error: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("connecting...", id="status")
+        with Vertical(id="queue-view"):
+            yield DataTable(id="queue", cursor_type="row")
+        with Vertical(id="session-view"):
+            yield Static("", id="header")
+            with Horizontal():
+                with ScrollableContainer(id="screen-box"):
+                    yield TerminalView(TerminalViewer("-").emulator, read_only=True,
+                                       id="screen")
+                with Vertical(id="side"):
+                    yield RichLog(id="chat", wrap=True, markup=False)
+                    yield Input(placeholder="message the user", id="say")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#queue", DataTable)
+        table.add_columns("#", "user", "topic", "wait", "note")
+        self.set_interval(1, self._tick)
+        self._connect()
+
+    @work(exclusive=True, group="link")
+    async def _connect(self) -> None:
+        try:
+            link, self.config = await open_link(self.config, "agent", self.trust)
+            self.client = AgentClient(link)
+            welcome = await self.client.hello(self.config.hostname, self.config.os_user,
+                                              "assist console")
+            await self.client.set_status("available")
+        except AssistError as exc:
+            self.error = exc.message
+            self.exit()
+            return
+        self.status = "available"
+        self.agent_name = welcome.name
+        self.broker_name = welcome.broker
+        self._tick()
+        async for event in self.client.events():
+            self._event(event)
+        self.error = f"lost the connection to the broker ({link.close_reason})"
+        self.exit()
+
+    def _event(self, msg: m.Msg) -> None:
+        if isinstance(msg, m.QueueList):
+            self.listing = msg
+            self._fill_queue()
+        elif isinstance(msg, m.Started):
+            self.info = msg.info
+            self.viewer = TerminalViewer(msg.info.session, msg.info.cols, msg.info.rows)
+            self.query_one("#screen", TerminalView).set_emulator(self.viewer.emulator)
+            self.query_one("#chat", RichLog).clear()
+            self.add_class("in-session")
+        elif self.viewer is not None and self.viewer.handle(msg):
+            view = self.query_one("#screen", TerminalView)
+            if view.emulator is not self.viewer.emulator:
+                view.set_emulator(self.viewer.emulator)
+        elif isinstance(msg, m.Chat):
+            self.query_one("#chat", RichLog).write(f"{msg.sender}: {msg.text}")
+        elif isinstance(msg, m.Ended | m.UserLost) and self.info is not None \
+                and msg.session == self.info.session:
+            gone = isinstance(msg, m.UserLost) or msg.reason != "agent"
+            self.notify(f"Session {self.info.session} {'the user left' if gone else 'ended'}.")
+            self._leave_session()
+
+    def _leave_session(self) -> None:
+        self.info = None
+        self.viewer = None
+        self.remove_class("in-session")
+        self.status = "available"
+        self.query_one("#queue", DataTable).focus()
+
+    def _fill_queue(self) -> None:
+        table = self.query_one("#queue", DataTable)
+        row = table.cursor_row
+        table.clear()
+        if self.listing is None:
+            return
+        offset = time.time() - self.listing.now
+        for e in self.listing.entries:
+            notes = [n for n, on in (("back from dropped agent", e.requeued),
+                                     ("reconnecting", not e.online),
+                                     ("unregistered key", not e.registered)) if on]
+            table.add_row(str(e.position), e.user, e.topic,
+                          wait_text(self.listing.now + offset - e.queued_at), ", ".join(notes),
+                          key=e.session)
+        if table.row_count:
+            table.move_cursor(row=min(row, table.row_count - 1))
+
+    def _tick(self) -> None:
+        if self.client is None:
+            return
+        if self.info is not None:
+            answered = self.info.answered_at or time.time()
+            self.query_one("#header", Static).update(
+                f" {self.info.user} · {self.info.topic} · {wait_text(time.time() - answered)}"
+                f" · session {self.info.session}")
+        waiting = len(self.listing.entries) if self.listing else 0
+        self.query_one("#status", Static).update(
+            f"{getattr(self, 'agent_name', '')} @ {getattr(self, 'broker_name', '')} · "
+            f"{self.status} · {waiting} waiting · Enter accepts · F5 available/away")
+        if self.listing is not None and self.info is None:
+            self._fill_queue()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if self.client is not None and self.info is None and event.row_key.value:
+            self._accept(event.row_key.value)
+
+    @work(exclusive=True, group="accept")
+    async def _accept(self, session: str) -> None:
+        assert self.client is not None
+        try:
+            await self.client.accept(session)
+        except AssistError as exc:
+            self.notify(exc.message, severity="error")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "say" or self.info is None or self.client is None:
+            return
+        text = event.value.strip()
+        event.input.value = ""
+        if text:
+            self.run_worker(self.client.link.send(m.Chat(session=self.info.session, text=text)))
+
+    def action_chat(self) -> None:
+        if self.info is not None:
+            self.query_one("#say", Input).focus()
+
+    @work(group="status")
+    async def action_toggle_status(self) -> None:
+        if self.client is None or self.info is not None:
+            return
+        new = "away" if self.status == "available" else "available"
+        try:
+            await self.client.set_status(new)
+            self.status = new
+        except AssistError as exc:
+            self.notify(exc.message, severity="error")
+        self._tick()
+
+    @work(group="end")
+    async def action_end(self) -> None:
+        if self.client is None or self.info is None:
+            return
+        tags = (await self.client.link.request(m.ListRootCauses(), m.RootCauses)).tags
+        answer = await self.push_screen_wait(EndScreen(tags))
+        if answer is None or self.info is None:
+            return
+        cause, resolved = answer
+        try:
+            await self.client.end(self.info.session, cause, resolved)
+        except AssistError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        self._leave_session()

@@ -1,0 +1,259 @@
+"""``assist help``: the user's shell in an embedded terminal plus the agent panel."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import ClassVar
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.geometry import Offset
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label
+
+from assist.client.connect import TrustPrompt
+from assist.client.helpflow import HelpRequest, Status
+from assist.client.share import TerminalShare
+from assist.client.user import UserClient
+from assist.config import ClientConfig
+from assist.errors import AssistError
+from assist.protocol import messages as m
+from assist.share.emulator import Emulator
+from assist.share.pty import PtyProcess
+from assist.tui.panel import AgentPanel
+from assist.tui.terminal import TerminalView
+
+
+class SurveyScreen(ModalScreen[int | None]):
+    """One question after the session: how satisfied, 1 to 5."""
+
+    DEFAULT_CSS = """
+    SurveyScreen { align: center middle; }
+    SurveyScreen > Vertical { width: 60; height: auto; border: round $accent;
+                              background: $panel; padding: 1 2; }
+    SurveyScreen Horizontal { height: auto; }
+    SurveyScreen Button { min-width: 5; margin: 0 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(Binding(str(n), f"rate({n})", show=False) for n in range(1, 6)),
+        Binding("escape", "rate(0)", "skip"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("The session has ended. How satisfied are you with the help?")
+            yield Label("1 = poor ... 5 = great (press a number, Esc skips)")
+            with Horizontal():
+                for n in range(1, 6):
+                    yield Button(str(n), id=f"rate-{n}")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(int(str(event.button.label)))
+
+    def action_rate(self, score: int) -> None:
+        self.dismiss(score or None)
+
+
+def default_shell() -> list[str]:
+    """The user's login shell."""
+    return [os.environ.get("SHELL") or "/bin/sh"]
+
+
+class HelpApp(App[None], inherit_bindings=False):
+    """The user's side of a help session."""
+
+    CSS = """
+    Screen { layers: base overlay; }
+    #term { layer: base; }
+    """
+    BINDINGS = [
+        Binding("f2", "chat", "chat", priority=True),
+        Binding("f3", "minimise", "hide panel", priority=True),
+        Binding("f4", "move_panel", "move panel", priority=True),
+        Binding("f10", "leave", "leave", priority=True),
+    ]
+
+    def __init__(self, config: ClientConfig, topic: str, command: Sequence[str] | None = None,
+                 trust: TrustPrompt | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.topic = topic
+        self.command = list(command) if command else default_shell()
+        self.trust = trust
+        self.emulator = Emulator(80, 24)
+        self.pty: PtyProcess | None = None
+        self.share: TerminalShare | None = None
+        self.request: HelpRequest | None = None
+        self.final: Status | None = None
+        self.error: str | None = None
+        self._corner = 0
+
+    def compose(self) -> ComposeResult:
+        yield TerminalView(self.emulator, id="term")
+        yield AgentPanel(id="panel")
+
+    def on_mount(self) -> None:
+        cols, rows = self.size.width, self.size.height
+        self.emulator.resize(cols, rows)
+        self.pty = PtyProcess(self.command, cols, rows, on_output=self._pty_output,
+                              on_exit=self._pty_exit)
+        try:
+            self.pty.start()
+        except AssistError as exc:
+            self.error = exc.message
+            self.exit()
+            return
+        self.query_one(TerminalView).focus()
+        self.call_after_refresh(self.action_move_panel)
+        self.set_interval(1, self._tick)
+        self._run_request()
+
+    # -- the shell -------------------------------------------------------------------
+
+    def _pty_output(self, data: bytes) -> None:
+        if self.share is not None:
+            self.share.output(data)
+        else:
+            self.emulator.receive(data)
+
+    def _pty_exit(self, status: int) -> None:
+        self.run_worker(self.action_leave(), exclusive=False)
+
+    def on_terminal_view_input(self, event: TerminalView.Input) -> None:
+        if self.pty is not None:
+            self.pty.write(event.data)
+
+    def on_resize(self) -> None:
+        cols, rows = self.size.width, self.size.height
+        if self.pty is not None and (cols, rows) != (self.pty.cols, self.pty.rows):
+            self.pty.resize(cols, rows)
+            if self.share is not None:
+                self.share.resize(cols, rows)
+            else:
+                self.emulator.resize(cols, rows)
+
+    # -- the request -----------------------------------------------------------------
+
+    @work(exclusive=True, group="request")
+    async def _run_request(self) -> None:
+        self.request = HelpRequest(self.config, self.topic, self._status, self.trust,
+                                   on_started=self._started, size=self.size,
+                                   on_event=self._event)
+        try:
+            self.final = await self.request.run()
+        except AssistError as exc:
+            self.error = exc.message
+            self.exit()
+            return
+        if self.share is not None:
+            self.share.stop()
+            self.share = None
+        if self.final.survey:
+            self.push_screen(SurveyScreen(), self._rated)
+        else:
+            await self.request.close()
+
+    def _rated(self, score: int | None) -> None:
+        async def send() -> None:
+            assert self.request is not None
+            if score:
+                await self.request.survey(score)
+            await self.request.close()
+            self.panel.set_status("Thank you! Your shell stays open; F10 closes assist.")
+
+        self.run_worker(send())
+
+    async def _started(self, client: UserClient, info: m.SessionInfo) -> None:
+        self.share = TerminalShare(client.link.channel, info.session, self.emulator)
+        self.panel.enable_chat(True)
+
+    def _event(self, msg: m.Msg) -> None:
+        if self.share is not None and self.share.handle(msg):
+            return
+        if isinstance(msg, m.Chat):
+            self.panel.chat_line(msg.sender, msg.text)
+
+    @property
+    def panel(self) -> AgentPanel:
+        """The agent panel."""
+        return self.query_one(AgentPanel)
+
+    def _status(self, status: Status) -> None:
+        panel = self.panel
+        if status.phase == "connected":
+            panel.set_title(f"{status.agent} · verified by {status.broker}")
+            panel.set_keys("F2 chat  F3 hide  F4 move  F10 end session")
+        elif status.phase == "offered":
+            panel.set_title(f"{status.agent} is joining...")
+        elif status.phase in ("ended", "left"):
+            panel.set_title("assist: session over")
+            panel.enable_chat(False)
+            panel.set_keys("F10 close assist")
+        else:
+            panel.set_title(f"assist · {status.broker or 'helpdesk'}")
+        self._tick()
+
+    def _tick(self) -> None:
+        status = self.request.status if self.request else None
+        if status is None:
+            return
+        if status.phase == "queued":
+            waited = int(time.time() - (status.queued_at or time.time()))
+            text = (f"Waiting for an agent: position {status.position}, "
+                    f"{waited // 60}:{waited % 60:02d}\nYour shell works meanwhile.")
+        elif status.phase == "connected":
+            text = "The agent sees your terminal."
+        else:
+            text = status.message or status.phase
+        if status.message and status.phase not in ("ended", "left"):
+            text += f"\n{status.message}"
+        self.panel.set_status(text)
+
+    def on_agent_panel_said(self, event: AgentPanel.Said) -> None:
+        if self.share is None or self.request is None or self.request.client is None:
+            return
+        client = self.request.client
+        session = self.share.session
+        self.run_worker(client.link.send(m.Chat(session=session, text=event.text)))
+
+    # -- keys ------------------------------------------------------------------------
+
+    def action_chat(self) -> None:
+        panel = self.panel
+        panel.remove_class("-min")
+        panel.enable_chat(self.share is not None)
+        if self.share is not None:
+            panel.query_one("#say").focus()
+
+    def action_minimise(self) -> None:
+        self.panel.toggle_class("-min")
+        self.query_one(TerminalView).focus()
+
+    def action_move_panel(self) -> None:
+        panel = self.panel
+        width, height = self.size.width, self.size.height
+        w, h = panel.outer_size.width, panel.outer_size.height
+        corners = [Offset(width - w, 0), Offset(width - w, height - h), Offset(0, height - h),
+                   Offset(0, 0)]
+        panel.move_to(corners[self._corner % 4])
+        self._corner += 1
+
+    def on_key(self, event: object) -> None:
+        # Esc in the chat box returns to the shell.
+        key = getattr(event, "key", "")
+        if key == "escape" and self.focused is not None and self.focused.id == "say":
+            self.query_one(TerminalView).focus()
+
+    async def action_leave(self) -> None:
+        if self.request is not None and self.final is None:
+            await self.request.leave()
+            await self.request.close()
+        if self.pty is not None:
+            self.pty.terminate()
+        self.exit()
+
+

@@ -1,0 +1,101 @@
+"""The floating agent panel of ``assist help``: who helps, chat, the keys that matter."""
+
+from __future__ import annotations
+
+from textual import events
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.geometry import Offset
+from textual.message import Message
+from textual.widgets import Input, RichLog, Static
+
+
+class AgentPanel(Vertical):
+    """A small window above the shell, draggable by its title bar.
+
+    Messages:
+        AgentPanel.Said: the user sent a chat line.
+    """
+
+    DEFAULT_CSS = """
+    AgentPanel {
+        layer: overlay; width: 44; height: auto; max-height: 20;
+        border: round $accent; background: $panel; padding: 0 1;
+        offset: 0 0;
+    }
+    AgentPanel #title { background: $accent; color: $text; text-style: bold; }
+    AgentPanel #status { height: auto; }
+    AgentPanel #chat { height: 6; border: none; }
+    AgentPanel #say { height: 3; }
+    AgentPanel #keys { color: $text-muted; }
+    AgentPanel.-min #chat, AgentPanel.-min #say, AgentPanel.-min #status { display: none; }
+    AgentPanel.-nochat #chat, AgentPanel.-nochat #say { display: none; }
+    """
+
+    class Said(Message):
+        """A chat line typed by the user."""
+
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._drag: Offset | None = None
+        self.add_class("-nochat")
+
+    def compose(self) -> ComposeResult:
+        yield Static("assist: connecting", id="title")
+        yield Static("", id="status")
+        yield RichLog(id="chat", wrap=True, markup=False, highlight=False)
+        yield Input(placeholder="message the agent (Enter sends, Esc back)", id="say")
+        yield Static("F2 chat  F3 hide  F4 move  F10 leave", id="keys")
+
+    def set_title(self, text: str) -> None:
+        """Change the title bar."""
+        self.query_one("#title", Static).update(text)
+
+    def set_status(self, text: str) -> None:
+        """Change the status text."""
+        self.query_one("#status", Static).update(text)
+
+    def set_keys(self, text: str) -> None:
+        """Change the key hints."""
+        self.query_one("#keys", Static).update(text)
+
+    def chat_line(self, sender: str, text: str) -> None:
+        """Show a chat line."""
+        self.remove_class("-nochat")
+        self.query_one("#chat", RichLog).write(f"{sender}: {text}")
+
+    def enable_chat(self, on: bool) -> None:
+        """Show or hide the chat (it exists only while an agent is connected)."""
+        self.set_class(not on, "-nochat")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.value.strip():
+            self.post_message(self.Said(event.value.strip()))
+        event.input.value = ""
+
+    # Dragging by the title bar.
+    def on_mouse_down(self, event: events.MouseDown) -> None:
+        if event.widget is not None and event.widget.id == "title":
+            self._drag = event.screen_offset - self.region.offset
+            self.capture_mouse()
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        if self._drag is not None:
+            self.move_to(event.screen_offset - self._drag)
+
+    def on_mouse_up(self, event: events.MouseUp) -> None:
+        if self._drag is not None:
+            self._drag = None
+            self.release_mouse()
+
+    def move_to(self, where: Offset) -> None:
+        """Put the panel's top-left corner at ``where``, kept on screen."""
+        screen = self.screen.size
+        x = max(0, min(where.x, screen.width - self.outer_size.width))
+        y = max(0, min(where.y, screen.height - self.outer_size.height))
+        self.styles.offset = (x, y)

@@ -1,0 +1,124 @@
+"""A widget showing a terminal screen (an :class:`~assist.share.emulator.Emulator`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.geometry import Size
+from textual.message import Message
+from textual.strip import Strip
+from textual.widget import Widget
+
+from assist.share.emulator import Emulator
+from assist.tui.keys import key_bytes
+
+FRAME = 1 / 30
+PARSE_BUDGET = 24 * 1024
+"""Bytes parsed per frame: keeps the app responsive whatever the shell prints."""
+
+DECCKM = 1 << 5
+"""pyte stores private modes shifted by 5; mode 1 is application cursor keys."""
+
+_NAMES = {"brown": "yellow", "brightbrown": "bright_yellow"}
+
+
+def _color(name: str) -> str | None:
+    if name == "default":
+        return None
+    if len(name) == 6 and all(c in "0123456789abcdefABCDEF" for c in name):
+        return f"#{name}"
+    name = _NAMES.get(name, name)
+    return name.replace("bright", "bright_") if name.startswith("bright") and "_" not in name \
+        else name
+
+
+@lru_cache(maxsize=4096)
+def cell_style(fg: str, bg: str, bold: bool, italic: bool, underline: bool,
+               reverse: bool) -> Style:
+    """Rich style for a cell's attributes (cached: screens repeat a few styles)."""
+    return Style(color=_color(fg), bgcolor=_color(bg), bold=bold, italic=italic,
+                 underline=underline, reverse=reverse)
+
+
+class TerminalView(Widget, can_focus=True):
+    """Renders an emulator's screen at its own size; optionally types into it.
+
+    Messages:
+        TerminalView.Input: keys typed while focused (if not read-only).
+    """
+
+    DEFAULT_CSS = """
+    TerminalView { width: auto; height: auto; background: $background; }
+    TerminalView:focus { background-tint: $foreground 0%; }
+    """
+
+    class Input(Message):
+        """Bytes typed into the terminal view."""
+
+        def __init__(self, view: TerminalView, data: bytes) -> None:
+            super().__init__()
+            self.view = view
+            self.data = data
+
+    def __init__(self, emulator: Emulator, read_only: bool = False,
+                 on_frame: Callable[[], None] | None = None, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.emulator = emulator
+        self.read_only = read_only
+        self.on_frame = on_frame
+        self._generation = -1
+
+    def on_mount(self) -> None:
+        self.set_interval(FRAME, self._tick)
+
+    def set_emulator(self, emulator: Emulator) -> None:
+        """Show another emulator (e.g. after a snapshot replaced the screen)."""
+        self.emulator = emulator
+        self._generation = -1
+        self.refresh(layout=True)
+
+    def _tick(self) -> None:
+        self.emulator.process(PARSE_BUDGET)
+        if self.emulator.generation != self._generation:
+            resized = self.size != Size(*self.emulator.size)
+            self._generation = self.emulator.generation
+            self.refresh(layout=resized)
+            if self.on_frame is not None:
+                self.on_frame()
+
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        return self.emulator.size[0]
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return self.emulator.size[1]
+
+    def render_line(self, y: int) -> Strip:
+        cols, rows = self.emulator.size
+        if y >= rows:
+            return Strip.blank(self.size.width)
+        cx, cy, visible = self.emulator.cursor
+        segments = []
+        for x, cell in enumerate(self.emulator.cells(y)):
+            reverse = cell.reverse != (visible and x == cx and y == cy and self.has_focus)
+            style = cell_style(cell.fg, cell.bg, cell.bold, cell.italics, cell.underscore,
+                               reverse)
+            segments.append(Segment(cell.char or " ", style))
+        return Strip(Segment.simplify(segments), cols)
+
+    async def on_key(self, event: events.Key) -> None:
+        if self.read_only:
+            return
+        app_cursor = DECCKM in self.emulator.screen.mode
+        data = key_bytes(event.key, event.character, app_cursor)
+        if data:
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.Input(self, data))
+
+    def on_paste(self, event: events.Paste) -> None:
+        if not self.read_only and event.text:
+            self.post_message(self.Input(self, event.text.encode()))

@@ -1,0 +1,108 @@
+"""End to end: real `assist help` and `assist console` processes in tmux, a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import shutil
+import sys
+
+import pytest
+
+from assist.broker.server import Broker
+from tests.helpers import KeyPair
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")]
+
+
+class Tmux:
+    """A private tmux server for one test."""
+
+    def __init__(self) -> None:
+        self.socket = f"assist-test-{os.getpid()}-{id(self)}"
+
+    async def run(self, *args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            "tmux", "-L", self.socket, *args, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        if proc.returncode:
+            raise AssertionError(f"tmux {args}: {err.decode()}")
+        return out.decode()
+
+    async def start(self, name: str, command: str, width: int, height: int) -> None:
+        await self.run("new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
+                       command)
+
+    async def keys(self, name: str, *keys: str) -> None:
+        await self.run("send-keys", "-t", name, *keys)
+
+    async def screen(self, name: str) -> str:
+        return await self.run("capture-pane", "-p", "-t", name)
+
+    async def wait_for(self, name: str, text: str, timeout: float = 20.0) -> str:
+        screen = ""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            screen = await self.screen(name)
+            if text in screen:
+                return screen
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"{text!r} never appeared on {name}:\n{screen}")
+
+    async def kill(self) -> None:
+        with contextlib.suppress(AssertionError):
+            await self.run("kill-server")
+
+
+def assist_cmd(*args: str) -> str:
+    return " ".join(shlex.quote(a) for a in (sys.executable, "-m", "assist", *args))
+
+
+async def test_user_and_agent_in_real_terminals(broker: Broker, keys: dict[str, KeyPair]) -> None:
+    tmux = Tmux()
+    address = f"127.0.0.1:{broker.port}"
+    shell = "env PS1='$ ' bash --norc --noprofile"
+    try:
+        await tmux.start("user", assist_cmd("help", "printer jam", "--broker", address, "--key",
+                                            str(keys["alice"].private), "--yes", "--cmd", shell),
+                         100, 30)
+        await tmux.start("agent", assist_cmd("console", "--broker", address, "--key",
+                                             str(keys["carol"].private), "--yes"), 160, 45)
+        await tmux.wait_for("user", "Waiting for an agent")
+        await tmux.wait_for("agent", "printer jam")
+        await tmux.keys("agent", "Enter")  # accept the head of the queue
+        await tmux.wait_for("agent", "alice · printer jam")
+        await tmux.wait_for("user", "verified by test-broker")
+
+        await tmux.keys("user", "echo hello-from-user", "Enter")
+        await tmux.wait_for("agent", "hello-from-user")
+
+        await tmux.keys("agent", "F2")
+        await tmux.keys("agent", "-l", "hi from carol")
+        await tmux.keys("agent", "Enter")
+        await tmux.wait_for("user", "carol: hi from carol")
+        await tmux.keys("user", "F2")
+        await tmux.keys("user", "-l", "thanks")
+        await tmux.keys("user", "Enter")
+        await tmux.wait_for("agent", "alice: thanks")
+
+        await tmux.keys("agent", "F10")
+        await tmux.wait_for("agent", "what was the root cause")
+        await tmux.keys("agent", "-l", "paper tray sensor")
+        await tmux.keys("agent", "Enter")
+        await tmux.wait_for("user", "How satisfied")
+        await tmux.keys("user", "5")
+        await tmux.wait_for("user", "Thank you")
+
+        assert broker.store is not None
+        (session,) = broker.store.sessions.between(0, 1e12)
+        assert session.root_cause == "paper tray sensor" and session.resolved
+        assert broker.store.sessions.csat(session.id) == 5
+        chat = [e[3]["text"] for e in broker.store.sessions.events(session.id) if e[1] == "chat"]
+        assert chat == ["hi from carol", "thanks"]
+    finally:
+        await tmux.kill()
