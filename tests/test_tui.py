@@ -1,0 +1,79 @@
+"""The Textual apps driven by Pilot against a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from textual.widgets import DataTable
+
+from assist.broker.server import Broker
+from assist.config import ClientConfig
+from assist.protocol import messages as m
+from assist.tui.console_app import ConsoleApp
+from assist.tui.help_app import HelpApp
+from assist.tui.terminal import TerminalView
+from tests.helpers import KeyPair, agent_client, user_client
+
+
+def client_config(broker: Broker, key: KeyPair, tmp: Path) -> ClientConfig:
+    return ClientConfig(host="127.0.0.1", port=broker.port, host_key=broker.public_key,
+                        key=key.private, file=tmp / "client.toml", state=tmp / "state")
+
+
+async def until(predicate: object, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.05)
+
+
+async def test_console_accepts_and_shows_the_users_terminal(
+        broker: Broker, keys: dict[str, KeyPair], tmp_path: Path) -> None:
+    alice = await user_client(broker, keys["alice"])
+    queued = await alice.join("disk full")
+    app = ConsoleApp(client_config(broker, keys["carol"], tmp_path))
+    async with app.run_test(size=(140, 40)) as pilot:
+        table = app.query_one("#queue", DataTable)
+        await until(lambda: table.row_count == 1)
+        offered = asyncio.ensure_future(alice.link.wait_for(
+            lambda msg: isinstance(msg, m.Offered), 10))
+        table.focus()
+        await pilot.press("enter")
+        await offered
+        await alice.ready(cols=60, rows=10)
+        await until(lambda: app.info is not None)
+        await alice.link.send(m.Output(session=queued.session, data=b"df -h\r\n/dev/sda1 100%"))
+        view = app.query_one("#screen", TerminalView)
+        await until(lambda: any("/dev/sda1 100%" in line for line in view.emulator.text()))
+        assert view.emulator.size == (60, 10)
+    await alice.link.close()
+
+
+async def test_help_app_runs_the_shell_and_meets_the_agent(
+        broker: Broker, keys: dict[str, KeyPair], tmp_path: Path) -> None:
+    app = HelpApp(client_config(broker, keys["alice"], tmp_path), "vpn",
+                  ["env", "PS1=$ ", "bash", "--norc", "--noprofile"])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(lambda: app.request is not None and app.request.status.phase == "queued")
+        await pilot.press(*"echo hi-$((6*7))", "enter")
+        await until(lambda: any("hi-42" in line for line in app.emulator.text()))
+        carol = await agent_client(broker, keys["carol"])
+        outputs: list[bytes] = []
+
+        def seen(msg: m.Msg) -> bool:
+            if isinstance(msg, m.Snapshot | m.Output):
+                outputs.append(msg.data)
+            return b"from-agent-view" in b"".join(outputs)
+
+        watcher = asyncio.ensure_future(carol.link.wait_for(seen, 15))
+        info = await carol.accept()
+        await until(lambda: app.share is not None)
+        await pilot.press(*"echo from-agent-view", "enter")
+        await watcher
+        assert "verified by test-broker" in str(app.panel.query_one("#title").render())
+        await carol.end(info.session, "vpn profile", resolved=True)
+        await until(lambda: app.final is not None)
+        await pilot.press("4")
+        await until(lambda: broker.store is not None
+                    and broker.store.sessions.csat(info.session) == 4)
+        await carol.link.close()
