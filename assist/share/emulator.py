@@ -10,9 +10,12 @@ need an exact picture get a snapshot once output stops.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import pyte
+
+log = logging.getLogger(__name__)
 
 MAX_BACKLOG = 256 * 1024
 """Beyond this, older unparsed bytes are skipped."""
@@ -55,11 +58,20 @@ def _color_sgr(color: str, background: bool) -> str:
     return "49" if background else "39"
 
 
+class _Screen(pyte.Screen):
+    """pyte's screen, tolerant of the private SGR that vim and others send."""
+
+    def select_graphic_rendition(self, *attrs: int, private: bool = False) -> None:
+        # CSI > ... m (xterm modifyOtherKeys) sets key modes, not colours.
+        if not private:
+            super().select_graphic_rendition(*attrs)
+
+
 class Emulator:
     """A pyte screen with a bounded-work feeding policy and ANSI snapshots."""
 
     def __init__(self, cols: int = 80, rows: int = 24) -> None:
-        self.screen = pyte.Screen(cols, rows)
+        self.screen = _Screen(cols, rows)
         self.stream = pyte.ByteStream(self.screen)
         self._backlog = bytearray()
         self.skipped = 0
@@ -92,7 +104,13 @@ class Emulator:
             return False
         chunk = bytes(self._backlog[:budget])
         del self._backlog[:budget]
-        self.stream.feed(chunk)
+        try:
+            self.stream.feed(chunk)
+        except Exception:
+            # A parser bug must not take the view down: drop the chunk and start
+            # a fresh parser (pyte's parser cannot resume after raising).
+            log.warning("terminal emulator could not parse %d bytes; skipped", len(chunk))
+            self.stream = pyte.ByteStream(self.screen)
         self.generation += 1
         return True
 
