@@ -9,10 +9,16 @@ from pathlib import Path
 from rich.table import Table
 
 from assist.cli.app import JSON_OPTION, VERBOSE_OPTION, app, out, print_json
-from assist.cli.connect import BROKER_OPTION, KEY_OPTION, YES_OPTION, client_config, trust_prompt
+from assist.cli.connect import (
+    BROKER_OPTION,
+    KEY_OPTION,
+    YES_OPTION,
+    app_config,
+    client_config,
+    trust_prompt,
+)
 from assist.client import AgentClient
 from assist.client.connect import open_link
-from assist.config import ClientConfig
 from assist.errors import ConnectionFailed
 from assist.log import setup
 from assist.protocol import messages as m
@@ -83,17 +89,8 @@ def console(
     setup(verbose)
     from assist.tui.console_app import ConsoleApp
 
-    config = client_config(broker, key)
-    if not config.host_key and not yes:
-        asyncio.run(_pin(config))
-        config = client_config(broker, key)
-    app_ = ConsoleApp(config, trust_prompt(yes))
+    app_ = ConsoleApp(app_config(broker, key, yes, "agent"), trust_prompt(yes))
     app_.run()
     if app_.error:
         raise ConnectionFailed(app_.error)
 
-
-async def _pin(config: ClientConfig) -> None:
-    """Ask about an unknown broker on the plain terminal before the app starts."""
-    link, _ = await open_link(config, "agent", trust_prompt(False))
-    await link.close()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
 import typer
 
 from assist.cli.app import err
-from assist.client.connect import TrustPrompt
+from assist.client.connect import TrustPrompt, open_link
 from assist.config import ClientConfig
 
 BROKER_OPTION = typer.Option(None, "--broker", "-b",
@@ -38,3 +39,21 @@ def trust_prompt(yes: bool) -> TrustPrompt:
 def client_config(broker: str | None, key: Path | None) -> ClientConfig:
     """Load the client config with command-line overrides."""
     return ClientConfig.load(broker=broker, key=key)
+
+
+def app_config(broker: str | None, key: Path | None, yes: bool, role: str) -> ClientConfig:
+    """The client config for a full-screen app, with the broker's key already pinned.
+
+    A first-contact question must be asked on the plain terminal, before the
+    app takes the screen over.
+    """
+    config = client_config(broker, key)
+    if not config.host_key and not yes:
+        asyncio.run(_pin(config, role))
+        config = client_config(broker, key)
+    return config
+
+
+async def _pin(config: ClientConfig, role: str) -> None:
+    link, _ = await open_link(config, role, trust_prompt(False))
+    await link.close()

@@ -15,8 +15,14 @@ from rich.live import Live
 from rich.text import Text
 
 from assist.cli.app import VERBOSE_OPTION, app, out
-from assist.cli.connect import BROKER_OPTION, KEY_OPTION, YES_OPTION, client_config, trust_prompt
-from assist.client.connect import open_link
+from assist.cli.connect import (
+    BROKER_OPTION,
+    KEY_OPTION,
+    YES_OPTION,
+    app_config,
+    client_config,
+    trust_prompt,
+)
 from assist.client.helpflow import HelpRequest, Status
 from assist.config import ClientConfig
 from assist.errors import ConfigError, ConnectionFailed
@@ -66,16 +72,12 @@ def help_(
         topic = input("What do you need help with? ").strip()
         if not topic:
             raise ConfigError("a topic is needed so the helpdesk can route you")
-    config = client_config(broker, key)
     if no_tui:
-        asyncio.run(_plain(config, topic, yes))
+        asyncio.run(_plain(client_config(broker, key), topic, yes))
         return
     from assist.tui.help_app import HelpApp
 
-    if config.host_key == "" and not yes:
-        # Ask on the plain terminal before the app takes the screen over.
-        asyncio.run(_pin_first(config))
-        config = client_config(broker, key)
+    config = app_config(broker, key, yes, "user")
     app_ = HelpApp(config, topic, shlex.split(cmd) if cmd else None, trust_prompt(yes))
     app_.run()
     if app_.error:
@@ -83,11 +85,6 @@ def help_(
     if app_.final is not None and app_.final.phase == "ended":
         out.print("Session ended. Thank you for contacting the helpdesk.")
 
-
-async def _pin_first(config: ClientConfig) -> None:
-    """First contact: ask about the broker's key on the plain terminal, then disconnect."""
-    link, _ = await open_link(config, "user", trust_prompt(False))
-    await link.close()
 
 
 async def _plain(config: ClientConfig, topic: str, yes: bool) -> None:
