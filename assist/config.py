@@ -6,9 +6,14 @@ built-in defaults, the TOML file, ``ASSIST_*`` variables, command-line flags.
 Files (in the platform config dir, or ``$ASSIST_CONFIG_DIR``):
 
 * ``broker.toml``: ``host``, ``port``, ``db``, ``host_key``, ``name``,
-  ``allow_unregistered_users``, ``resume_grace``, ``offer_timeout``.
-* ``client.toml``: ``[broker] host, port, host_key`` (the pinned key) and
-  ``key`` (the SSH private key to log in with).
+  ``allow_unregistered_users``, ``resume_grace``, ``offer_timeout``,
+  ``ice_servers`` (comma-separated STUN/TURN URLs; none by default),
+  ``record`` (session recordings on/off), ``recordings`` (their directory),
+  ``require_verification`` (no control before the user is verified).
+* ``client.toml``: ``[broker] host, port, host_key`` (the pinned key),
+  ``key`` (the SSH private key to log in with) and ``redact`` (a list of
+  regular expressions whose matches are masked before output leaves the
+  machine).
 """
 
 from __future__ import annotations
@@ -104,7 +109,7 @@ def _apply(base: Any, values: dict[str, Any], source: str) -> Any:
                 value = _port(raw, source) if key == "port" else int(raw)
             elif isinstance(current, float):
                 value = float(raw)
-            elif isinstance(current, Path) or key in ("key", "db", "host_key_path"):
+            elif isinstance(current, Path) or key in ("key", "db", "host_key_path", "recordings"):
                 value = Path(str(raw)).expanduser()
             else:
                 value = str(raw)
@@ -131,12 +136,22 @@ class BrokerConfig:
     allow_unregistered_users: bool = False
     resume_grace: float = 300.0
     offer_timeout: float = 15.0
+    ice_servers: str = ""
+    record: bool = True
+    recordings: Path = Path("recordings")
+    require_verification: bool = True
+
+    @property
+    def ice_urls(self) -> tuple[str, ...]:
+        """STUN/TURN server URLs for media (none by default: host candidates only)."""
+        return tuple(u.strip() for u in self.ice_servers.split(",") if u.strip())
 
     @classmethod
     def load(cls, file: Path | None = None, **flags: Any) -> BrokerConfig:
         """Build the broker config from defaults, TOML, env and ``flags``."""
         paths = Paths.from_env()
-        base = cls(db=paths.data / "broker.db", host_key_path=paths.data / "host_key")
+        base = cls(db=paths.data / "broker.db", host_key_path=paths.data / "host_key",
+                   recordings=paths.data / "recordings")
         file = file or paths.config / "broker.toml"
         config = _apply(base, _read_toml(file), str(file))
         names = tuple(f.name for f in dataclasses.fields(cls))
@@ -156,6 +171,7 @@ class ClientConfig:
     state: Path = Path(".")
     os_user: str = ""
     hostname: str = ""
+    redact: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, file: Path | None = None, broker: str | None = None,
@@ -175,6 +191,10 @@ class ClientConfig:
         pinned = {k: section.get(k) for k in ("host", "port", "host_key")}
         config = _apply(config, pinned, str(file))
         config = _apply(config, {"key": data.get("key")}, str(file))
+        redact = data.get("redact", [])
+        if not isinstance(redact, list) or not all(isinstance(r, str) for r in redact):
+            raise ConfigError(f"{file}: redact must be a list of regular expressions")
+        config = dataclasses.replace(config, redact=tuple(redact))
         address = broker or os.environ.get("ASSIST_BROKER")
         if address:
             host, port = parse_address(address, "broker address")
@@ -194,6 +214,7 @@ class ClientConfig:
         lines = [
             "# assist client settings; host_key pins the broker (like known_hosts).",
             *([f"key = {json.dumps(str(config.key))}"] if config.key else []),
+            *([f"redact = {json.dumps(list(config.redact))}"] if config.redact else []),
             "",
             "[broker]",
             f"host = {json.dumps(config.host)}",

@@ -48,6 +48,25 @@ SAMPLES: list[m.Msg] = [
     m.Survey(session="s1", score=5),
     m.ListRootCauses(),
     m.RootCauses(tags=("dns", "vpn cert")),
+    m.Started(info=m.SessionInfo(
+        session="s1", user="a", agent="c", topic="t", state="verified", queued_at=1.0,
+        evidence=m.Evidence(registered=True, fingerprint="SHA256:x", host="h", os_user="u",
+                            totp=True),
+        verified=True, ice_servers=("stun:127.0.0.1:3478",))),
+    m.Verify(session="s1", method="attest", note="knows the badge number"),
+    m.AskCode(session="s1", agent="carol"),
+    m.Code(session="s1", code="123456"),
+    m.Verified(session="s1", method="totp", ok=False, message="wrong code"),
+    m.AskGrant(session="s1", scope="control", seconds=300.0, agent="carol"),
+    m.GrantAnswer(session="s1", scope="control", allowed=True, grant="g1", expires_at=9.5),
+    m.Revoke(session="s1", grants=("g1",)),
+    m.Keys(session="s1", grant="g1", data=b"ls\r", agent="carol"),
+    m.KeysRefused(session="s1", grant="g1", reason="expired"),
+    m.Annotate(session="s1", grant="g2", annotation=m.Annotation(
+        id="a1", kind="box", x=1, line=2, x2=10, line2=3, text="here", ttl=5.0)),
+    m.ClearAnnotations(session="s1", ids=("a1",)),
+    m.Hidden(session="s1", on=True),
+    m.Signal(session="s1", kind="offer", sdp="v=0\r\n", media="screen"),
 ]
 
 

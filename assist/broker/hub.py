@@ -447,7 +447,8 @@ class Hub:
         return m.SessionInfo(session=session.id, user=session.user, agent=session.agent or "",
                              topic=session.topic, state=session.state.value,
                              queued_at=session.queued_at, answered_at=session.answered_at,
-                             cols=cols, rows=rows)
+                             cols=cols, rows=rows, verified=session.verified,
+                             ice_servers=self.config.ice_urls)
 
     def _queue_list(self) -> m.QueueList:
         entries = tuple(

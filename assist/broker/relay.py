@@ -38,8 +38,9 @@ class Relay:
         return {
             "user": {m.Output: self._on_output, m.Snapshot: self._on_snapshot,
                      m.Resize: self._on_resize, m.Chat: self._on_user_chat,
-                     m.Survey: self._on_survey},
-            "agent": {m.Chat: self._on_agent_chat, m.ListRootCauses: self._on_root_causes},
+                     m.Survey: self._on_survey, m.Signal: self._on_user_signal},
+            "agent": {m.Chat: self._on_agent_chat, m.ListRootCauses: self._on_root_causes,
+                      m.Signal: self._on_agent_signal},
         }
 
     # -- helpers -------------------------------------------------------------------
@@ -103,6 +104,22 @@ class Relay:
         agent = self._agent_of(session)
         if agent is not None:
             agent.send(msg)
+
+    # -- media signalling ---------------------------------------------------------------
+
+    async def _on_user_signal(self, client: Client, msg: m.Signal) -> None:
+        session = self._user_live(client, msg.session)
+        agent = self._agent_of(session)
+        if agent is None:
+            raise StateError("the agent is not connected")
+        agent.send(msg)
+
+    async def _on_agent_signal(self, client: Client, msg: m.Signal) -> None:
+        session = self._agent_live(client, msg.session)
+        user = self.hub.users.get(session.id)
+        if user is None:
+            raise StateError("the user is not connected")
+        user.send(msg)
 
     # -- chat and survey ---------------------------------------------------------------
 

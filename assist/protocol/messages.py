@@ -20,6 +20,10 @@ PROTOCOL_VERSION = 1
 
 Role = Literal["user", "agent"]
 AgentStatus = Literal["available", "away", "busy"]
+Scope = Literal["annotate", "control", "run"]
+"""What a grant allows: draw on the user's screen, type, run scripted steps."""
+VerifyMethod = Literal["key", "totp", "attest"]
+SignalKind = Literal["offer", "answer", "bye", "pause", "resume"]
 
 
 class Msg(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", omit_defaults=True):
@@ -164,6 +168,24 @@ class Accept(Msg, tag="accept", frozen=True):
 # -- session -------------------------------------------------------------------
 
 
+class Evidence(msgspec.Struct, frozen=True, kw_only=True):
+    """What the broker knows of the user's identity, shown to the agent before help.
+
+    Attributes:
+        registered: the user's key is in the directory under ``user``.
+        fingerprint: SHA256 fingerprint of the key the user logged in with.
+        host: host name the user's client reported.
+        os_user: operating-system account the user's client reported.
+        totp: the user is enrolled for TOTP codes.
+    """
+
+    registered: bool
+    fingerprint: str
+    host: str = ""
+    os_user: str = ""
+    totp: bool = False
+
+
 class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     """A session as both sides see it."""
 
@@ -176,6 +198,9 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     answered_at: float | None = None
     cols: int = 80
     rows: int = 24
+    evidence: Evidence | None = None
+    verified: bool = False
+    ice_servers: tuple[str, ...] = ()
 
 
 class Started(Msg, tag="started", frozen=True):
@@ -273,6 +298,141 @@ class RootCauses(Msg, tag="root-causes", frozen=True):
     tags: tuple[str, ...]
 
 
+# -- trust: identity verification ----------------------------------------------
+
+
+class Verify(Msg, tag="verify", frozen=True):
+    """A -> B: verify the user's identity by ``method``; ``note`` is the attestation text."""
+
+    session: str
+    method: VerifyMethod
+    note: str = ""
+
+
+class AskCode(Msg, tag="ask-code", frozen=True):
+    """B -> U: the agent asks for the current code of the user's authenticator app."""
+
+    session: str
+    agent: str
+
+
+class Code(Msg, tag="code", frozen=True):
+    """U -> B: the authenticator code the user typed (never logged, never stored)."""
+
+    session: str
+    code: str
+
+
+class Verified(Msg, tag="verified", frozen=True):
+    """B -> U/A: the outcome of a verification."""
+
+    session: str
+    method: VerifyMethod
+    ok: bool
+    message: str = ""
+
+
+# -- trust: grants, keys, annotations ----------------------------------------------
+
+
+class AskGrant(Msg, tag="ask-grant", frozen=True):
+    """A -> B -> U: the agent asks for a permission; ``seconds`` 0 means until revoked."""
+
+    session: str
+    scope: Scope
+    seconds: float = 0.0
+    agent: str = ""
+
+
+class GrantAnswer(Msg, tag="grant", frozen=True):
+    """U -> B -> A: the user's decision; ``grant`` is the id later messages must carry."""
+
+    session: str
+    scope: Scope
+    allowed: bool
+    grant: str = ""
+    expires_at: float | None = None
+
+
+class Revoke(Msg, tag="revoke", frozen=True):
+    """U -> B -> A: the user revoked grants (all of them when ``grants`` is empty)."""
+
+    session: str
+    grants: tuple[str, ...] = ()
+    reason: str = "revoked by the user"
+
+
+class Keys(Msg, tag="keys", frozen=True):
+    """A -> B -> U: keystrokes for the user's terminal under ``grant`` (a control grant)."""
+
+    session: str
+    grant: str
+    data: bytes
+    agent: str = ""
+
+
+class KeysRefused(Msg, tag="keys-refused", frozen=True):
+    """U -> B -> A: the user's client refused keystrokes; ``reason`` says why."""
+
+    session: str
+    grant: str
+    reason: str
+
+
+class Annotation(msgspec.Struct, frozen=True, kw_only=True):
+    """A mark the agent draws on the user's screen; never typed into the shell.
+
+    Terminal coordinates are cells; ``line`` counts lines since the session
+    started (scrolled-off lines included), so the mark stays on its text.
+    Desktop coordinates are pixels of the shared desktop.
+    """
+
+    id: str
+    kind: Literal["box", "arrow", "highlight", "label"]
+    x: int
+    line: int
+    x2: int = 0
+    line2: int = 0
+    text: str = ""
+    ttl: float = 30.0
+    surface: Literal["terminal", "desktop"] = "terminal"
+
+
+class Annotate(Msg, tag="annotate", frozen=True):
+    """A -> B -> U: draw ``annotation`` under an ``annotate`` grant."""
+
+    session: str
+    grant: str
+    annotation: Annotation
+    agent: str = ""
+
+
+class ClearAnnotations(Msg, tag="clear-annotations", frozen=True):
+    """U/A -> B -> A/U: remove annotations (all when ``ids`` is empty)."""
+
+    session: str
+    ids: tuple[str, ...] = ()
+
+
+class Hidden(Msg, tag="hidden", frozen=True):
+    """U -> B -> A: the user's terminal reads a secret (echo off); output is withheld."""
+
+    session: str
+    on: bool
+
+
+# -- media signalling --------------------------------------------------------------
+
+
+class Signal(Msg, tag="signal", frozen=True):
+    """U/A -> B -> A/U: WebRTC signalling (SDP offer/answer) and share control."""
+
+    session: str
+    kind: SignalKind
+    sdp: str = ""
+    media: str = ""
+
+
 Message = (
     Hello
     | Welcome
@@ -303,5 +463,18 @@ Message = (
     | Survey
     | ListRootCauses
     | RootCauses
+    | Verify
+    | AskCode
+    | Code
+    | Verified
+    | AskGrant
+    | GrantAnswer
+    | Revoke
+    | Keys
+    | KeysRefused
+    | Annotate
+    | ClearAnnotations
+    | Hidden
+    | Signal
 )
 """Every message type the protocol knows."""
