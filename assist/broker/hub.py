@@ -189,6 +189,7 @@ class Hub:
                 self._agent_gone(old)
             self.agents[peer.name] = client
             self.roster.join(peer.name, self.clock(), status="away")
+            self._presence(peer.name, "away")
         client.send(m.Welcome(version=PROTOCOL_VERSION, role=peer.role,  # type: ignore[arg-type]
                               name=peer.name, broker=self.config.name,
                               registered=peer.registered, rid=msg.rid))
@@ -289,6 +290,7 @@ class Hub:
 
     async def _on_status(self, client: Client, msg: m.SetStatus) -> None:
         self.roster.set_status(client.peer.name, msg.status, self.clock())
+        self._presence(client.peer.name, msg.status)
         client.send(m.Ok(rid=msg.rid))
 
     async def _on_accept(self, client: Client, msg: m.Accept) -> None:
@@ -416,6 +418,7 @@ class Hub:
         name = client.peer.name
         agent = self.roster.leave(name)
         self.agents.pop(name, None)
+        self._presence(name, "offline")
         session = self.sessions.get(agent.session or "") if agent else None
         if session is None:
             return
@@ -426,6 +429,11 @@ class Hub:
             self._requeue(session, Event.REQUEUE, "agent disconnected")
 
     # -- helpers -----------------------------------------------------------------
+
+    def _presence(self, agent: str, status: str) -> None:
+        """Audit an agent's presence change (the report's occupancy is built from these)."""
+        self.store.audit.append(self.clock(), f"agent:{agent}", "presence", None,
+                                {"status": status})
 
     def _own_session(self, client: Client, session_id: str) -> Session:
         session = self.sessions.get(session_id)
