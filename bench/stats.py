@@ -29,4 +29,4 @@ def print_table(title: str, rows: list[tuple[str, int, list[float], str]]) -> No
     for name, n, samples, target in rows:
         med, p99, top = summary(samples)
         table.add_row(name, str(n), f"{med:.2f}", f"{p99:.2f}", f"{top:.2f}", target)
-    Console().print(table)
+    Console(width=110).print(table)

@@ -106,3 +106,39 @@ async def test_user_and_agent_in_real_terminals(broker: Broker, keys: dict[str, 
         assert chat == ["hi from carol", "thanks"]
     finally:
         await tmux.kill()
+
+
+async def test_killed_agent_puts_the_user_back_at_the_front(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    tmux = Tmux()
+    address = f"127.0.0.1:{broker.port}"
+    shell = "env PS1='$ ' bash --norc --noprofile"
+    try:
+        await tmux.start("user", assist_cmd("help", "vpn down", "--broker", address, "--key",
+                                            str(keys["alice"].private), "--yes", "--cmd", shell),
+                         100, 30)
+        await tmux.start("agent", assist_cmd("console", "--broker", address, "--key",
+                                             str(keys["carol"].private), "--yes"), 160, 45)
+        await tmux.wait_for("agent", "vpn down")
+        await tmux.keys("agent", "Enter")
+        await tmux.wait_for("user", "verified by test-broker")
+        pid = int((await tmux.run("display-message", "-p", "-t", "agent", "#{pane_pid}")).strip())
+        os.kill(pid, 9)  # the console process dies without a word
+        screen = await tmux.wait_for("user", "back at the front", timeout=5)
+        assert "position 1" in screen
+        assert broker.hub is not None
+        (entry,) = list(broker.hub.queue)
+        assert entry.user == "alice" and entry.requeued and entry.online
+        # The user's shell kept working all along.
+        await tmux.keys("user", "echo still-here", "Enter")
+        screen = await tmux.wait_for("user", "\nstill-here ")
+        assert "message the agent" not in screen  # no chat without an agent
+        # A second agent picks the user up first.
+        await tmux.start("agent2", assist_cmd("console", "--broker", address, "--key",
+                                              str(keys["dave"].private), "--yes"), 160, 45)
+        await tmux.wait_for("agent2", "back from dropped agent")
+        await tmux.keys("agent2", "Enter")
+        await tmux.wait_for("user", "dave · verified by test-broker")
+        await tmux.wait_for("agent2", "still-here")
+    finally:
+        await tmux.kill()

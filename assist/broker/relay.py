@@ -9,6 +9,7 @@ missed. The user's shell never waits for a slow agent.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from assist.errors import NotFound, ProtocolError, StateError
@@ -22,6 +23,8 @@ LAG_LIMIT = 512 * 1024
 """A viewer with this much unsent output is lagging: drop, then resync."""
 RESUME_BELOW = 64 * 1024
 """A lagging viewer is resynced once its buffer is back under this."""
+RESYNC_POLL = 0.05
+"""How often a lagging viewer's buffer is checked once output has stopped."""
 MAX_CHAT = 2000
 
 
@@ -32,6 +35,7 @@ class Relay:
         self.hub = hub
         self.lagging: set[str] = set()
         self.sizes: dict[str, tuple[int, int]] = {}
+        self._polls: dict[str, asyncio.TimerHandle] = {}
 
     def handlers(self) -> dict[str, dict[type[m.Msg], Handler]]:
         """Handlers by role, merged into the hub's dispatch table."""
@@ -71,6 +75,9 @@ class Relay:
         """A session is over."""
         self.lagging.discard(session_id)
         self.sizes.pop(session_id, None)
+        poll = self._polls.pop(session_id, None)
+        if poll is not None:
+            poll.cancel()
 
     # -- terminal stream -------------------------------------------------------------
 
@@ -80,14 +87,34 @@ class Relay:
         if agent is None:
             return
         if session.id in self.lagging:
-            if agent.channel.buffered() < RESUME_BELOW:
-                self.lagging.discard(session.id)
-                client.send(m.Resync(session=session.id))
+            self._check_lag(session.id)
             return
         if agent.channel.buffered() > LAG_LIMIT:
             self.lagging.add(session.id)
+            self._poll_lag(session.id)
             return
         agent.send(msg)
+
+    def _check_lag(self, session_id: str) -> bool:
+        """Resync a lagging viewer whose buffer drained; return True if it did."""
+        session = self.hub.sessions.get(session_id)
+        agent = self._agent_of(session) if session is not None else None
+        user = self.hub.users.get(session_id)
+        if agent is None or user is None or session_id not in self.lagging:
+            self.lagging.discard(session_id)
+            return True
+        if agent.channel.buffered() >= RESUME_BELOW:
+            return False
+        self.lagging.discard(session_id)
+        user.send(m.Resync(session=session_id))
+        return True
+
+    def _poll_lag(self, session_id: str) -> None:
+        # Output may stop while the viewer still lags: check again without it.
+        self._polls.pop(session_id, None)
+        if not self._check_lag(session_id):
+            self._polls[session_id] = asyncio.get_running_loop().call_later(
+                RESYNC_POLL, self._poll_lag, session_id)
 
     async def _on_snapshot(self, client: Client, msg: m.Snapshot) -> None:
         session = self._user_live(client, msg.session)

@@ -3,16 +3,22 @@
 :class:`TerminalShare` connects a :class:`~assist.share.pty.PtyProcess` to
 the broker: raw output is sent at once (never waiting on the emulator), the
 local :class:`~assist.share.emulator.Emulator` catches up off the hot path,
-and a ``Resync`` from the broker is answered with a snapshot. When the
-user's own link to the broker is congested, output is dropped and a snapshot
-follows once it drains, so the shell is never throttled by sharing.
+and a ``Resync`` from the broker is answered with a snapshot. Raw output is
+capped at :data:`RAW_RATE` (far above what a person can read) and at
+:data:`SEND_LIMIT` unsent bytes: beyond either, bytes are not sent, the
+agent gets a picture of the screen twice a second, and once output goes
+quiet and the local screen has caught up, one exact snapshot replaces what
+was skipped. So a ``cat`` of a huge file costs the shell almost nothing more
+than it costs without sharing.
 
 :class:`TerminalViewer` is the agent's mirror of one session's screen.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 
 from assist.errors import ConnectionFailed
 from assist.protocol import messages as m
@@ -22,6 +28,16 @@ from assist.transport.channel import ChannelClosed, MessageChannel
 SEND_LIMIT = 1024 * 1024
 """Unsent bytes to the broker beyond which output is dropped (then resynced)."""
 CHUNK = 256 * 1024
+RAW_RATE = 2 * 1024 * 1024
+"""Raw bytes per second sent at most; bulk beyond it is shown by snapshots."""
+RAW_BURST = 512 * 1024
+"""Raw bytes that may go out at once after a quiet spell."""
+SETTLE = 0.05
+"""Quiet time after skipped output before the exact snapshot is sent."""
+PROGRESS = 0.5
+"""Interval of screen pictures sent while output is being skipped."""
+EXACT_PARSE = 32 * 1024
+"""Unparsed bytes that :meth:`TerminalShare.snapshot` may parse on the spot."""
 
 
 class TerminalShare:
@@ -34,20 +50,51 @@ class TerminalShare:
         self.active = True
         self.dropped = 0
         self._owe_snapshot = False
+        self._tokens = float(RAW_BURST)
+        self._refilled = time.monotonic()
+        self._last_skip = 0.0
+        self._last_picture = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     def output(self, data: bytes) -> None:
         """Called with every chunk the pty produced: show locally, send raw."""
         self.emulator.receive(data)
         if not self.active:
             return
-        if self.channel.buffered() > SEND_LIMIT:
-            self.dropped += len(data)
-            self._owe_snapshot = True
+        now = time.monotonic()
+        self._tokens = min(RAW_BURST, self._tokens + (now - self._refilled) * RAW_RATE)
+        self._refilled = now
+        if self._owe_snapshot or self._tokens < len(data) \
+                or self.channel.buffered() > SEND_LIMIT:
+            self._skip(len(data), now)
             return
-        if self._owe_snapshot:
+        self._tokens -= len(data)
+        self._send_raw(data)
+
+    def _skip(self, size: int, now: float) -> None:
+        self.dropped += size
+        self._owe_snapshot = True
+        self._last_skip = now
+        if self._timer is None:
+            self._last_picture = now
+            self._timer = asyncio.get_running_loop().call_later(SETTLE, self._settle)
+
+    def _settle(self) -> None:
+        """While owing a snapshot: send pictures during bulk, the exact one when quiet."""
+        self._timer = None
+        if not self._owe_snapshot or not self.active:
+            return
+        now = time.monotonic()
+        congested = self.channel.buffered() > SEND_LIMIT // 4
+        if now - self._last_skip >= SETTLE and not congested \
+                and self.emulator.backlog <= EXACT_PARSE:
             self.snapshot()
             return
-        self._send_raw(data)
+        if now - self._last_picture >= PROGRESS and not congested:
+            # The screen as parsed so far: progress for the agent, not yet exact.
+            self._last_picture = now
+            self._send_picture()
+        self._timer = asyncio.get_running_loop().call_later(SETTLE, self._settle)
 
     def _send_raw(self, data: bytes) -> None:
         for start in range(0, len(data), CHUNK):
@@ -58,9 +105,16 @@ class TerminalShare:
             self.channel.send_nowait(msg)
 
     def snapshot(self) -> None:
-        """Send the whole current screen (after parsing everything received)."""
+        """Send the whole current screen (after parsing everything received).
+
+        After it, raw output continues exactly where the snapshot left off.
+        """
         self._owe_snapshot = False
+        self._tokens = float(RAW_BURST)
         self.emulator.feed(b"")
+        self._send_picture()
+
+    def _send_picture(self) -> None:
         cols, rows = self.emulator.size
         self._send(m.Snapshot(session=self.session, cols=cols, rows=rows,
                               data=self.emulator.snapshot()))
@@ -74,8 +128,9 @@ class TerminalShare:
     def handle(self, msg: m.Msg) -> bool:
         """Handle a broker event meant for sharing; return True if it was one."""
         if isinstance(msg, m.Resync) and msg.session == self.session:
-            if self.channel.buffered() > SEND_LIMIT:
-                self._owe_snapshot = True
+            if self.channel.buffered() > SEND_LIMIT or self.emulator.backlog > EXACT_PARSE:
+                # Not now: the settle timer sends it once the screen has caught up.
+                self._skip(0, time.monotonic())
             else:
                 self.snapshot()
             return True
@@ -84,6 +139,9 @@ class TerminalShare:
     def stop(self) -> None:
         """Stop sending (session over); the local screen goes on."""
         self.active = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class TerminalViewer:

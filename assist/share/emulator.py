@@ -1,26 +1,36 @@
 """A terminal screen model fed off the hot path.
 
-``pyte`` parses about 1 MB/s, far slower than a shell can print, so the
-screen model must never gate the stream: bytes go out raw at once, and the
-emulator catches up in bounded slices between frames. When it falls too far
-behind (say ``cat`` of a large file) it skips to the tail of the backlog:
-the screen of scrolling output is rebuilt by its last lines, and viewers that
-need an exact picture get a snapshot once output stops.
+``pyte`` parses dense text at only 0.3-1 MB/s, far slower than a shell can
+print, so the screen model must never gate the stream: bytes go out raw at
+once, and the emulator catches up in slices bounded in time between frames
+(a small slice while output keeps coming, a bigger one once it is quiet, so
+the shell keeps most of the CPU during bulk output and the screen settles
+quickly after). When it falls too far behind (say ``cat`` of a large file)
+it skips to the tail of the backlog: the screen of scrolling output is
+rebuilt by its last lines, and viewers that need an exact picture get a
+snapshot once output stops.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import pyte
 
 log = logging.getLogger(__name__)
 
-MAX_BACKLOG = 256 * 1024
+MAX_BACKLOG = 128 * 1024
 """Beyond this, older unparsed bytes are skipped."""
-KEEP_TAIL = 32 * 1024
-"""How much of the backlog is kept when skipping."""
+KEEP_TAIL = 16 * 1024
+"""How much of the backlog is kept when skipping (more for big screens, see ``_tail``)."""
+SLICE = 2048
+"""Bytes parsed between two clock checks."""
+BUSY_SECONDS = 0.006
+"""Parse time per frame while output keeps arriving (about 20% of a core at 30 fps)."""
+QUIET_SECONDS = 0.03
+"""Parse time per frame once nothing new arrived since the last frame."""
 
 _SGR_FG = {"black": 30, "red": 31, "green": 32, "brown": 33, "yellow": 33, "blue": 34,
            "magenta": 35, "cyan": 36, "white": 37}
@@ -74,6 +84,7 @@ class Emulator:
         self.screen = _Screen(cols, rows)
         self.stream = pyte.ByteStream(self.screen)
         self._backlog = bytearray()
+        self._fresh = False
         self.skipped = 0
         self.generation = 0
 
@@ -90,20 +101,39 @@ class Emulator:
     def receive(self, data: bytes) -> None:
         """Queue bytes for parsing; cheap, safe on the hot path."""
         self._backlog += data
+        self._fresh = True
         if len(self._backlog) > MAX_BACKLOG:
-            tail = bytes(self._backlog[-KEEP_TAIL:])
+            # Enough to rebuild a full screen of coloured text, whatever its size.
+            keep = max(KEEP_TAIL, self.screen.columns * self.screen.lines * 4)
+            tail = bytes(self._backlog[-keep:])
             # Restart at a line boundary so a cut escape sequence is not replayed.
             cut = tail.find(b"\n")
             tail = tail[cut + 1 :] if cut >= 0 else tail
             self.skipped += len(self._backlog) - len(tail)
             self._backlog = bytearray(b"\x1b[0m" + tail)
 
-    def process(self, budget: int = 16 * 1024) -> bool:
-        """Parse up to ``budget`` queued bytes; return True if the screen changed."""
+    def process(self, seconds: float | None = None) -> bool:
+        """Parse queued bytes for about ``seconds``; return True if the screen changed.
+
+        Without ``seconds`` the budget is :data:`BUSY_SECONDS` while output
+        keeps arriving and :data:`QUIET_SECONDS` once it has stopped.
+        """
         if not self._backlog:
             return False
-        chunk = bytes(self._backlog[:budget])
-        del self._backlog[:budget]
+        if seconds is None:
+            seconds = BUSY_SECONDS if self._fresh else QUIET_SECONDS
+        self._fresh = False
+        deadline = time.perf_counter() + seconds
+        while self._backlog:
+            self._parse(SLICE)
+            if time.perf_counter() >= deadline:
+                break
+        self.generation += 1
+        return True
+
+    def _parse(self, size: int) -> None:
+        chunk = bytes(self._backlog[:size])
+        del self._backlog[:size]
         try:
             self.stream.feed(chunk)
         except Exception:
@@ -111,14 +141,16 @@ class Emulator:
             # a fresh parser (pyte's parser cannot resume after raising).
             log.warning("terminal emulator could not parse %d bytes; skipped", len(chunk))
             self.stream = pyte.ByteStream(self.screen)
-        self.generation += 1
-        return True
 
     def feed(self, data: bytes) -> None:
-        """Parse ``data`` now, completely (tests, snapshots, small inputs)."""
+        """Parse ``data`` now, completely (tests, snapshots, small inputs).
+
+        Large inputs are still cut to their tail first, as :meth:`receive` does.
+        """
         self.receive(data)
-        while self.process(1 << 20):
-            pass
+        while self._backlog:
+            self._parse(1 << 20)
+        self.generation += 1
 
     def resize(self, cols: int, rows: int) -> None:
         """Change the screen size (content is kept where it fits)."""

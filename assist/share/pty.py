@@ -22,6 +22,8 @@ from assist.errors import ConfigError
 log = logging.getLogger(__name__)
 
 READ_SIZE = 64 * 1024
+BATCH = 256 * 1024
+"""Bytes drained from the pty per wake-up: bulk output arrives in few large chunks."""
 
 
 def _set_size(fd: int, cols: int, rows: int) -> None:
@@ -96,16 +98,27 @@ class PtyProcess:
         self._loop.add_reader(master, self._readable)
 
     def _readable(self) -> None:
-        try:
-            data = os.read(self.fd, READ_SIZE)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""  # EIO: the program closed the pty (exited)
-        if data:
-            self.on_output(data)
-            return
-        self._finish()
+        # A pty hands out about 4 KiB per read; draining what is there in one go
+        # turns bulk output into a few large chunks (less work downstream).
+        parts: list[bytes] = []
+        size = 0
+        ended = False
+        while size < BATCH:
+            try:
+                data = os.read(self.fd, READ_SIZE)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""  # EIO: the program closed the pty (exited)
+            if not data:
+                ended = True
+                break
+            parts.append(data)
+            size += len(data)
+        if parts:
+            self.on_output(parts[0] if len(parts) == 1 else b"".join(parts))
+        if ended:
+            self._finish()
 
     def _finish(self) -> None:
         assert self._loop is not None

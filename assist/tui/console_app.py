@@ -170,6 +170,7 @@ class ConsoleApp(App[None]):
             view = self.query_one("#screen", TerminalView)
             if view.emulator is not self.viewer.emulator:
                 view.set_emulator(self.viewer.emulator)
+            view.nudge()
         elif isinstance(msg, m.Chat):
             self.query_one("#chat", RichLog).write(f"{msg.sender}: {msg.text}")
         elif isinstance(msg, m.Ended | m.UserLost) and self.info is not None \

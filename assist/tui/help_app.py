@@ -195,6 +195,12 @@ class HelpApp(App[None], inherit_bindings=False):
             panel.set_keys("F10 close assist")
         else:
             panel.set_title(f"assist · {status.broker or 'helpdesk'}")
+            panel.set_keys("F2 chat  F3 hide  F4 move  F10 leave")
+        if status.phase != "connected" and self.share is not None:
+            # The agent is gone (dropped, or the session ended): stop sending at once.
+            self.share.stop()
+            self.share = None
+            panel.enable_chat(False)
         self._tick()
 
     def _tick(self) -> None:

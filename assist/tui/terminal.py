@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -17,8 +18,8 @@ from assist.share.emulator import Emulator
 from assist.tui.keys import key_bytes
 
 FRAME = 1 / 30
-PARSE_BUDGET = 24 * 1024
-"""Bytes parsed per frame: keeps the app responsive whatever the shell prints."""
+NUDGE_GAP = 0.008
+"""Least time between two out-of-frame updates (see :meth:`TerminalView.nudge`)."""
 
 DECCKM = 1 << 5
 """pyte stores private modes shifted by 5; mode 1 is application cursor keys."""
@@ -71,6 +72,7 @@ class TerminalView(Widget, can_focus=True):
         self.read_only = read_only
         self.on_frame = on_frame
         self._generation = -1
+        self._ticked = 0.0
 
     def on_mount(self) -> None:
         self.set_interval(FRAME, self._tick)
@@ -81,8 +83,19 @@ class TerminalView(Widget, can_focus=True):
         self._generation = -1
         self.refresh(layout=True)
 
+    def nudge(self) -> None:
+        """New bytes arrived: show them now rather than at the next frame.
+
+        Keeps an agent's view within milliseconds of the user's shell; bursts
+        are still folded into one update per :data:`NUDGE_GAP`.
+        """
+        if time.perf_counter() - self._ticked >= NUDGE_GAP:
+            self._tick()
+
     def _tick(self) -> None:
-        self.emulator.process(PARSE_BUDGET)
+        self._ticked = time.perf_counter()
+        # Time-bounded: keeps the app (and the shell) responsive whatever is printed.
+        self.emulator.process()
         if self.emulator.generation != self._generation:
             resized = self.size != Size(*self.emulator.size)
             self._generation = self.emulator.generation
