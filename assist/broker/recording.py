@@ -1,0 +1,544 @@
+"""Session recordings in asciicast v2: the writer the broker uses and the reader replay uses.
+
+A recording is one file ``<recordings dir>/<session>.cast`` in the asciicast v2
+format of asciinema (https://docs.asciinema.org/manual/asciicast/v2): a JSON
+header line, then one JSON array per event, ``[seconds, kind, text]``:
+
+* ``"o"`` output: the user's terminal output (snapshots too: they redraw the
+  whole screen, so a player that starts anywhere catches up);
+* ``"i"`` input: keystrokes an agent typed into the user's terminal;
+* ``"m"`` marker: who did what (``agent:carol typed 3 bytes``), hidden input,
+  and labels the broker adds (grants, verification, end of session);
+* ``"r"`` resize: ``"COLSxROWS"``.
+
+While the user's terminal reads a secret (echo off) nothing but one
+``[hidden input]`` marker, and the same words as dim visible text, goes into
+the file: no output and no keystrokes.
+
+The writer never issues a system call per chunk: events are encoded into a
+buffer that is written when it passes :data:`FLUSH_BYTES`, at the latest
+:data:`FLUSH_INTERVAL` seconds after the first unwritten event (a timer on the
+running asyncio loop), and on :meth:`Recorder.close`. Only whole lines are
+written, so a broker that stops leaves a file every asciicast player reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import errno
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, NamedTuple
+
+import msgspec
+
+from assist.errors import ConfigError, NotFound, StoreError
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".cast"
+FLUSH_INTERVAL = 0.5
+"""Seconds an event may wait in the buffer before it is written."""
+FLUSH_BYTES = 256 * 1024
+"""Buffered bytes that trigger a write at once (bulk output)."""
+DEFAULT_TERM = "xterm-256color"
+HIDDEN = "[hidden input]"
+VISIBLE = "[input visible]"
+MAX_LABEL = 200
+
+_SESSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_TYPED = re.compile(
+    r"^agent:(?P<agent>\S+) typed (?P<size>\d+) bytes?(?P<hidden> \(hidden, not recorded\))?$")
+_DIM = "\x1b[2m{}\x1b[22m"
+
+_encode = msgspec.json.Encoder().encode
+_os_write = os.write  # one name for the only system call on the hot path; tests count it
+
+
+def _utf8() -> codecs.IncrementalDecoder:
+    # "replace" so a stray byte costs one U+FFFD, never the session's recording.
+    return codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+
+class Typed(NamedTuple):
+    """A keystroke marker read back: who typed how many bytes, and if they were withheld."""
+
+    agent: str
+    size: int
+    hidden: bool
+
+
+def typed_marker(agent: str, count: int, hidden: bool = False) -> str:
+    """The marker label that attributes ``count`` typed bytes to ``agent``."""
+    label = f"agent:{agent} typed {count} byte{'' if count == 1 else 's'}"
+    return f"{label} (hidden, not recorded)" if hidden else label
+
+
+def parse_typed(label: str) -> Typed | None:
+    """What a :func:`typed_marker` label says, or ``None`` for other markers."""
+    found = _TYPED.match(label)
+    if found is None:
+        return None
+    return Typed(found["agent"], int(found["size"]), found["hidden"] is not None)
+
+
+def recording_path(directory: Path, session: str) -> Path:
+    """Where the recording of ``session`` lives.
+
+    Raises:
+        StoreError: if ``session`` cannot be a file name.
+    """
+    if not _SESSION.match(session):
+        raise StoreError(f"cannot record session {session!r}: not a valid session id")
+    return directory / f"{session}{SUFFIX}"
+
+
+class Recorder:
+    """Writes one session to an asciicast v2 file.
+
+    Build it with :meth:`open`. Every ``at`` is a wall-clock time (the broker's
+    clock) and becomes ``at - started_at`` seconds in the file, never going
+    backwards. Event methods never raise: a recording that cannot be written
+    must not break the live session, so the first write error is logged, kept
+    in :attr:`error`, and the recorder stops writing.
+
+    Attributes:
+        path: the ``.cast`` file.
+        error: why recording stopped early, or ``None``.
+    """
+
+    def __init__(self, fd: int, path: Path, started_at: float, cols: int, rows: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = path
+        self.error: StoreError | None = None
+        self._fd: int | None = fd
+        self._started_at = started_at
+        self._size = (cols, rows)
+        self._clock = clock
+        self._last = 0.0
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._since: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._output = _utf8()
+        self._input: dict[str, codecs.IncrementalDecoder] = {}
+        self._hidden = False
+
+    @classmethod
+    def open(cls, directory: Path, session: str, cols: int, rows: int, started_at: float,
+             title: str = "", *, at: float | None = None, term: str = DEFAULT_TERM,
+             clock: Callable[[], float] = time.monotonic) -> Recorder:
+        """Create ``<directory>/<session>.cast`` (mode 0600) and write its header.
+
+        The directory is created (mode 0700) if needed. If the file exists (the
+        session went back to the queue and was picked up again, or the broker
+        restarted) the recording continues in it: a damaged last line is cut
+        off, then a marker and the current size are added.
+
+        Args:
+            directory: the recordings directory (``BrokerConfig.recordings``).
+            session: the session id, the file's name.
+            cols: terminal width now.
+            rows: terminal height now.
+            started_at: wall-clock start of the session; event times count from it.
+            title: the recording's title, e.g. ``"alice: printer (agent carol)"``.
+            at: now, for the marker of a resumed recording (default ``started_at``).
+            term: the ``TERM`` to note in the header.
+            clock: monotonic clock for flush timing (tests pass a fake).
+
+        Raises:
+            ConfigError: if the directory cannot be created.
+            StoreError: if the file cannot be created or written.
+        """
+        path = recording_path(directory, session)
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the recordings directory {directory}: {exc.strerror}; "
+                "set `recordings` in broker.toml (or ASSIST_BROKER_RECORDINGS) to a "
+                "writable directory, or `record = false`") from None
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+        try:
+            fd = os.open(path, flags, 0o600)
+        except OSError as exc:
+            hint = " (it is a symbolic link)" if exc.errno == errno.ELOOP else ""
+            raise StoreError(f"cannot create recording {path}: {exc.strerror}{hint}") from None
+        recorder = cls(fd, path, started_at, cols, rows, clock)
+        try:
+            size = _trim_damaged_tail(fd)
+            if size:
+                recorder._last = _last_time(fd, size)
+                now = started_at if at is None else at
+                recorder._event("m", "recording resumed", now)
+                recorder._event("r", f"{cols}x{rows}", now)
+                recorder._flush()
+            else:
+                header: dict[str, Any] = {"version": 2, "width": cols, "height": rows,
+                                          "timestamp": int(started_at)}
+                if title:
+                    header["title"] = title
+                header["env"] = {"TERM": term}
+                recorder._write_now([_encode(header)])
+        except OSError as exc:
+            os.close(fd)
+            raise StoreError(f"cannot write recording {path}: {exc.strerror}") from None
+        return recorder
+
+    # -- events ------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether the file is closed (after :meth:`close` or a write error)."""
+        return self._fd is None
+
+    @property
+    def hidden_input(self) -> bool:
+        """Whether the user's terminal is reading a secret right now."""
+        return self._hidden
+
+    def output(self, data: bytes, at: float) -> None:
+        """Record ``data`` the user's pty wrote (dropped while input is hidden)."""
+        if self._hidden or self._fd is None:
+            return
+        text = self._output.decode(data)
+        if text:
+            self._event("o", text, at)
+
+    def snapshot(self, data: bytes, cols: int, rows: int, at: float) -> None:
+        """Record a whole-screen redraw of a ``cols`` x ``rows`` terminal.
+
+        The size goes in first as a resize if it changed. Any partial character
+        of earlier output is dropped: the snapshot replaces what came before.
+        """
+        self.resize(cols, rows, at)
+        self._output.reset()
+        if self._hidden or self._fd is None:
+            return
+        self._event("o", data.decode("utf-8", errors="replace"), at)
+
+    def resize(self, cols: int, rows: int, at: float) -> None:
+        """Record a terminal size change (nothing if the size is the same)."""
+        if (cols, rows) == self._size:
+            return
+        self._size = (cols, rows)
+        self._event("r", f"{cols}x{rows}", at)
+
+    def agent_input(self, agent: str, data: bytes, at: float) -> None:
+        """Record keystrokes ``agent`` typed: an input event and a marker naming them.
+
+        While input is hidden only the marker is written, never the bytes.
+        """
+        if not data:
+            return
+        if self._hidden:
+            # Keystrokes into a password prompt are a secret whoever typed them.
+            self._input.pop(agent, None)
+            self._event("m", typed_marker(agent, len(data), hidden=True), at)
+            return
+        text = self._input.setdefault(agent, _utf8()).decode(data)
+        if text:
+            self._event("i", text, at)
+        self._event("m", typed_marker(agent, len(data)), at)
+
+    def hidden(self, on: bool, at: float) -> None:
+        """The user's terminal started (``on``) or stopped reading a secret."""
+        if on == self._hidden:
+            return
+        self._hidden = on
+        # Half a character from before the secret must not join bytes after it.
+        self._output.reset()
+        self._input.clear()
+        if on:
+            self._event("m", HIDDEN, at)
+            self._event("o", _DIM.format(HIDDEN), at)
+        else:
+            self._event("m", VISIBLE, at)
+
+    def marker(self, label: str, at: float) -> None:
+        """Record a marker, e.g. ``"control granted to carol"``."""
+        self._event("m", " ".join(label.split())[:MAX_LABEL], at)
+
+    # -- buffer --------------------------------------------------------------------------
+
+    def _event(self, kind: str, text: str, at: float) -> None:
+        if self._fd is None:
+            return
+        # Players expect times that never go back; clocks and messages may.
+        self._last = max(self._last, at - self._started_at)
+        line = _encode([round(self._last, 6), kind, text])
+        self._buffer.append(line)
+        self._buffered += len(line) + 1
+        now = self._clock()
+        if self._since is None:
+            self._since = now
+            self._arm_timer()
+        if self._buffered >= FLUSH_BYTES or now - self._since >= FLUSH_INTERVAL:
+            self.flush()
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (scripts, tests): size, age and close() flush
+        self._timer = loop.call_later(FLUSH_INTERVAL, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Write every buffered event now (a write error stops the recording, see above)."""
+        try:
+            self._flush()
+        except OSError as exc:
+            self._fail(exc)
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._buffer or self._fd is None:
+            return
+        lines, self._buffer, self._buffered, self._since = self._buffer, [], 0, None
+        self._write_now(lines)
+
+    def _write_now(self, lines: list[bytes]) -> None:
+        assert self._fd is not None
+        view = memoryview(b"\n".join(lines) + b"\n")
+        while view:
+            written = _os_write(self._fd, view)
+            view = view[written:]
+
+    def _fail(self, exc: OSError) -> None:
+        self.error = StoreError(f"recording {self.path} stopped: {exc.strerror}")
+        log.error("%s", self.error.message)
+        self._close_fd()
+
+    def _close_fd(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+    def close(self, at: float | None = None) -> None:
+        """Write what is buffered and close the file; later events are ignored.
+
+        Args:
+            at: when the session ended; if given, an ``end`` marker is written.
+        """
+        if self._fd is None:
+            return
+        tail = self._output.decode(b"", final=True)
+        if tail and not self._hidden:
+            self._event("o", tail, self._started_at + self._last)
+        if at is not None:
+            self._event("m", "end", at)
+        self.flush()
+        self._close_fd()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _trim_damaged_tail(fd: int) -> int:
+    """Cut a partial last line (a write the broker did not finish); return the new size."""
+    end = os.lseek(fd, 0, os.SEEK_END)
+    keep = _line_start(fd, end)
+    if keep != end:
+        os.ftruncate(fd, keep)
+    return keep
+
+
+def _line_start(fd: int, position: int) -> int:
+    """Offset just after the last newline before ``position`` (0 if none)."""
+    while position > 0:
+        start = max(0, position - 65536)
+        newline = os.pread(fd, position - start, start).rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        position = start
+    return 0
+
+
+def _last_time(fd: int, size: int) -> float:
+    """The time of the last event in a file of ``size`` bytes ending in a newline."""
+    # Only the line's start is read: an output event can be hundreds of KiB.
+    head = os.pread(fd, 64, _line_start(fd, size - 1))
+    found = re.match(rb"\[\s*(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)", head)
+    return float(found[1]) if found else 0.0
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Header:
+    """The header of an asciicast v2 recording.
+
+    Attributes:
+        width: initial terminal width.
+        height: initial terminal height.
+        timestamp: Unix time the recording started, if known.
+        title: the title, or ``""``.
+        idle_time_limit: the longest pause a player should show, if set.
+        raw: the whole header as read.
+    """
+
+    width: int
+    height: int
+    timestamp: float | None = None
+    title: str = ""
+    idle_time_limit: float | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event: ``time`` seconds from the start, ``kind`` (o, i, m, r), ``data``."""
+
+    time: float
+    kind: str
+    data: str
+
+
+class Cast:
+    """An asciicast v2 file opened for reading; events stream, never all in memory.
+
+    Attributes:
+        path: the file.
+        header: its header.
+        truncated: set once :meth:`events` met a damaged last line (and stopped there).
+    """
+
+    def __init__(self, path: Path, file: IO[str], header: Header) -> None:
+        self.path = path
+        self.header = header
+        self.truncated = False
+        self._file = file
+
+    @classmethod
+    def open(cls, path: Path) -> Cast:
+        """Open ``path`` and read its header.
+
+        Raises:
+            NotFound: if there is no such file.
+            StoreError: if it cannot be read or is not an asciicast v2 recording.
+        """
+        try:
+            file = path.open(encoding="utf-8", newline="\n")
+        except FileNotFoundError:
+            raise NotFound(f"no recording {path}: the file does not exist") from None
+        except IsADirectoryError:
+            raise StoreError(f"{path} is a directory, not a recording") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            header = _header(path, file.readline())
+        except UnicodeDecodeError:
+            file.close()
+            raise StoreError(f"{path} is not an asciicast recording (not UTF-8 text)") from None
+        except BaseException:
+            file.close()
+            raise
+        return cls(path, file, header)
+
+    def events(self) -> Iterator[Event]:
+        """Yield the events in file order.
+
+        A last line that is not a complete event is a recording cut short: it
+        sets :attr:`truncated` and ends the events instead of raising.
+
+        Raises:
+            StoreError: if a line before the last is not an event.
+        """
+        number = 1
+        try:
+            line = self._file.readline()
+            while line:
+                following = self._file.readline()
+                number += 1
+                if line.strip():
+                    event = _event(line)
+                    if event is None:
+                        if not following:
+                            self.truncated = True
+                            return
+                        raise StoreError(
+                            f"{self.path} line {number} is not an asciicast event")
+                    yield event
+                line = following
+        except UnicodeDecodeError:
+            raise StoreError(f"{self.path} line {number} is not UTF-8 text") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.path}: {exc.strerror}") from None
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+    def __enter__(self) -> Cast:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _header(path: Path, line: str) -> Header:
+    if not line.strip():
+        raise StoreError(f"{path} is empty, not an asciicast recording")
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError:
+        raise StoreError(
+            f"{path} is not an asciicast v2 recording (its first line is not a JSON "
+            "header; asciicast v1 files are not supported)") from None
+    if not isinstance(data, dict):
+        raise StoreError(f"{path} is not an asciicast v2 recording (no header line)")
+    version = data.get("version")
+    if version != 2:
+        raise StoreError(f"{path} is asciicast version {version!r}; assist replay reads "
+                         "version 2 (asciinema 3 converts: `asciinema convert -f asciicast-v2`)")
+    width, height = data.get("width"), data.get("height")
+    if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+        raise StoreError(f"{path}: the header has no valid width and height")
+    timestamp, limit = data.get("timestamp"), data.get("idle_time_limit")
+    title = data.get("title")
+    return Header(
+        width=width, height=height,
+        timestamp=float(timestamp) if isinstance(timestamp, int | float) else None,
+        title=title if isinstance(title, str) else "",
+        idle_time_limit=float(limit) if isinstance(limit, int | float) and limit > 0 else None,
+        raw=data,
+    )
+
+
+def _event(line: str) -> Event | None:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if (isinstance(data, list) and len(data) == 3 and isinstance(data[0], int | float)
+            and not isinstance(data[0], bool) and isinstance(data[1], str)
+            and isinstance(data[2], str)):
+        return Event(float(data[0]), data[1], data[2])
+    return None
