@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assist.broker.relay import Relay
+from assist.broker.trust import Trust
 from assist.config import BrokerConfig
 from assist.core.queue import Queue, Roster, Waiting
 from assist.core.session import Event, Session, State
@@ -85,6 +86,7 @@ class Hub:
         self._position_task: asyncio.Task[None] | None = None
         self._positions_stale = False
         self.relay = Relay(self)
+        self.trust = Trust(self)
         self._handlers: dict[str, dict[type[m.Msg], Handler]] = {
             "user": {
                 m.Join: self._on_join, m.Leave: self._on_leave, m.Ready: self._on_ready,
@@ -95,8 +97,9 @@ class Hub:
                 m.Accept: self._on_accept, m.End: self._on_agent_end, m.Ping: self._on_ping,
             },
         }
-        for role, table in self.relay.handlers().items():
-            self._handlers[role].update(table)
+        for part in (self.relay, self.trust):
+            for role, table in part.handlers().items():
+                self._handlers[role].update(table)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -129,6 +132,7 @@ class Hub:
             self._push.cancel()
         if self._position_task is not None:
             self._position_task.cancel()
+        self.relay.close()
 
     async def serve(self, channel: MessageChannel, peer: Peer) -> None:
         """Run one client's control channel until it closes."""
@@ -268,7 +272,7 @@ class Hub:
         session.apply(Event.CONNECT, now)
         self.store.sessions.save(session, "connected", f"user:{session.user}", {})
         self.store.audit.append(now, f"agent:{session.agent}", "connect", session.id)
-        info = self._info(session, msg.cols, msg.rows)
+        info = self._info(session, msg.cols, msg.rows, self._evidence(client))
         client.send(m.Started(info=info, rid=msg.rid))
         agent = self.agents.get(session.agent or "")
         if agent is not None:
@@ -341,7 +345,9 @@ class Hub:
             agent.send(m.Ended(session=session.id, reason=reason, resolved=resolved))
         self.roster.release(session.agent or "", now)
         self.sessions.pop(session.id, None)
-        self.relay.forget(session.id)
+        cause = f"; root cause: {root_cause}" if root_cause else ""
+        self.relay.forget(session.id, f"session ended by the {reason}{cause}")
+        self.trust.forget(session.id)
 
     def _abandon(self, session: Session, why: str) -> None:
         now = self.clock()
@@ -367,7 +373,8 @@ class Hub:
         self.store.sessions.save(session, "requeued", "broker", {"why": why, "agent": agent})
         self.store.audit.append(now, "broker", "requeue", session.id, {"why": why})
         self.roster.release(agent or "", now)
-        self.relay.forget(session.id)
+        self.relay.forget(session.id, f"agent:{agent} left ({why}); back in the queue")
+        self.trust.forget(session.id)
         user = self.users.get(session.id)
         position = self.queue.add(self._waiting(session, online=user is not None))
         self._positions[session.id] = position
@@ -451,11 +458,19 @@ class Hub:
                        requeued=session.state is State.REQUEUED, online=online,
                        registered=registered)
 
-    def _info(self, session: Session, cols: int = 80, rows: int = 24) -> m.SessionInfo:
+    def _evidence(self, user: Client) -> m.Evidence:
+        """What the agent is shown of the user's identity before verifying it."""
+        peer = user.peer
+        totp = peer.registered and bool(self.store.directory.totp_secret(peer.name))
+        return m.Evidence(registered=peer.registered, fingerprint=peer.fingerprint,
+                          host=user.host, os_user=user.os_user, totp=totp)
+
+    def _info(self, session: Session, cols: int = 80, rows: int = 24,
+              evidence: m.Evidence | None = None) -> m.SessionInfo:
         return m.SessionInfo(session=session.id, user=session.user, agent=session.agent or "",
                              topic=session.topic, state=session.state.value,
                              queued_at=session.queued_at, answered_at=session.answered_at,
-                             cols=cols, rows=rows, verified=session.verified,
+                             cols=cols, rows=rows, verified=session.verified, evidence=evidence,
                              ice_servers=self.config.ice_urls)
 
     def _queue_list(self) -> m.QueueList:

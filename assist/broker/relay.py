@@ -10,9 +10,11 @@ missed. The user's shell never waits for a slow agent.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
-from assist.errors import NotFound, ProtocolError, StateError
+from assist.broker.recording import Recorder
+from assist.errors import AssistError, NotFound, ProtocolError, StateError
 from assist.protocol import messages as m
 
 if TYPE_CHECKING:
@@ -23,6 +25,8 @@ LAG_LIMIT = 512 * 1024
 """A viewer with this much unsent output is lagging: drop, then resync."""
 RESUME_BELOW = 64 * 1024
 """A lagging viewer is resynced once its buffer is back under this."""
+log = logging.getLogger(__name__)
+
 RESYNC_POLL = 0.05
 """How often a lagging viewer's buffer is checked once output has stopped."""
 MAX_CHAT = 2000
@@ -36,6 +40,7 @@ class Relay:
         self.lagging: set[str] = set()
         self.sizes: dict[str, tuple[int, int]] = {}
         self._polls: dict[str, asyncio.TimerHandle] = {}
+        self.recorders: dict[str, Recorder] = {}
 
     def handlers(self) -> dict[str, dict[type[m.Msg], Handler]]:
         """Handlers by role, merged into the hub's dispatch table."""
@@ -49,13 +54,13 @@ class Relay:
 
     # -- helpers -------------------------------------------------------------------
 
-    def _user_live(self, client: Client, session_id: str) -> Session:
+    def user_live(self, client: Client, session_id: str) -> Session:
         session = self.hub.sessions.get(session_id)
         if session is None or client.session != session_id or not session.state.live:
             raise StateError(f"session {session_id} is not live on this connection")
         return session
 
-    def _agent_live(self, client: Client, session_id: str) -> Session:
+    def agent_live(self, client: Client, session_id: str) -> Session:
         session = self.hub.sessions.get(session_id)
         if session is None or session.agent != client.peer.name or not session.state.live:
             raise NotFound(f"you have no live session {session_id}")
@@ -65,24 +70,70 @@ class Relay:
         return self.hub.agents.get(session.agent or "")
 
     def started(self, session: Session, cols: int, rows: int) -> None:
-        """A session went live: ask the user for a first full frame for the agent."""
+        """A session went live: start recording, ask the user for a first full frame."""
         self.sizes[session.id] = (cols, rows)
+        config = self.hub.config
+        if config.record and session.id not in self.recorders:
+            try:
+                self.recorders[session.id] = Recorder.open(
+                    config.recordings, session.id, cols, rows, started_at=session.queued_at,
+                    title=f"{session.user}: {session.topic}", at=self.hub.clock())
+            except AssistError as exc:
+                # The session goes on unrecorded; the audit log says so.
+                log.error("session %s is not recorded: %s", session.id, exc.message)
+                self.hub.store.audit.append(self.hub.clock(), "broker", "record-failed",
+                                            session.id, {"error": exc.message})
+        self.mark(session.id, f"agent:{session.agent} joined")
         user = self.hub.users.get(session.id)
         if user is not None:
             user.send(m.Resync(session=session.id))
 
-    def forget(self, session_id: str) -> None:
-        """A session is over."""
+    def forget(self, session_id: str, why: str = "") -> None:
+        """A session is over (or went back to the queue): close its recording."""
         self.lagging.discard(session_id)
         self.sizes.pop(session_id, None)
         poll = self._polls.pop(session_id, None)
         if poll is not None:
             poll.cancel()
+        recorder = self.recorders.pop(session_id, None)
+        if recorder is not None:
+            now = self.hub.clock()
+            if why:
+                recorder.marker(why, now)
+            recorder.close(at=now)
+
+    def close(self) -> None:
+        """The broker stops: flush and close every recording."""
+        for session_id in list(self.recorders):
+            self.forget(session_id, "broker stopped")
+
+    # -- recording -------------------------------------------------------------------
+
+    def mark(self, session_id: str, label: str) -> None:
+        """Add a marker to a session's recording (if it is recorded)."""
+        recorder = self.recorders.get(session_id)
+        if recorder is not None:
+            recorder.marker(label, self.hub.clock())
+
+    def record_input(self, session_id: str, agent: str, data: bytes) -> None:
+        """Record keystrokes the agent sent, attributed to the agent."""
+        recorder = self.recorders.get(session_id)
+        if recorder is not None:
+            recorder.agent_input(agent, data, self.hub.clock())
+
+    def record_hidden(self, session_id: str, on: bool) -> None:
+        """The user's terminal started or stopped reading a secret."""
+        recorder = self.recorders.get(session_id)
+        if recorder is not None:
+            recorder.hidden(on, self.hub.clock())
 
     # -- terminal stream -------------------------------------------------------------
 
     async def _on_output(self, client: Client, msg: m.Output) -> None:
-        session = self._user_live(client, msg.session)
+        session = self.user_live(client, msg.session)
+        recorder = self.recorders.get(session.id)
+        if recorder is not None:
+            recorder.output(msg.data, self.hub.clock())
         agent = self._agent_of(session)
         if agent is None:
             return
@@ -117,17 +168,23 @@ class Relay:
                 RESYNC_POLL, self._poll_lag, session_id)
 
     async def _on_snapshot(self, client: Client, msg: m.Snapshot) -> None:
-        session = self._user_live(client, msg.session)
+        session = self.user_live(client, msg.session)
         self.sizes[session.id] = (msg.cols, msg.rows)
+        recorder = self.recorders.get(session.id)
+        if recorder is not None:
+            recorder.snapshot(msg.data, msg.cols, msg.rows, self.hub.clock())
         agent = self._agent_of(session)
         if agent is not None:
             agent.send(msg)
 
     async def _on_resize(self, client: Client, msg: m.Resize) -> None:
-        session = self._user_live(client, msg.session)
+        session = self.user_live(client, msg.session)
         if not (1 <= msg.cols <= 1000 and 1 <= msg.rows <= 1000):
             raise ProtocolError(f"unreasonable terminal size {msg.cols}x{msg.rows}")
         self.sizes[session.id] = (msg.cols, msg.rows)
+        recorder = self.recorders.get(session.id)
+        if recorder is not None:
+            recorder.resize(msg.cols, msg.rows, self.hub.clock())
         agent = self._agent_of(session)
         if agent is not None:
             agent.send(msg)
@@ -135,14 +192,14 @@ class Relay:
     # -- media signalling ---------------------------------------------------------------
 
     async def _on_user_signal(self, client: Client, msg: m.Signal) -> None:
-        session = self._user_live(client, msg.session)
+        session = self.user_live(client, msg.session)
         agent = self._agent_of(session)
         if agent is None:
             raise StateError("the agent is not connected")
         agent.send(msg)
 
     async def _on_agent_signal(self, client: Client, msg: m.Signal) -> None:
-        session = self._agent_live(client, msg.session)
+        session = self.agent_live(client, msg.session)
         user = self.hub.users.get(session.id)
         if user is None:
             raise StateError("the user is not connected")
@@ -162,11 +219,11 @@ class Relay:
                 peer.send(line)
 
     async def _on_user_chat(self, client: Client, msg: m.Chat) -> None:
-        session = self._user_live(client, msg.session)
+        session = self.user_live(client, msg.session)
         self._chat(session, client.peer.name, "user", msg.text)
 
     async def _on_agent_chat(self, client: Client, msg: m.Chat) -> None:
-        session = self._agent_live(client, msg.session)
+        session = self.agent_live(client, msg.session)
         self._chat(session, client.peer.name, "agent", msg.text)
 
     async def _on_survey(self, client: Client, msg: m.Survey) -> None:

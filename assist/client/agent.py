@@ -59,6 +59,44 @@ class AgentClient:
         await self.link.request(
             m.End(session=session, root_cause=root_cause, resolved=resolved), m.Ok)
 
+    async def verify(self, session: str, method: str, note: str = "") -> None:
+        """Start verifying the user: ``key``, ``totp`` (the user is asked) or ``attest``.
+
+        The outcome arrives as a :class:`~assist.protocol.messages.Verified` event.
+        """
+        await self.link.request(m.Verify(session=session, method=method,  # type: ignore[arg-type]
+                                         note=note), m.Ok)
+
+    async def ask_grant(self, session: str, scope: str, seconds: float = 0.0) -> None:
+        """Ask the user for a permission; the answer arrives as a ``GrantAnswer`` event."""
+        await self.link.request(m.AskGrant(session=session, scope=scope,  # type: ignore[arg-type]
+                                           seconds=seconds), m.Ok)
+
+    async def wait_grant(self, session: str, scope: str,
+                         timeout: float | None = None) -> m.GrantAnswer:
+        """Wait for the user's answer to a permission request."""
+        answer = await self.link.wait_for(
+            lambda msg: isinstance(msg, m.GrantAnswer) and msg.session == session
+            and msg.scope == scope, timeout)
+        assert isinstance(answer, m.GrantAnswer)
+        return answer
+
+    async def send_keys(self, session: str, grant: str, data: bytes) -> None:
+        """Type ``data`` into the user's terminal under a control grant.
+
+        A refusal (by the broker or the user's machine) arrives as ``KeysRefused``.
+        """
+        await self.link.send(m.Keys(session=session, grant=grant, data=data))
+
+    async def annotate(self, session: str, grant: str, annotation: m.Annotation) -> None:
+        """Draw on the user's screen under an annotate grant."""
+        await self.link.request(m.Annotate(session=session, grant=grant,
+                                           annotation=annotation), m.Ok)
+
+    async def clear_annotations(self, session: str, ids: tuple[str, ...] = ()) -> None:
+        """Remove annotations from the user's screen (all when ``ids`` is empty)."""
+        await self.link.send(m.ClearAnnotations(session=session, ids=ids))
+
     def events(self) -> AsyncIterator[m.Msg]:
         """Broker events: queue pushes, session start/end, user lost."""
         return self.link.events()

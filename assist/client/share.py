@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
+from collections.abc import Callable, Sequence
 
-from assist.errors import ConnectionFailed
+from assist.errors import ConfigError, ConnectionFailed
 from assist.protocol import messages as m
 from assist.share.emulator import Emulator
 from assist.transport.channel import ChannelClosed, MessageChannel
@@ -40,13 +42,46 @@ EXACT_PARSE = 32 * 1024
 """Unparsed bytes that :meth:`TerminalShare.snapshot` may parse on the spot."""
 
 
-class TerminalShare:
-    """Stream one session's terminal from the user's machine."""
+REDACTED = b"[redacted]"
 
-    def __init__(self, channel: MessageChannel, session: str, emulator: Emulator) -> None:
+
+def compile_redactions(patterns: Sequence[str]) -> list[re.Pattern[bytes]]:
+    """Compile the user's redaction rules (regular expressions over the output).
+
+    Raises:
+        ConfigError: naming the rule that is not a valid regular expression.
+    """
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern.encode()))
+        except re.error as exc:
+            raise ConfigError(f"redaction rule {pattern!r} is not a valid regular "
+                              f"expression: {exc}") from None
+    return compiled
+
+
+class TerminalShare:
+    """Stream one session's terminal from the user's machine.
+
+    Args:
+        channel: the control channel to the broker.
+        session: the live session id.
+        emulator: the user's own screen model (shared with their view).
+        secret: True while the pty reads a secret (echo off); output is then
+            withheld and the agent told so.
+        redact: patterns masked in everything that leaves the machine.
+    """
+
+    def __init__(self, channel: MessageChannel, session: str, emulator: Emulator,
+                 secret: Callable[[], bool] | None = None,
+                 redact: Sequence[re.Pattern[bytes]] = ()) -> None:
         self.channel = channel
         self.session = session
         self.emulator = emulator
+        self.secret = secret or (lambda: False)
+        self.redact = list(redact)
+        self.hidden = False
         self.active = True
         self.dropped = 0
         self._owe_snapshot = False
@@ -59,7 +94,7 @@ class TerminalShare:
     def output(self, data: bytes) -> None:
         """Called with every chunk the pty produced: show locally, send raw."""
         self.emulator.receive(data)
-        if not self.active:
+        if not self.active or self.check_secret():
             return
         now = time.monotonic()
         self._tokens = min(RAW_BURST, self._tokens + (now - self._refilled) * RAW_RATE)
@@ -70,6 +105,26 @@ class TerminalShare:
             return
         self._tokens -= len(data)
         self._send_raw(data)
+
+    def check_secret(self) -> bool:
+        """Follow the pty's echo state; return True while output is withheld.
+
+        Called with every chunk and on a short timer, since a password prompt
+        may sit silent for a while.
+        """
+        secret = self.active and self.secret()
+        if secret != self.hidden:
+            self.hidden = secret
+            self._send(m.Hidden(session=self.session, on=secret))
+            if not secret:
+                # What the agent missed holds no secret (echo was off): show it.
+                self._skip(0, time.monotonic())
+        return self.hidden
+
+    def _redact(self, data: bytes) -> bytes:
+        for pattern in self.redact:
+            data = pattern.sub(REDACTED, data)
+        return data
 
     def _skip(self, size: int, now: float) -> None:
         self.dropped += size
@@ -82,7 +137,7 @@ class TerminalShare:
     def _settle(self) -> None:
         """While owing a snapshot: send pictures during bulk, the exact one when quiet."""
         self._timer = None
-        if not self._owe_snapshot or not self.active:
+        if not self._owe_snapshot or not self.active or self.hidden:
             return
         now = time.monotonic()
         congested = self.channel.buffered() > SEND_LIMIT // 4
@@ -97,6 +152,7 @@ class TerminalShare:
         self._timer = asyncio.get_running_loop().call_later(SETTLE, self._settle)
 
     def _send_raw(self, data: bytes) -> None:
+        data = self._redact(data)
         for start in range(0, len(data), CHUNK):
             self._send(m.Output(session=self.session, data=data[start : start + CHUNK]))
 
@@ -117,7 +173,8 @@ class TerminalShare:
     def _send_picture(self) -> None:
         cols, rows = self.emulator.size
         self._send(m.Snapshot(session=self.session, cols=cols, rows=rows,
-                              data=self.emulator.snapshot()))
+                              data=self._redact(self.emulator.snapshot()),
+                              top=self.emulator.top))
 
     def resize(self, cols: int, rows: int) -> None:
         """The user's terminal changed size."""
@@ -128,7 +185,8 @@ class TerminalShare:
     def handle(self, msg: m.Msg) -> bool:
         """Handle a broker event meant for sharing; return True if it was one."""
         if isinstance(msg, m.Resync) and msg.session == self.session:
-            if self.channel.buffered() > SEND_LIMIT or self.emulator.backlog > EXACT_PARSE:
+            if self.hidden or self.channel.buffered() > SEND_LIMIT \
+                    or self.emulator.backlog > EXACT_PARSE:
                 # Not now: the settle timer sends it once the screen has caught up.
                 self._skip(0, time.monotonic())
             else:
@@ -151,6 +209,7 @@ class TerminalViewer:
         self.session = session
         self.emulator = Emulator(cols, rows)
         self.frames = 0
+        self.hidden = False
 
     def handle(self, msg: m.Msg) -> bool:
         """Apply a stream message; return True if it changed the screen."""
@@ -162,8 +221,11 @@ class TerminalViewer:
             # A snapshot replaces whatever was missed, so drop the unparsed backlog.
             self.emulator = Emulator(msg.cols, msg.rows)
             self.emulator.feed(msg.data)
+            self.emulator.top = msg.top
         elif isinstance(msg, m.Resize):
             self.emulator.resize(msg.cols, msg.rows)
+        elif isinstance(msg, m.Hidden):
+            self.hidden = msg.on
         else:
             return False
         self.frames += 1

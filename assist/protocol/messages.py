@@ -250,12 +250,17 @@ class Output(Msg, tag="output", frozen=True):
 
 
 class Snapshot(Msg, tag="snapshot", frozen=True):
-    """U -> B -> A: bytes that redraw the whole screen; replaces any missed output."""
+    """U -> B -> A: bytes that redraw the whole screen; replaces any missed output.
+
+    ``top`` is the number of lines scrolled off the top since the session
+    began, so annotations anchored to lines stay on their text.
+    """
 
     session: str
     cols: int
     rows: int
     data: bytes
+    top: int = 0
 
 
 class Resync(Msg, tag="resync", frozen=True):

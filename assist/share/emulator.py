@@ -71,10 +71,20 @@ def _color_sgr(color: str, background: bool) -> str:
 class _Screen(pyte.Screen):
     """pyte's screen, tolerant of the private SGR that vim and others send."""
 
+    scrolled = 0
+    """Lines scrolled off the top so far: anchors annotations to their text."""
+
     def select_graphic_rendition(self, *attrs: int, private: bool = False) -> None:
         # CSI > ... m (xterm modifyOtherKeys) sets key modes, not colours.
         if not private:
             super().select_graphic_rendition(*attrs)
+
+    def index(self) -> None:
+        # Count only whole-screen scrolls: a full-screen program scrolling a
+        # region (vim, less) does not move the shell's lines.
+        if self.cursor.y == self.lines - 1 and self.margins in (None, (0, self.lines - 1)):
+            self.scrolled += 1
+        super().index()
 
 
 class Emulator:
@@ -94,6 +104,15 @@ class Emulator:
         return self.screen.columns, self.screen.lines
 
     @property
+    def top(self) -> int:
+        """The line number (since the start) of the screen's first row."""
+        return self.screen.scrolled
+
+    @top.setter
+    def top(self, value: int) -> None:
+        self.screen.scrolled = value
+
+    @property
     def backlog(self) -> int:
         """Bytes received but not parsed yet."""
         return len(self._backlog)
@@ -109,7 +128,10 @@ class Emulator:
             # Restart at a line boundary so a cut escape sequence is not replayed.
             cut = tail.find(b"\n")
             tail = tail[cut + 1 :] if cut >= 0 else tail
-            self.skipped += len(self._backlog) - len(tail)
+            skipped = len(self._backlog) - len(tail)
+            # Approximate: the skipped lines scrolled by; snapshots carry the exact count.
+            self.screen.scrolled += self._backlog.count(b"\n", 0, skipped)
+            self.skipped += skipped
             self._backlog = bytearray(b"\x1b[0m" + tail)
 
     def process(self, seconds: float | None = None) -> bool:

@@ -16,6 +16,7 @@ from textual.widget import Widget
 
 from assist.share.emulator import Emulator
 from assist.tui.keys import key_bytes
+from assist.tui.overlay import Overlay, paint
 
 FRAME = 1 / 30
 NUDGE_GAP = 0.008
@@ -25,6 +26,8 @@ DECCKM = 1 << 5
 """pyte stores private modes shifted by 5; mode 1 is application cursor keys."""
 
 _NAMES = {"brown": "yellow", "brightbrown": "bright_yellow"}
+PEN = Style(bgcolor="bright_magenta", color="black", bold=True)
+"""The keyboard drawing cursor of the console."""
 
 
 def _color(name: str) -> str | None:
@@ -65,6 +68,19 @@ class TerminalView(Widget, can_focus=True):
             self.view = view
             self.data = data
 
+    class Drawn(Message):
+        """A mouse drag over the view in draw mode: from one cell to another.
+
+        Cells are ``(x, line)`` with ``line`` counted since the session began.
+        """
+
+        def __init__(self, view: TerminalView, start: tuple[int, int],
+                     end: tuple[int, int]) -> None:
+            super().__init__()
+            self.view = view
+            self.start = start
+            self.end = end
+
     def __init__(self, emulator: Emulator, read_only: bool = False,
                  on_frame: Callable[[], None] | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -73,6 +89,10 @@ class TerminalView(Widget, can_focus=True):
         self.on_frame = on_frame
         self._generation = -1
         self._ticked = 0.0
+        self.overlay = Overlay()
+        self.draw_mode = False
+        self.pen: tuple[int, int] | None = None
+        self._drag: tuple[int, int] | None = None
 
     def on_mount(self) -> None:
         self.set_interval(FRAME, self._tick)
@@ -96,6 +116,8 @@ class TerminalView(Widget, can_focus=True):
         self._ticked = time.perf_counter()
         # Time-bounded: keeps the app (and the shell) responsive whatever is printed.
         self.emulator.process()
+        if self.overlay and self.overlay.expire():
+            self.refresh()
         if self.emulator.generation != self._generation:
             resized = self.size != Size(*self.emulator.size)
             self._generation = self.emulator.generation
@@ -120,7 +142,30 @@ class TerminalView(Widget, can_focus=True):
             style = cell_style(cell.fg, cell.bg, cell.bold, cell.italics, cell.underscore,
                                reverse)
             segments.append(Segment(cell.char or " ", style))
+        if self.overlay or self.pen is not None:
+            styles, chars = self.overlay.styles_for_row(self.emulator.top + y, cols)
+            if self.pen is not None and self.pen[1] == self.emulator.top + y:
+                styles[self.pen[0]] = PEN
+            segments = paint(segments, styles, chars)
         return Strip(Segment.simplify(segments), cols)
+
+    def cell_at(self, x: int, y: int) -> tuple[int, int]:
+        """The ``(x, line)`` of the cell at widget offset ``(x, y)``, kept on screen."""
+        cols, rows = self.emulator.size
+        return max(0, min(x, cols - 1)), self.emulator.top + max(0, min(y, rows - 1))
+
+    def on_mouse_down(self, event: events.MouseDown) -> None:
+        if self.draw_mode:
+            self._drag = self.cell_at(event.x, event.y)
+            self.capture_mouse()
+            event.stop()
+
+    def on_mouse_up(self, event: events.MouseUp) -> None:
+        if self._drag is not None:
+            start, self._drag = self._drag, None
+            self.release_mouse()
+            self.post_message(self.Drawn(self, start, self.cell_at(event.x, event.y)))
+            event.stop()
 
     async def on_key(self, event: events.Key) -> None:
         if self.read_only:

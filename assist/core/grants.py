@@ -1,0 +1,141 @@
+"""Permission grants inside a live session, and the policy around them.
+
+The user decides every grant in their own app; the table on the user's
+machine is the authority (the broker keeps an advisory copy). A grant has a
+scope, an optional expiry, and dies with a revoke::
+
+    table = GrantTable()
+    g = table.grant("g1", "control", agent="carol", now=t, seconds=300)
+    table.check("g1", "control", now=t + 10)     # ok
+    table.revoke_all(now=t + 20)
+    table.check("g1", "control", now=t + 21)     # GrantRefused("revoked")
+
+Pure: ids and times come from the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from assist.errors import StateError
+
+Scope = Literal["annotate", "control", "run"]
+SCOPES: tuple[Scope, ...] = ("annotate", "control", "run")
+NEEDS_VERIFIED: frozenset[str] = frozenset({"control", "run"})
+"""Scopes that act on the user's machine: impossible before identity is verified."""
+
+Reason = Literal["no-grant", "revoked", "expired", "wrong-scope", "not-verified",
+                 "secret-input"]
+
+
+class GrantRefused(StateError):
+    """An action was refused by the grant rules; ``reason`` says which rule."""
+
+    code = "grant-refused"
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason: Reason = reason
+
+
+EXPLAIN: dict[Reason, str] = {
+    "no-grant": "the user has not granted this",
+    "revoked": "the user revoked the permission",
+    "expired": "the permission ran out; ask again",
+    "wrong-scope": "that permission does not cover this action",
+    "not-verified": "verify the user's identity first",
+    "secret-input": "the user's terminal is reading a secret (echo off)",
+}
+"""What each refusal means, for the person who was refused."""
+
+
+def refuse(reason: Reason) -> GrantRefused:
+    """A :class:`GrantRefused` with the standard explanation."""
+    return GrantRefused(reason, EXPLAIN[reason])
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One permission the user gave."""
+
+    id: str
+    scope: Scope
+    agent: str
+    granted_at: float
+    expires_at: float | None = None
+
+    def remaining(self, now: float) -> float | None:
+        """Seconds left, or ``None`` for a grant that lasts until revoked."""
+        return None if self.expires_at is None else max(0.0, self.expires_at - now)
+
+
+@dataclass
+class GrantTable:
+    """The grants of one session."""
+
+    _live: dict[str, Grant] = field(default_factory=dict)
+    _dead: dict[str, Reason] = field(default_factory=dict)
+
+    def grant(self, grant_id: str, scope: Scope, agent: str, now: float,
+              seconds: float = 0.0) -> Grant:
+        """Record a new grant; ``seconds`` 0 means until revoked.
+
+        Raises:
+            StateError: for an unknown scope or a reused id.
+        """
+        if scope not in SCOPES:
+            raise StateError(f"unknown permission {scope!r}")
+        if grant_id in self._live or grant_id in self._dead:
+            raise StateError(f"grant id {grant_id} was already used")
+        granted = Grant(grant_id, scope, agent, now, now + seconds if seconds > 0 else None)
+        self._live[grant_id] = granted
+        return granted
+
+    def check(self, grant_id: str, scope: Scope, now: float) -> Grant:
+        """Return the live grant ``grant_id`` covering ``scope``.
+
+        Raises:
+            GrantRefused: with the reason it cannot be used.
+        """
+        granted = self._live.get(grant_id)
+        if granted is None:
+            raise refuse(self._dead.get(grant_id, "no-grant"))
+        if granted.scope != scope:
+            raise refuse("wrong-scope")
+        if granted.expires_at is not None and now >= granted.expires_at:
+            del self._live[grant_id]
+            self._dead[grant_id] = "expired"
+            raise refuse("expired")
+        return granted
+
+    def revoke(self, grant_ids: tuple[str, ...] = ()) -> list[Grant]:
+        """Revoke the given grants (all when empty); return those that were live."""
+        ids = list(grant_ids) if grant_ids else list(self._live)
+        gone = [self._live.pop(i) for i in ids if i in self._live]
+        for g in gone:
+            self._dead[g.id] = "revoked"
+        return gone
+
+    def live(self, now: float) -> list[Grant]:
+        """Grants usable now, oldest first (expired ones are retired on the way)."""
+        for g in list(self._live.values()):
+            if g.expires_at is not None and now >= g.expires_at:
+                del self._live[g.id]
+                self._dead[g.id] = "expired"
+        return list(self._live.values())
+
+    def current(self, scope: Scope, now: float) -> Grant | None:
+        """The newest live grant of ``scope``, if any."""
+        found = [g for g in self.live(now) if g.scope == scope]
+        return found[-1] if found else None
+
+
+def check_policy(scope: str, verified: bool, require_verification: bool = True) -> None:
+    """Refuse asking for a scope that acts on the machine before verification.
+
+    Raises:
+        GrantRefused: ``not-verified`` for control/run while the user is unverified.
+    """
+    if require_verification and scope in NEEDS_VERIFIED and not verified:
+        raise refuse("not-verified")

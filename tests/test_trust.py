@@ -1,0 +1,374 @@
+"""Trust rules against a real broker and a real pty: verification, grants, keys, privacy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from assist.broker.server import Broker
+from assist.client.agent import AgentClient
+from assist.client.guard import Guard
+from assist.client.link import BrokerError
+from assist.client.share import TerminalShare, TerminalViewer, compile_redactions
+from assist.client.user import UserClient
+from assist.core.grants import GrantTable
+from assist.protocol import messages as m
+from assist.share.emulator import Emulator
+from assist.share.pty import PtyProcess
+from tests.helpers import KeyPair, agent_client, user_client
+
+COLS, ROWS = 80, 24
+SHELL = ["env", "PS1=$ ", "HISTFILE=/dev/null", "bash", "--norc", "--noprofile"]
+
+
+@dataclass
+class Live:
+    """A live session: alice's real shell shared with carol's client."""
+
+    alice: UserClient
+    carol: AgentClient
+    session: str
+    pty: PtyProcess
+    guard: Guard
+    share: TerminalShare
+    viewer: TerminalViewer
+    pty_out: bytearray = field(default_factory=bytearray)
+    asks: list[m.Msg] = field(default_factory=list)
+    annotations: list[m.Msg] = field(default_factory=list)
+    agent_events: list[m.Msg] = field(default_factory=list)
+
+    async def wait_pty(self, text: bytes, timeout: float = 5) -> None:
+        async with asyncio.timeout(timeout):
+            while text not in self.pty_out:
+                await asyncio.sleep(0.02)
+
+    async def agent_event(self, kind: type[m.Msg], timeout: float = 5) -> m.Msg:
+        async with asyncio.timeout(timeout):
+            while True:
+                for event in self.agent_events:
+                    if isinstance(event, kind):
+                        self.agent_events.remove(event)
+                        return event
+                await asyncio.sleep(0.02)
+
+    async def ask(self, scope: str, seconds: float = 0.0) -> m.AskGrant:
+        self.asks.clear()
+        await self.carol.ask_grant(self.session, scope, seconds)
+        async with asyncio.timeout(5):
+            while not self.asks:
+                await asyncio.sleep(0.02)
+        ask = self.asks.pop()
+        assert isinstance(ask, m.AskGrant)
+        return ask
+
+    async def grant(self, scope: str, seconds: float = 0.0) -> str:
+        grant_id = self.guard.decide(await self.ask(scope, seconds), True)
+        answer = await self.agent_event(m.GrantAnswer)
+        assert isinstance(answer, m.GrantAnswer) and answer.grant == grant_id
+        return grant_id
+
+    async def verify_by_key(self) -> None:
+        await self.carol.verify(self.session, "key")
+        verified = await self.agent_event(m.Verified)
+        assert isinstance(verified, m.Verified) and verified.ok
+        async with asyncio.timeout(5):
+            while not self.guard.verified:
+                await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def live_session(broker: Broker, keys: dict[str, KeyPair], argv: list[str] = SHELL,
+                       redact: tuple[str, ...] = ()) -> AsyncIterator[Live]:
+    alice = await user_client(broker, keys["alice"])
+    carol = await agent_client(broker, keys["carol"])
+    queued = await alice.join("trust")
+    offered = asyncio.ensure_future(alice.link.wait_for(lambda x: isinstance(x, m.Offered), 10))
+    accepting = asyncio.ensure_future(carol.accept())
+    await offered
+    out = bytearray()
+    emulator = Emulator(COLS, ROWS)
+    holder: list[Live] = []
+
+    def output(data: bytes) -> None:
+        out.extend(data)
+        if holder:
+            holder[0].share.output(data)
+
+    pty = PtyProcess(argv, COLS, ROWS, on_output=output)
+    pty.start()
+    share = TerminalShare(alice.link.channel, queued.session, emulator,
+                          secret=pty.secret_input, redact=compile_redactions(redact))
+    live = Live(alice, carol, queued.session, pty,
+                Guard(alice.link.channel, queued.session, pty.write, pty.secret_input),
+                share, TerminalViewer(queued.session, COLS, ROWS), out)
+    live.guard.on_ask = live.asks.append
+    live.guard.on_annotation = live.annotations.append
+    holder.append(live)
+
+    async def pump_user() -> None:
+        async for event in alice.events():
+            if not live.guard.handle(event):
+                live.share.handle(event)
+
+    async def pump_agent() -> None:
+        async for event in carol.events():
+            if not live.viewer.handle(event):
+                live.agent_events.append(event)
+
+    async def poll_secret() -> None:
+        while True:
+            share.check_secret()
+            live.viewer.emulator.process()
+            await asyncio.sleep(0.05)
+
+    tasks = [asyncio.ensure_future(t()) for t in (pump_user, pump_agent, poll_secret)]
+    try:
+        await alice.ready(COLS, ROWS)
+        await accepting
+        yield live
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        pty.terminate()
+        await alice.link.close()
+        await carol.link.close()
+
+
+def audit_actions(broker: Broker, session: str) -> list[str]:
+    assert broker.store is not None
+    return [r.action for r in broker.store.audit.records(session)]
+
+
+async def test_no_control_before_verification(broker: Broker, keys: dict[str, KeyPair]) -> None:
+    async with live_session(broker, keys) as live:
+        with pytest.raises(BrokerError, match="verify the user's identity first"):
+            await live.carol.ask_grant(live.session, "control", 300)
+        assert live.asks == []
+        # Annotating needs no verification: it acts on nothing.
+        await live.grant("annotate")
+
+
+async def test_keys_need_a_live_grant_and_stop_at_revoke(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    async with live_session(broker, keys) as live:
+        await live.wait_pty(b"$ ")
+        # No grant at all: the broker refuses, and so would the user's machine.
+        await live.carol.send_keys(live.session, "made-up", b"echo sneaky-$((1+1))\r")
+        refused = await live.agent_event(m.KeysRefused)
+        assert isinstance(refused, m.KeysRefused) and refused.reason == "no-grant"
+
+        await live.verify_by_key()
+        grant = await live.grant("control", 300)
+        await live.carol.send_keys(live.session, grant, b"echo granted-$((6*7))\r")
+        await live.wait_pty(b"granted-42")
+
+        assert live.guard.revoke_all() == 1  # local, immediate
+        await live.carol.send_keys(live.session, grant, b"echo after-$((2+3))\r")
+        refused = await live.agent_event(m.KeysRefused)
+        assert isinstance(refused, m.KeysRefused) and refused.reason == "revoked"
+        await asyncio.sleep(0.3)
+        assert b"sneaky-2" not in live.pty_out and b"after-5" not in live.pty_out
+        actions = audit_actions(broker, live.session)
+        for action in ("verify", "ask-grant", "grant", "keys", "revoke", "keys-refused"):
+            assert action in actions
+
+
+async def test_the_users_machine_is_the_authority(broker: Broker,
+                                                  keys: dict[str, KeyPair]) -> None:
+    """Even if the broker forwarded keys it should not have, the user's guard refuses."""
+    async with live_session(broker, keys) as live:
+        await live.wait_pty(b"$ ")
+        await live.verify_by_key()
+        grant = await live.grant("control", 300)
+        live.guard.table.revoke()  # revoked locally; the broker has not heard yet
+        live.guard.handle(m.Keys(session=live.session, grant=grant, data=b"echo x-$((3*3))\r"))
+        live.guard.handle(m.Keys(session=live.session, grant="forged",
+                                 data=b"echo y-$((4*4))\r"))
+        await asyncio.sleep(0.3)
+        assert b"x-9" not in live.pty_out and b"y-16" not in live.pty_out
+        assert live.guard.refused == 2
+
+
+async def test_an_expired_grant_is_refused(broker: Broker, keys: dict[str, KeyPair]) -> None:
+    async with live_session(broker, keys) as live:
+        await live.wait_pty(b"$ ")
+        await live.verify_by_key()
+        grant = await live.grant("control", 0.5)
+        await live.carol.send_keys(live.session, grant, b"echo in-time\r")
+        await live.wait_pty(b"in-time")
+        await asyncio.sleep(0.6)
+        await live.carol.send_keys(live.session, grant, b"echo too-late-$((1+1))\r")
+        refused = await live.agent_event(m.KeysRefused)
+        assert isinstance(refused, m.KeysRefused) and refused.reason == "expired"
+        # And the user's own table says the same, whatever the broker thinks.
+        table = GrantTable()
+        table.grant("g", "control", "carol", 0.0, 0.5)
+        with pytest.raises(Exception, match="ran out"):
+            table.check("g", "control", 0.5)
+        await asyncio.sleep(0.2)
+        assert b"too-late-2" not in live.pty_out
+
+
+async def test_echo_off_hides_input_from_agent_and_recording(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    async with live_session(broker, keys) as live:
+        await live.wait_pty(b"$ ")
+        await live.verify_by_key()
+        grant = await live.grant("control", 300)
+        await live.carol.send_keys(
+            live.session, grant,
+            b"read -s -p 'Password: ' pw; echo; echo length-${#pw}\r")
+        async with asyncio.timeout(5):
+            while not live.viewer.hidden:  # the agent's view says: hidden input
+                await asyncio.sleep(0.02)
+        # While the secret is read, the agent cannot type...
+        await live.carol.send_keys(live.session, grant, b"agent-guess\r")
+        refused = await live.agent_event(m.KeysRefused)
+        assert isinstance(refused, m.KeysRefused) and refused.reason == "secret-input"
+        # ...and what the user types goes nowhere but the pty.
+        live.pty.write(b"hunter2\r")
+        await live.wait_pty(b"length-7")
+        async with asyncio.timeout(5):
+            while live.viewer.hidden:
+                await asyncio.sleep(0.02)
+        async with asyncio.timeout(5):
+            while not any("length-7" in line for line in live.viewer.emulator.text()):
+                await asyncio.sleep(0.05)
+        await live.carol.end(live.session, "password reset", True)
+    assert broker.hub is not None
+    cast = broker.config.recordings / f"{live.session}.cast"
+    text = cast.read_text()
+    assert "[hidden input]" in text and "length-7" in text
+    assert "hunter2" not in text and "agent-guess" not in text
+    assert "hidden-input" in audit_actions(broker, live.session)
+
+
+async def test_totp_verification(broker: Broker, keys: dict[str, KeyPair]) -> None:
+    secret = pyotp.random_base32()
+    assert broker.store is not None
+    broker.store.directory.set_totp("alice", secret)
+    async with live_session(broker, keys) as live:
+        await live.carol.verify(live.session, "totp")
+        async with asyncio.timeout(5):
+            while not live.asks:
+                await asyncio.sleep(0.02)
+        assert isinstance(live.asks.pop(), m.AskCode)
+        live.guard.code("000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
+        wrong = await live.agent_event(m.Verified)
+        assert isinstance(wrong, m.Verified) and not wrong.ok and "tries left" in wrong.message
+        live.guard.code(pyotp.TOTP(secret).now())
+        right = await live.agent_event(m.Verified)
+        assert isinstance(right, m.Verified) and right.ok and right.method == "totp"
+        records = [r for r in broker.store.audit.records(live.session) if r.action == "verify"]
+        assert [r.data["ok"] for r in records] == [False, True]
+        assert secret not in str([r.data for r in broker.store.audit.records()])
+
+
+async def test_attestation_needs_a_note(broker: Broker, keys: dict[str, KeyPair]) -> None:
+    async with live_session(broker, keys) as live:
+        with pytest.raises(BrokerError, match="attestation note"):
+            await live.carol.verify(live.session, "attest", "  ")
+        await live.carol.verify(live.session, "attest", "called back on the desk phone")
+        verified = await live.agent_event(m.Verified)
+        assert isinstance(verified, m.Verified) and verified.ok
+        assert broker.hub is not None and broker.hub.sessions[live.session].verified
+
+
+async def test_annotations_need_a_grant(broker: Broker, keys: dict[str, KeyPair]) -> None:
+    async with live_session(broker, keys) as live:
+        mark = m.Annotation(id="a1", kind="box", x=0, line=0, x2=5, line2=0, text="here")
+        with pytest.raises(BrokerError, match="not granted"):
+            await live.carol.annotate(live.session, "none", mark)
+        grant = await live.grant("annotate")
+        await live.carol.annotate(live.session, grant, mark)
+        async with asyncio.timeout(5):
+            while not live.annotations:
+                await asyncio.sleep(0.02)
+        shown = live.annotations.pop()
+        assert isinstance(shown, m.Annotate) and shown.annotation == mark
+        live.guard.revoke_all()
+        await asyncio.sleep(0.2)
+        # A mark the broker let through after a revoke is still not drawn.
+        live.guard.handle(m.Annotate(session=live.session, grant=grant, annotation=mark))
+        assert live.annotations == []
+
+
+async def test_redaction_happens_before_bytes_leave(broker: Broker,
+                                                    keys: dict[str, KeyPair]) -> None:
+    async with live_session(broker, keys, redact=(r"tok-[0-9a-f]{8}",)) as live:
+        await live.wait_pty(b"$ ")
+        live.pty.write(b"echo tok-$((16#deadbeef))x; printf 'tok-%s\\n' cafe0123\r")
+        await live.wait_pty(b"tok-cafe0123")
+        async with asyncio.timeout(5):
+            while not any("[redacted]" in line for line in live.viewer.emulator.text()):
+                await asyncio.sleep(0.05)
+        # The typed command shows the pieces; the printed token never leaves.
+        assert not any("tok-cafe0123" in line for line in live.viewer.emulator.text())
+        await live.carol.end(live.session, "token", True)
+    cast = broker.config.recordings / f"{live.session}.cast"
+    assert "tok-cafe0123" not in cast.read_text()
+
+
+@pytest.mark.skipif(shutil.which("asciinema") is None, reason="asciinema is not installed")
+async def test_session_recording_plays_with_asciinema_and_audit_verifies(
+        broker: Broker, keys: dict[str, KeyPair], tmp_path: Path) -> None:
+    async with live_session(broker, keys) as live:
+        await live.wait_pty(b"$ ")
+        await live.verify_by_key()
+        grant = await live.grant("control", 60)
+        await live.carol.send_keys(live.session, grant, b"echo recorded-$((20+1))\r")
+        await live.wait_pty(b"recorded-21")
+        await asyncio.sleep(0.2)
+        await live.carol.end(live.session, "demo", True)
+    cast = broker.config.recordings / f"{live.session}.cast"
+    async with asyncio.timeout(5):
+        while "session ended" not in cast.read_text():
+            await asyncio.sleep(0.05)
+    assert "agent:carol typed" in cast.read_text()
+    master, slave = os.openpty()
+    try:
+        result = subprocess.run(
+            ["asciinema", "cat", str(cast)], stdin=slave, capture_output=True,
+            preexec_fn=_controlling_tty,  # setsid and one ioctl: takes no locks
+            env={**os.environ, "ASCIINEMA_CONFIG_HOME": str(tmp_path / "asciinema")},
+            timeout=60, check=False)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert result.returncode == 0, result.stderr
+    assert b"recorded-21" in result.stdout
+    # The audit chain of this real session verifies; a tampered copy does not.
+    assert broker.store is not None
+    assert broker.store.audit.verify().records > 5
+    db = Path(broker.store.path)
+    check = subprocess.run([sys.executable, "-m", "assist", "audit", "verify", "--db", str(db)],
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stderr
+    assert "audit log intact" in check.stdout
+    broker.store.db.execute("DROP TRIGGER audit_no_update")
+    broker.store.db.execute(
+        "UPDATE audit SET data = '{\"bytes\":1,\"grant\":\"x\"}' WHERE action = 'keys'")
+    check = subprocess.run([sys.executable, "-m", "assist", "audit", "verify", "--db", str(db)],
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 1
+    assert "was changed after it was written" in check.stderr
+
+
+def _controlling_tty() -> None:
+    import fcntl
+    import termios
+
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
