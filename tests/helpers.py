@@ -43,6 +43,7 @@ def broker_config(directory: Path, **changes: object) -> BrokerConfig:
     settings: dict[str, object] = {
         "host": "127.0.0.1", "port": 0, "db": directory / "broker.db",
         "host_key_path": directory / "host_key", "name": "test-broker",
+        "recordings": directory / "recordings",
         "resume_grace": 30.0, "offer_timeout": 5.0,
     }
     settings.update(changes)
