@@ -142,3 +142,71 @@ async def test_killed_agent_puts_the_user_back_at_the_front(
         await tmux.wait_for("agent2", "still-here")
     finally:
         await tmux.kill()
+
+
+async def test_agent_types_only_after_the_user_grants_and_draws_on_the_screen(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    tmux = Tmux()
+    address = f"127.0.0.1:{broker.port}"
+    shell = "env PS1='$ ' bash --norc --noprofile"
+    try:
+        await tmux.start("user", assist_cmd("help", "cannot print", "--broker", address,
+                                            "--key", str(keys["alice"].private), "--yes",
+                                            "--cmd", shell), 100, 30)
+        await tmux.start("agent", assist_cmd("console", "--broker", address, "--key",
+                                             str(keys["carol"].private), "--yes"), 160, 45)
+        await tmux.wait_for("agent", "cannot print")
+        await tmux.keys("agent", "Enter")
+        await tmux.wait_for("user", "verified by test-broker")
+        await tmux.wait_for("agent", "not verified")
+
+        # Control is impossible before the user's identity is verified.
+        await tmux.keys("agent", "F8")
+        await tmux.wait_for("agent", "5 minutes")
+        await tmux.keys("agent", "Enter")
+        await tmux.wait_for("agent", "verify the user's identity first")
+        # Typing without a grant reaches nothing.
+        await tmux.keys("agent", "F3")
+        await tmux.keys("agent", "-l", "echo sneaky-$((1+1))")
+        await tmux.keys("agent", "Enter")
+        await asyncio.sleep(0.5)  # let those keys land before the dialog opens
+
+        await tmux.keys("agent", "F6")
+        await tmux.wait_for("agent", "Registered key")
+        await tmux.keys("agent", "Enter")  # the registered-key button has the focus
+        await tmux.wait_for("agent", "Identity verified (key)")
+
+        await tmux.keys("agent", "F8")
+        await tmux.wait_for("agent", "5 minutes")
+        await tmux.keys("agent", "Enter")
+        await tmux.wait_for("user", "carol asks to type in your terminal, for 5 minutes")
+        await tmux.keys("user", "y")
+        await tmux.wait_for("agent", "typing goes to the user's shell")
+        await tmux.keys("agent", "-l", "echo typed-by-agent-$((6*7))")
+        await tmux.keys("agent", "Enter")
+        await tmux.wait_for("user", "typed-by-agent-42")
+        assert "sneaky-2" not in await tmux.screen("user")
+
+        # Drawing: a label placed with the keyboard shows on the user's screen.
+        await tmux.keys("agent", "F7")
+        await tmux.wait_for("user", "carol asks to draw on your screen")
+        await tmux.keys("user", "y")
+        await tmux.wait_for("agent", "drawing")
+        await tmux.keys("agent", "l", "Down", "Right", "Right", "Enter")
+        await tmux.wait_for("agent", "Text of the label")
+        await tmux.keys("agent", "-l", "look here")
+        await tmux.keys("agent", "Enter")
+        await tmux.wait_for("user", " look here ")
+
+        # One key takes everything back; the agent's next keys are refused.
+        await tmux.keys("user", "F9")
+        await tmux.wait_for("user", "Revoked 2 permissions")
+        await tmux.wait_for("agent", "The user revoked")
+        await tmux.keys("agent", "F3")
+        await tmux.keys("agent", "-l", "echo after-revoke-$((2+2))")
+        await tmux.keys("agent", "Enter")
+        await asyncio.sleep(1)
+        user_screen = await tmux.screen("user")
+        assert "after-revoke-4" not in user_screen and "look here" not in user_screen
+    finally:
+        await tmux.kill()

@@ -16,16 +16,21 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
 from assist.client.connect import TrustPrompt
+from assist.client.guard import Guard
 from assist.client.helpflow import HelpRequest, Status
-from assist.client.share import TerminalShare
+from assist.client.share import TerminalShare, compile_redactions
 from assist.client.user import UserClient
 from assist.config import ClientConfig
 from assist.errors import AssistError
 from assist.protocol import messages as m
 from assist.share.emulator import Emulator
 from assist.share.pty import PtyProcess
+from assist.tui.dialogs import CodeScreen, GrantScreen
 from assist.tui.panel import AgentPanel
 from assist.tui.terminal import TerminalView
+
+SECRET_POLL = 0.2
+"""How often the pty's echo state is checked while sharing (password prompts)."""
 
 
 class SurveyScreen(ModalScreen[int | None]):
@@ -74,6 +79,8 @@ class HelpApp(App[None], inherit_bindings=False):
         Binding("f2", "chat", "chat", priority=True),
         Binding("f3", "minimise", "hide panel", priority=True),
         Binding("f4", "move_panel", "move panel", priority=True),
+        Binding("f8", "clear_marks", "clear marks", priority=True),
+        Binding("f9", "revoke", "revoke all", priority=True),
         Binding("f10", "leave", "leave", priority=True),
     ]
 
@@ -87,6 +94,8 @@ class HelpApp(App[None], inherit_bindings=False):
         self.emulator = Emulator(80, 24)
         self.pty: PtyProcess | None = None
         self.share: TerminalShare | None = None
+        self.guard: Guard | None = None
+        self.redact = compile_redactions(config.redact)
         self.request: HelpRequest | None = None
         self.final: Status | None = None
         self.error: str | None = None
@@ -110,6 +119,7 @@ class HelpApp(App[None], inherit_bindings=False):
         self.query_one(TerminalView).focus()
         self.call_after_refresh(self.action_move_panel)
         self.set_interval(1, self._tick)
+        self.set_interval(SECRET_POLL, self._poll_secret)
         self._run_request()
 
     # -- the shell -------------------------------------------------------------------
@@ -168,14 +178,68 @@ class HelpApp(App[None], inherit_bindings=False):
         self.run_worker(send())
 
     async def _started(self, client: UserClient, info: m.SessionInfo) -> None:
-        self.share = TerminalShare(client.link.channel, info.session, self.emulator)
+        assert self.pty is not None
+        channel = client.link.channel
+        self.share = TerminalShare(channel, info.session, self.emulator,
+                                   secret=self.pty.secret_input, redact=self.redact)
+        self.guard = Guard(channel, info.session, self.pty.write, self.pty.secret_input,
+                           on_ask=self._ask, on_annotation=self._annotation,
+                           on_change=self._tick)
         self.panel.enable_chat(True)
 
     def _event(self, msg: m.Msg) -> None:
+        if self.guard is not None and self.guard.handle(msg):
+            return
         if self.share is not None and self.share.handle(msg):
             return
         if isinstance(msg, m.Chat):
             self.panel.chat_line(msg.sender, msg.text)
+
+    def _poll_secret(self) -> None:
+        if self.share is not None:
+            self.share.check_secret()
+
+    # -- trust -----------------------------------------------------------------------
+
+    def _ask(self, msg: m.Msg) -> None:
+        guard = self.guard
+        if guard is None:
+            return
+        if isinstance(msg, m.AskGrant):
+            def decided(allowed: bool | None) -> None:
+                if guard is self.guard:
+                    guard.decide(msg, bool(allowed))
+            self.push_screen(GrantScreen(msg), decided)
+        elif isinstance(msg, m.AskCode):
+            def typed(code: str | None) -> None:
+                if code and guard is self.guard:
+                    guard.code(code)
+            self.push_screen(CodeScreen(msg.agent), typed)
+
+    def _annotation(self, msg: m.Msg) -> None:
+        view = self.query_one(TerminalView)
+        if isinstance(msg, m.Annotate):
+            view.overlay.add(msg.annotation)
+        elif isinstance(msg, m.ClearAnnotations):
+            view.overlay.clear(msg.ids)
+        view.refresh()
+
+    def action_revoke(self) -> None:
+        """Take back every permission at once (effective here before anyone is told)."""
+        if self.guard is None:
+            return
+        count = self.guard.revoke_all()
+        self.query_one(TerminalView).overlay.clear()
+        self.query_one(TerminalView).refresh()
+        self.notify(f"Revoked {count} permission{'s' if count != 1 else ''}: the agent "
+                    "can only watch now." if count else "The agent has no permissions.")
+
+    def action_clear_marks(self) -> None:
+        view = self.query_one(TerminalView)
+        view.overlay.clear()
+        view.refresh()
+        if self.guard is not None:
+            self.guard.clear_annotations()
 
     @property
     def panel(self) -> AgentPanel:
@@ -186,7 +250,8 @@ class HelpApp(App[None], inherit_bindings=False):
         panel = self.panel
         if status.phase == "connected":
             panel.set_title(f"{status.agent} · verified by {status.broker}")
-            panel.set_keys("F2 chat  F3 hide  F4 move  F10 end session")
+            panel.set_keys("F9 revoke all  F8 clear marks  F2 chat\n"
+                           "F3 hide  F4 move  F10 end session")
         elif status.phase == "offered":
             panel.set_title(f"{status.agent} is joining...")
         elif status.phase in ("ended", "left"):
@@ -197,10 +262,15 @@ class HelpApp(App[None], inherit_bindings=False):
             panel.set_title(f"assist · {status.broker or 'helpdesk'}")
             panel.set_keys("F2 chat  F3 hide  F4 move  F10 leave")
         if status.phase != "connected" and self.share is not None:
-            # The agent is gone (dropped, or the session ended): stop sending at once.
+            # The agent is gone (dropped, or the session ended): stop sending at once,
+            # and every permission dies with the session.
             self.share.stop()
             self.share = None
             panel.enable_chat(False)
+        if status.phase != "connected" and self.guard is not None:
+            self.guard.stop()
+            self.guard = None
+            self.query_one(TerminalView).overlay.clear()
         self._tick()
 
     def _tick(self) -> None:
@@ -213,6 +283,13 @@ class HelpApp(App[None], inherit_bindings=False):
                     f"{waited // 60}:{waited % 60:02d}\nYour shell works meanwhile.")
         elif status.phase == "connected":
             text = "The agent sees your terminal."
+            if self.guard is not None:
+                allowed = self.guard.summary()
+                text += ("\nYour identity is verified." if self.guard.verified else "")
+                text += f"\nThe agent may: {allowed}" if allowed else \
+                    "\nThe agent can only watch."
+            if self.share is not None and self.share.hidden:
+                text += "\nSecret input: hidden from the agent."
         else:
             text = status.message or status.phase
         if status.message and status.phase not in ("ended", "left"):

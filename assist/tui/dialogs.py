@@ -1,0 +1,187 @@
+"""Modal questions of the trust flow: grant prompts, codes, verification, durations."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label
+
+from assist.protocol import messages as m
+
+WHAT = {
+    "control": "type in your terminal",
+    "annotate": "draw on your screen to show you where to look",
+    "run": "run scripted steps in your terminal",
+}
+
+DIALOG_CSS = """
+{name} {{ align: center middle; }}
+{name} > Vertical {{ width: 70; height: auto; border: thick $warning; background: $panel;
+                     padding: 1 2; }}
+{name} Horizontal {{ height: auto; margin-top: 1; }}
+{name} Button {{ margin: 0 1; }}
+"""
+
+
+def duration_text(seconds: float) -> str:
+    """``for 5 minutes``, ``for 30 seconds`` or ``until you revoke it``."""
+    if seconds <= 0:
+        return "until you revoke it"
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"for {minutes} minute{'s' if minutes != 1 else ''}"
+    return f"for {int(seconds)} seconds"
+
+
+class GrantScreen(ModalScreen[bool]):
+    """The user's yes/no on a permission the agent asks for."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="GrantScreen")
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "allow"),
+        Binding("n", "answer(False)", "deny"),
+        Binding("escape", "answer(False)", "deny"),
+    ]
+
+    def __init__(self, ask: m.AskGrant) -> None:
+        super().__init__()
+        self.ask = ask
+
+    def compose(self) -> ComposeResult:
+        what = WHAT.get(self.ask.scope, self.ask.scope)
+        with Vertical():
+            yield Label(f"[b]{self.ask.agent}[/b] asks to {what}, "
+                        f"{duration_text(self.ask.seconds)}.", id="question")
+            yield Label("You can take it back at any moment with F9.")
+            with Horizontal():
+                yield Button("Allow (y)", variant="success", id="allow")
+                yield Button("Deny (n)", variant="error", id="deny")
+
+    def on_mount(self) -> None:
+        # Deny is focused: an Enter meant for the shell must never say yes.
+        self.query_one("#deny", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "allow")
+
+    def action_answer(self, allowed: bool) -> None:
+        self.dismiss(allowed)
+
+
+class CodeScreen(ModalScreen[str | None]):
+    """The user types the code of their authenticator app for the agent's verification."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="CodeScreen")
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "cancel")]
+
+    def __init__(self, agent: str) -> None:
+        super().__init__()
+        self.agent = agent
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"[b]{self.agent}[/b] asks for the current code of your "
+                        "authenticator app, to check it is really you.")
+            yield Input(placeholder="6-digit code", id="code", max_length=10)
+            yield Label("Enter sends it to the helpdesk (never to the agent); Esc declines.")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class VerifyScreen(ModalScreen[tuple[str, str] | None]):
+    """The agent picks how to verify the user: registered key, TOTP, or attestation."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="VerifyScreen")
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "cancel")]
+
+    def __init__(self, user: str, evidence: m.Evidence | None) -> None:
+        super().__init__()
+        self.user = user
+        self.evidence = evidence
+
+    def compose(self) -> ComposeResult:
+        e = self.evidence
+        with Vertical():
+            yield Label(f"Verify [b]{self.user}[/b] before helping.")
+            yield Label(evidence_text(e))
+            with Horizontal():
+                yield Button("Registered key", id="key", disabled=not (e and e.registered))
+                yield Button("Ask TOTP code", id="totp", disabled=not (e and e.totp))
+            yield Input(placeholder="or attest: how you checked (e.g. called back on the "
+                        "desk phone)", id="note")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss((str(event.button.id), ""))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self.dismiss(("attest", event.value.strip()))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class DurationScreen(ModalScreen[float | None]):
+    """How long the agent asks control for."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="DurationScreen")
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "cancel")]
+    CHOICES: ClassVar[list[tuple[str, float]]] = [
+        ("5 minutes", 300.0), ("15 minutes", 900.0), ("until revoked", 0.0)]
+
+    def __init__(self, user: str) -> None:
+        super().__init__()
+        self.user = user
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"Ask [b]{self.user}[/b] to let you type in their terminal:")
+            with Horizontal():
+                for i, (label, _) in enumerate(self.CHOICES):
+                    yield Button(label, id=f"d{i}")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(self.CHOICES[int(str(event.button.id)[1:])][1])
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class TextScreen(ModalScreen[str | None]):
+    """One short line of text (the label of an arrow or a note)."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="TextScreen")
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "cancel")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question)
+            yield Input(id="text", max_length=80)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def evidence_text(e: m.Evidence | None) -> str:
+    """The identity evidence in two lines, for the agent."""
+    if e is None:
+        return "no identity evidence"
+    key = "registered key" if e.registered else "[b red]unknown key[/]"
+    totp = "TOTP enrolled" if e.totp else "no TOTP"
+    return (f"{key} {e.fingerprint[:23]}...\n"
+            f"host {e.host or '?'} · OS user {e.os_user or '?'} · {totp}")
