@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from assist.broker.server import Broker
+from assist.client import AgentClient
 from assist.client.link import BrokerError
 from assist.core.session import State
 from assist.errors import AuthRefused, HostKeyMismatch, HostKeyUnknown, StateError
@@ -284,3 +285,33 @@ async def test_positions_are_pushed_when_someone_ahead_leaves(
     assert event.position == 1 and event.waiting == 1  # type: ignore[attr-defined]
     await alice.link.close()
     await bob.link.close()
+
+
+async def test_agents_get_a_wallboard_and_presence_is_audited(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    alice = await user_client(broker, keys["alice"])
+    await alice.join("printer")
+    link = await link_to(broker, "agent", keys["carol"])
+    board = asyncio.ensure_future(link.wait_for(lambda x: isinstance(x, m.Wallboard), 5))
+    carol = AgentClient(link)
+    await carol.hello()
+    wall = await board
+    assert isinstance(wall, m.Wallboard)
+    assert wall.queue_length == 1 and wall.longest_wait is not None and wall.target == 15.0
+    assert (wall.answered_within, wall.settled, wall.agents_available) == (0, 0, 0)
+    await carol.set_status("available")
+    offered = asyncio.ensure_future(alice.link.wait_for(lambda x: isinstance(x, m.Offered), 5))
+    accepting = asyncio.ensure_future(carol.accept())
+    await offered
+    info = await alice.ready()
+    await accepting
+    await carol.end(info.session, "toner", True)
+    assert broker.hub is not None
+    board_now = broker.hub.wallboard()
+    assert (board_now.answered_within, board_now.settled, board_now.agents_available) == (1, 1, 1)
+    assert broker.store is not None
+    statuses = [r.data["status"] for r in broker.store.audit.records()
+                if r.action == "presence" and r.actor == "agent:carol"]
+    assert statuses == ["away", "available", "busy", "available"]
+    await alice.link.close()
+    await carol.link.close()

@@ -33,6 +33,8 @@ SAMPLES: list[m.Msg] = [
     m.QueueList(entries=(m.QueueEntry(session="s1", user="alice", topic="vpn", queued_at=1.0,
                                       position=1, requeued=True, online=False),), now=2.0),
     m.SetStatus(status="away"),
+    m.Wallboard(queue_length=3, longest_wait=12.5, answered_within=7, settled=9,
+                agents_available=2, target=15.0, now=100.0),
     m.Accept(session=None),
     m.Started(info=m.SessionInfo(session="s1", user="a", agent="c", topic="t",
                                  state="connected", queued_at=1.0, answered_at=2.0)),

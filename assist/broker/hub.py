@@ -17,11 +17,13 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from assist.broker.relay import Relay
 from assist.broker.trust import Trust
 from assist.config import BrokerConfig
+from assist.core import metrics
 from assist.core.queue import Queue, Roster, Waiting
 from assist.core.session import Event, Session, State
 from assist.errors import AssistError, NotFound, ProtocolError, StateError
@@ -34,6 +36,8 @@ from assist.transport.ssh import Peer
 
 log = logging.getLogger(__name__)
 
+WALLBOARD_EVERY = 5.0
+"""Seconds between wallboard pushes to connected agents."""
 QUEUE_PUSH_DELAY = 0.05
 """Coalesce queue broadcasts: a burst of joins costs one push, not one per join."""
 POSITION_SLICE = 100
@@ -85,6 +89,7 @@ class Hub:
         self._positions: dict[str, int] = {}
         self._position_task: asyncio.Task[None] | None = None
         self._positions_stale = False
+        self._wallboard: asyncio.TimerHandle | None = None
         self.relay = Relay(self)
         self.trust = Trust(self)
         self._handlers: dict[str, dict[type[m.Msg], Handler]] = {
@@ -132,6 +137,8 @@ class Hub:
             self._push.cancel()
         if self._position_task is not None:
             self._position_task.cancel()
+        if self._wallboard is not None:
+            self._wallboard.cancel()
         self.relay.close()
 
     async def serve(self, channel: MessageChannel, peer: Peer) -> None:
@@ -199,6 +206,7 @@ class Hub:
                               registered=peer.registered, rid=msg.rid))
         if peer.role == "agent":
             client.send(self._queue_list())
+            self._push_wallboard()
 
     async def _on_ping(self, client: Client, msg: m.Ping) -> None:
         client.send(m.Pong(sent=msg.sent, rid=msg.rid))
@@ -307,6 +315,7 @@ class Hub:
         session = self.sessions[entry.session]
         session.apply(Event.OFFER, now, agent=name)
         self.roster.assign(name, session.id, now)
+        self._presence(name, "busy")
         self.store.sessions.save(session, "offered", f"agent:{name}", {})
         self.store.audit.append(now, f"agent:{name}", "accept", session.id)
         self._positions.pop(session.id, None)
@@ -343,7 +352,7 @@ class Hub:
         agent = self.agents.get(session.agent or "")
         if agent is not None:
             agent.send(m.Ended(session=session.id, reason=reason, resolved=resolved))
-        self.roster.release(session.agent or "", now)
+        self._release(session.agent, now)
         self.sessions.pop(session.id, None)
         cause = f"; root cause: {root_cause}" if root_cause else ""
         self.relay.forget(session.id, f"session ended by the {reason}{cause}")
@@ -359,7 +368,7 @@ class Hub:
         self._positions.pop(session.id, None)
         self._cancel(session.id)
         if agent:
-            self.roster.release(agent, now)
+            self._release(agent, now)
             client = self.agents.get(agent)
             if client is not None:
                 client.send(m.UserLost(session=session.id))
@@ -372,7 +381,7 @@ class Hub:
         session.apply(event, now)
         self.store.sessions.save(session, "requeued", "broker", {"why": why, "agent": agent})
         self.store.audit.append(now, "broker", "requeue", session.id, {"why": why})
-        self.roster.release(agent or "", now)
+        self._release(agent, now)
         self.relay.forget(session.id, f"agent:{agent} left ({why}); back in the queue")
         self.trust.forget(session.id)
         user = self.users.get(session.id)
@@ -436,6 +445,41 @@ class Hub:
             self._requeue(session, Event.REQUEUE, "agent disconnected")
 
     # -- helpers -----------------------------------------------------------------
+
+    def _release(self, agent: str | None, now: float) -> None:
+        """An agent's session is over: available again (and audited as such)."""
+        if agent and agent in self.roster:
+            self.roster.release(agent, now)
+            self._presence(agent, "available")
+
+    def wallboard(self) -> m.Wallboard:
+        """The live figures for agents: queue, longest wait, service level today, agents."""
+        now = self.clock()
+        midnight = datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0,
+                                                       microsecond=0).timestamp()
+        today = [metrics.Contact(id=s.id, user=s.user, state=s.state, queued_at=s.queued_at,
+                                 answered_at=s.answered_at, ended_at=s.ended_at)
+                 for s in self.store.sessions.between(midnight, now + 1)]
+        board = metrics.wallboard((w.queued_at for w in self.queue), today,
+                                  (a.status for a in self.roster), now)
+        return m.Wallboard(queue_length=board.queue_length, longest_wait=board.longest_wait,
+                           answered_within=board.answered_within_target.hits,
+                           settled=board.answered_within_target.total,
+                           agents_available=board.agents_available,
+                           target=metrics.SERVICE_LEVEL_TARGET, now=now)
+
+    def _push_wallboard(self) -> None:
+        """Send the wallboard to every agent, then again in a few seconds while any is on."""
+        if self._wallboard is not None:
+            self._wallboard.cancel()
+            self._wallboard = None
+        if not self.agents:
+            return
+        board = self.wallboard()
+        for agent in self.agents.values():
+            agent.send(board)
+        self._wallboard = asyncio.get_running_loop().call_later(WALLBOARD_EVERY,
+                                                                self._push_wallboard)
 
     def _presence(self, agent: str, status: str) -> None:
         """Audit an agent's presence change (the report's occupancy is built from these)."""

@@ -153,6 +153,22 @@ class QueueList(Msg, tag="queue-list", frozen=True):
     now: float
 
 
+class Wallboard(Msg, tag="wallboard", frozen=True):
+    """B -> A: live helpdesk figures, pushed every few seconds.
+
+    ``answered_within`` of ``settled`` contacts today were answered within the
+    service-level target (``target`` seconds); abandoned ones count as misses.
+    """
+
+    queue_length: int
+    longest_wait: float | None
+    answered_within: int
+    settled: int
+    agents_available: int
+    target: float
+    now: float
+
+
 class SetStatus(Msg, tag="set-status", frozen=True):
     """A -> B: become available or away."""
 
@@ -453,6 +469,7 @@ Message = (
     | Ready
     | ListQueue
     | QueueList
+    | Wallboard
     | SetStatus
     | Accept
     | Started
