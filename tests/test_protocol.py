@@ -41,6 +41,7 @@ SAMPLES: list[m.Msg] = [
     m.End(session="s1", root_cause="dns", resolved=False),
     m.Ended(session="s1", reason="agent", resolved=True, survey=True),
     m.AgentLost(session="s1", position=1),
+    m.Handoff(session="s1", note="vpn flow failed at step 3"),
     m.UserLost(session="s1"),
     m.Output(session="s1", data=b"\x1b[31mred\x00\xff"),
     m.Snapshot(session="s1", cols=80, rows=24, data=b"\x1b[H\x1b[2J"),

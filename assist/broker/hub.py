@@ -10,16 +10,14 @@ connected client. It knows nothing of SSH: a client is a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
+from assist.broker.clients import AgentLinks, Client, Handler
 from assist.broker.relay import Relay
 from assist.broker.trust import Trust
 from assist.config import BrokerConfig
@@ -49,28 +47,6 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-@dataclass(eq=False)
-class Client:
-    """One connected control channel."""
-
-    channel: MessageChannel
-    peer: Peer
-    host: str = ""
-    os_user: str = ""
-    hello: bool = False
-    session: str | None = None
-    log: logging.LoggerAdapter[logging.Logger] = field(
-        default_factory=lambda: logging.LoggerAdapter(log))
-
-    def send(self, msg: m.Msg) -> None:
-        """Queue a message; a client that is gone is simply skipped."""
-        with contextlib.suppress(ChannelClosed):
-            self.channel.send_nowait(msg)
-
-
-Handler = Callable[[Client, Any], Awaitable[None]]
-
-
 class Hub:
     """Queue, routing and session lifecycle for every connected client."""
 
@@ -83,7 +59,7 @@ class Hub:
         self.roster = Roster()
         self.sessions: dict[str, Session] = {}
         self.users: dict[str, Client] = {}  # session id -> user client
-        self.agents: dict[str, Client] = {}  # agent name -> agent client
+        self.agents: dict[str, AgentLinks] = {}  # agent name -> its connections
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._push: asyncio.TimerHandle | None = None
         self._positions: dict[str, int] = {}
@@ -100,6 +76,7 @@ class Hub:
             "agent": {
                 m.ListQueue: self._on_list, m.SetStatus: self._on_status,
                 m.Accept: self._on_accept, m.End: self._on_agent_end, m.Ping: self._on_ping,
+                m.Handoff: self._on_handoff,
             },
         }
         for part in (self.relay, self.trust):
@@ -193,14 +170,12 @@ class Hub:
         client.hello, client.host, client.os_user = True, msg.host[:200], msg.os_user[:200]
         peer = client.peer
         if peer.role == "agent":
-            old = self.agents.get(peer.name)
-            if old is not None:
-                # The same agent from a new connection replaces the old one.
-                old.channel.close()
-                self._agent_gone(old)
-            self.agents[peer.name] = client
-            self.roster.join(peer.name, self.clock(), status="away")
-            self._presence(peer.name, "away")
+            links = self.agents.get(peer.name)
+            if links is None:
+                links = self.agents[peer.name] = AgentLinks(peer.name)
+                self.roster.join(peer.name, self.clock(), status="away")
+                self._presence(peer.name, "away")
+            links.clients.append(client)
         client.send(m.Welcome(version=PROTOCOL_VERSION, role=peer.role,  # type: ignore[arg-type]
                               name=peer.name, broker=self.config.name,
                               registered=peer.registered, rid=msg.rid))
@@ -334,6 +309,15 @@ class Hub:
                   " ".join(msg.root_cause.split())[:200])
         client.send(m.Ok(rid=msg.rid))
 
+    async def _on_handoff(self, client: Client, msg: m.Handoff) -> None:
+        session = self.relay.agent_live(client, msg.session)
+        note = " ".join(msg.note.split())[:200] or "no note"
+        name = client.peer.name
+        self.store.audit.append(self.clock(), f"agent:{name}", "handoff", session.id,
+                                {"note": note})
+        self._requeue(session, Event.REQUEUE, f"handed off by {name}", note=note)
+        client.send(m.Ok(rid=msg.rid))
+
     # -- transitions shared by several paths ---------------------------------------
 
     def _end(self, session: Session, actor: str, reason: str, resolved: bool,
@@ -374,8 +358,8 @@ class Hub:
                 client.send(m.UserLost(session=session.id))
         self._changed()
 
-    def _requeue(self, session: Session, event: Event, why: str) -> None:
-        """Put a session back at the front of the queue (agent dropped or no answer)."""
+    def _requeue(self, session: Session, event: Event, why: str, note: str = "") -> None:
+        """Put a session back at the front of the queue (agent dropped, handed on, no answer)."""
         now = self.clock()
         agent = session.agent
         session.apply(event, now)
@@ -385,10 +369,13 @@ class Hub:
         self.relay.forget(session.id, f"agent:{agent} left ({why}); back in the queue")
         self.trust.forget(session.id)
         user = self.users.get(session.id)
-        position = self.queue.add(self._waiting(session, online=user is not None))
+        position = self.queue.add(self._waiting(
+            session, online=user is not None,
+            registered=user.peer.registered if user is not None else True, note=note))
         self._positions[session.id] = position
         if user is not None:
-            user.send(m.AgentLost(session=session.id, position=position))
+            user.send(m.AgentLost(session=session.id, position=position,
+                                  reason=f"{agent} handed you on: {note}" if note else ""))
         else:
             self._arm(session.id, self.config.resume_grace, self._expire, session.id)
         self._changed()
@@ -413,8 +400,11 @@ class Hub:
 
     def _disconnected(self, client: Client) -> None:
         if client.peer.role == "agent":
-            if self.agents.get(client.peer.name) is client:
-                self._agent_gone(client)
+            links = self.agents.get(client.peer.name)
+            if links is not None and client in links.clients:
+                links.clients.remove(client)
+                if not links.clients:
+                    self._agent_gone(client.peer.name)
             return
         session = self.sessions.get(client.session or "")
         if session is None or self.users.get(session.id) is not client:
@@ -430,8 +420,8 @@ class Hub:
         elif session.state.live:
             self._end(session, f"user:{session.user}", "user-lost", False, "")
 
-    def _agent_gone(self, client: Client) -> None:
-        name = client.peer.name
+    def _agent_gone(self, name: str) -> None:
+        """The agent's last connection closed: its user goes back to the front."""
         agent = self.roster.leave(name)
         self.agents.pop(name, None)
         self._presence(name, "offline")
@@ -497,10 +487,10 @@ class Hub:
         self.users[session_id] = client
 
     def _waiting(self, session: Session, online: bool = True,
-                 registered: bool = True) -> Waiting:
+                 registered: bool = True, note: str = "") -> Waiting:
         return Waiting(session.id, session.user, session.topic, session.queued_at,
                        requeued=session.state is State.REQUEUED, online=online,
-                       registered=registered)
+                       registered=registered, note=note)
 
     def _evidence(self, user: Client) -> m.Evidence:
         """What the agent is shown of the user's identity before verifying it."""
@@ -521,7 +511,7 @@ class Hub:
         entries = tuple(
             m.QueueEntry(session=w.session, user=w.user, topic=w.topic, queued_at=w.queued_at,
                          position=i, requeued=w.requeued, online=w.online,
-                         registered=w.registered)
+                         registered=w.registered, note=w.note)
             for i, w in enumerate(self.queue, 1)
         )
         return m.QueueList(entries=entries, now=self.clock())

@@ -18,7 +18,8 @@ from assist.errors import AssistError, NotFound, ProtocolError, StateError
 from assist.protocol import messages as m
 
 if TYPE_CHECKING:
-    from assist.broker.hub import Client, Handler, Hub
+    from assist.broker.clients import AgentLinks, Client, Handler
+    from assist.broker.hub import Hub
     from assist.core.session import Session
 
 LAG_LIMIT = 512 * 1024
@@ -49,7 +50,7 @@ class Relay:
                      m.Resize: self._on_resize, m.Chat: self._on_user_chat,
                      m.Survey: self._on_survey, m.Signal: self._on_user_signal},
             "agent": {m.Chat: self._on_agent_chat, m.ListRootCauses: self._on_root_causes,
-                      m.Signal: self._on_agent_signal},
+                      m.Signal: self._on_agent_signal, m.Resync: self._on_agent_resync},
         }
 
     # -- helpers -------------------------------------------------------------------
@@ -66,7 +67,7 @@ class Relay:
             raise NotFound(f"you have no live session {session_id}")
         return session
 
-    def _agent_of(self, session: Session) -> Client | None:
+    def _agent_of(self, session: Session) -> AgentLinks | None:
         return self.hub.agents.get(session.agent or "")
 
     def started(self, session: Session, cols: int, rows: int) -> None:
@@ -140,11 +141,18 @@ class Relay:
         if session.id in self.lagging:
             self._check_lag(session.id)
             return
-        if agent.channel.buffered() > LAG_LIMIT:
+        if agent.buffered() > LAG_LIMIT:
             self.lagging.add(session.id)
             self._poll_lag(session.id)
             return
         agent.send(msg)
+
+    async def _on_agent_resync(self, client: Client, msg: m.Resync) -> None:
+        # A script (or a second window) of the agent joins a live session midway.
+        session = self.agent_live(client, msg.session)
+        user = self.hub.users.get(session.id)
+        if user is not None:
+            user.send(m.Resync(session=session.id))
 
     def _check_lag(self, session_id: str) -> bool:
         """Resync a lagging viewer whose buffer drained; return True if it did."""
@@ -154,7 +162,7 @@ class Relay:
         if agent is None or user is None or session_id not in self.lagging:
             self.lagging.discard(session_id)
             return True
-        if agent.channel.buffered() >= RESUME_BELOW:
+        if agent.buffered() >= RESUME_BELOW:
             return False
         self.lagging.discard(session_id)
         user.send(m.Resync(session=session_id))

@@ -97,6 +97,18 @@ class AgentClient:
         """Remove annotations from the user's screen (all when ``ids`` is empty)."""
         await self.link.send(m.ClearAnnotations(session=session, ids=ids))
 
+    async def resync(self, session: str) -> None:
+        """Ask for a full picture of the user's screen (a ``Snapshot`` event follows)."""
+        await self.link.send(m.Resync(session=session))
+
+    async def handoff(self, session: str, note: str) -> None:
+        """Hand the user back to the front of the queue for another agent."""
+        await self.link.request(m.Handoff(session=session, note=note), m.Ok)
+
+    async def chat(self, session: str, text: str) -> None:
+        """Send a chat line to the user."""
+        await self.link.send(m.Chat(session=session, text=text))
+
     def events(self) -> AsyncIterator[m.Msg]:
         """Broker events: queue pushes, session start/end, user lost."""
         return self.link.events()

@@ -16,7 +16,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from assist.core.grants import NEEDS_VERIFIED, GrantRefused, GrantTable, Scope, refuse
+import msgspec
+
+from assist.core.grants import (
+    NEEDS_VERIFIED,
+    GrantRefused,
+    GrantTable,
+    Scope,
+    check_keys,
+    refuse,
+)
 from assist.errors import ConnectionFailed
 from assist.protocol import messages as m
 from assist.transport.channel import ChannelClosed, MessageChannel
@@ -40,6 +49,8 @@ class Guard:
             code): show the question; answer with :meth:`decide` / :meth:`code`.
         on_annotation: an allowed ``Annotate`` or a ``ClearAnnotations`` to show.
         on_change: grants or verification changed (refresh what is shown).
+        top: the line number of the screen's first row, to anchor marks that
+            scripts place by screen row (``Annotation.relative``).
     """
 
     def __init__(
@@ -53,6 +64,7 @@ class Guard:
         on_ask: Notify | None = None,
         on_annotation: Notify | None = None,
         on_change: Callable[[], None] | None = None,
+        top: Callable[[], int] | None = None,
     ) -> None:
         self.channel = channel
         self.session = session
@@ -63,6 +75,7 @@ class Guard:
         self.on_ask = on_ask or (lambda msg: None)
         self.on_annotation = on_annotation or (lambda msg: None)
         self.on_change = on_change or (lambda: None)
+        self.top = top or (lambda: 0)
         self.table = GrantTable()
         self.verified = False
         self.typed = 0
@@ -103,9 +116,10 @@ class Guard:
         """Check that keystrokes under ``grant_id`` may reach the pty now.
 
         Raises:
-            GrantRefused: no live control grant, not verified, or a secret is being read.
+            GrantRefused: no live control (or run) grant, not verified, or a secret
+                is being read.
         """
-        self.table.check(grant_id, "control", self.clock())
+        check_keys(self.table, grant_id, self.clock())
         if self.require_verification and not self.verified:
             raise refuse("not-verified")
         if self.secret():
@@ -116,6 +130,12 @@ class Guard:
             self.table.check(msg.grant, "annotate", self.clock())
         except GrantRefused:
             return  # Nothing is drawn without the user's say-so.
+        a = msg.annotation
+        if a.relative:
+            top = self.top()
+            a = msgspec.structs.replace(a, line=a.line + top, line2=a.line2 + top,
+                                        relative=False)
+            msg = msgspec.structs.replace(msg, annotation=a)
         self.on_annotation(msg)
 
     def _clear(self, msg: m.ClearAnnotations) -> None:

@@ -175,8 +175,9 @@ class HelpRequest:
         elif isinstance(event, m.AgentLost):
             self._resumes.save(self._address, Place(event.session, client.resume or "",
                                                     self.topic))
+            why = event.reason or "the agent's connection dropped"
             self._report(phase="queued", position=event.position, agent=None, info=None,
-                         message="the agent's connection dropped: you are back at the front")
+                         message=f"{why}: you are back at the front")
         elif isinstance(event, m.Ended):
             self._resumes.save(self._address, None)
             self._report(phase="ended", resolved=event.resolved, survey=event.survey,

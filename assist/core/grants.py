@@ -131,6 +131,24 @@ class GrantTable:
         return found[-1] if found else None
 
 
+KEY_SCOPES: tuple[Scope, ...] = ("control", "run")
+"""Grants under which keystrokes may reach the user's terminal."""
+
+
+def check_keys(table: GrantTable, grant_id: str, now: float) -> Grant:
+    """Return the live ``control`` or ``run`` grant that keystrokes rely on.
+
+    Raises:
+        GrantRefused: if ``grant_id`` is no such grant.
+    """
+    try:
+        return table.check(grant_id, "control", now)
+    except GrantRefused as exc:
+        if exc.reason != "wrong-scope":
+            raise
+    return table.check(grant_id, "run", now)
+
+
 def check_policy(scope: str, verified: bool, require_verification: bool = True) -> None:
     """Refuse asking for a scope that acts on the machine before verification.
 

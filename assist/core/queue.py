@@ -31,6 +31,7 @@ class Waiting:
     requeued: bool = False
     online: bool = True
     registered: bool = True
+    note: str = ""
 
     @property
     def sort_key(self) -> tuple[int, float, str]:

@@ -140,6 +140,7 @@ class QueueEntry(msgspec.Struct, frozen=True, kw_only=True):
     requeued: bool = False
     online: bool = True
     registered: bool = True
+    note: str = ""
 
 
 class ListQueue(Msg, tag="list-queue", frozen=True):
@@ -242,11 +243,23 @@ class Ended(Msg, tag="ended", frozen=True):
     survey: bool = False
 
 
+class Handoff(Msg, tag="handoff", frozen=True):
+    """A -> B: hand the user back to the front of the queue for another agent.
+
+    A first-line bot does this when its flow cannot finish; ``note`` says why
+    and is shown to the next agent.
+    """
+
+    session: str
+    note: str = ""
+
+
 class AgentLost(Msg, tag="agent-lost", frozen=True):
-    """B -> U: the agent dropped; you are back at the front of the queue."""
+    """B -> U: the agent dropped (or handed you on); you are back at the front of the queue."""
 
     session: str
     position: int
+    reason: str = ""
 
 
 class UserLost(Msg, tag="user-lost", frozen=True):
@@ -280,7 +293,7 @@ class Snapshot(Msg, tag="snapshot", frozen=True):
 
 
 class Resync(Msg, tag="resync", frozen=True):
-    """B -> U: a viewer missed output (or just joined); send a :class:`Snapshot`."""
+    """B -> U (or A -> B): a viewer missed output (or just joined); send a :class:`Snapshot`."""
 
     session: str
 
@@ -384,7 +397,12 @@ class Revoke(Msg, tag="revoke", frozen=True):
 
 
 class Keys(Msg, tag="keys", frozen=True):
-    """A -> B -> U: keystrokes for the user's terminal under ``grant`` (a control grant)."""
+    """A -> B -> U: keystrokes for the user's terminal under ``grant``.
+
+    The grant is a ``control`` or ``run`` grant. An agent may leave ``grant``
+    empty: the broker fills in the newest live one (the user's machine still
+    checks it).
+    """
 
     session: str
     grant: str
@@ -417,6 +435,9 @@ class Annotation(msgspec.Struct, frozen=True, kw_only=True):
     text: str = ""
     ttl: float = 30.0
     surface: Literal["terminal", "desktop"] = "terminal"
+    relative: bool = False
+    """``line``/``line2`` are rows of the user's screen as it is when the mark arrives
+    (for scripts, which do not track scrolling)."""
 
 
 class Annotate(Msg, tag="annotate", frozen=True):
@@ -475,6 +496,7 @@ Message = (
     | Started
     | End
     | Ended
+    | Handoff
     | AgentLost
     | UserLost
     | Output
