@@ -153,6 +153,7 @@ class Relay:
         user = self.hub.users.get(session.id)
         if user is not None:
             user.send(m.Resync(session=session.id))
+        client.send(m.Ok(rid=msg.rid))
 
     def _check_lag(self, session_id: str) -> bool:
         """Resync a lagging viewer whose buffer drained; return True if it did."""

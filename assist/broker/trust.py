@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING
 import msgspec
 import pyotp
 
-from assist.core.grants import GrantRefused, GrantTable, check_keys, check_policy, refuse
+from assist.core.grants import (
+    KEY_SCOPES,
+    GrantRefused,
+    GrantTable,
+    check_keys,
+    check_policy,
+    refuse,
+)
 from assist.core.session import Event, State
 from assist.errors import ProtocolError, StateError
 from assist.protocol import messages as m
@@ -184,8 +191,8 @@ class Trust:
         table, now = self._table(session.id), self.hub.clock()
         if not msg.grant:
             # A script need not track grant ids: use the newest that allows typing.
-            current = table.current("control", now) or table.current("run", now)
-            msg = msgspec.structs.replace(msg, grant=current.id if current else "")
+            table.live(now)
+            msg = msgspec.structs.replace(msg, grant=table.newest(KEY_SCOPES))
         try:
             check_keys(table, msg.grant, now)
             check_policy("control", session.verified, self.hub.config.require_verification)
@@ -213,8 +220,8 @@ class Trust:
         session = self.hub.relay.agent_live(client, msg.session)
         table, now = self._table(session.id), self.hub.clock()
         if not msg.grant:
-            current = table.current("annotate", now)
-            msg = msgspec.structs.replace(msg, grant=current.id if current else "")
+            table.live(now)
+            msg = msgspec.structs.replace(msg, grant=table.newest(("annotate",)))
         table.check(msg.grant, "annotate", now)
         a = msg.annotation
         if len(a.text) > 200 or len(a.id) > 40 or not 0 < a.ttl <= 3600:

@@ -98,8 +98,12 @@ class AgentClient:
         await self.link.send(m.ClearAnnotations(session=session, ids=ids))
 
     async def resync(self, session: str) -> None:
-        """Ask for a full picture of the user's screen (a ``Snapshot`` event follows)."""
-        await self.link.send(m.Resync(session=session))
+        """Ask for a full picture of the user's screen (a ``Snapshot`` event follows).
+
+        Raises:
+            BrokerError: if ``session`` is not a live session of this agent.
+        """
+        await self.link.request(m.Resync(session=session), m.Ok)
 
     async def handoff(self, session: str, note: str) -> None:
         """Hand the user back to the front of the queue for another agent."""

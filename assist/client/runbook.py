@@ -232,6 +232,7 @@ class RunbookRunner:
         self._stop: asyncio.Future[str] | None = None
         self._changed = asyncio.Event()
         self._marks = 0
+        self._ending = False
         self._answers: asyncio.Queue[m.Msg] = asyncio.Queue()
 
     async def run(self) -> RunResult:
@@ -288,7 +289,8 @@ class RunbookRunner:
                 self._halt(f"the user's machine refused the keys ({msg.reason})")
             elif isinstance(msg, m.Ended | m.UserLost):
                 self.result.ended = True
-                self._halt("the session ended")
+                if not self._ending:  # our own `end` step is no reason to stop
+                    self._halt("the session ended")
         self._halt("lost the connection to the broker")
 
     def _halt(self, why: str) -> None:
@@ -338,6 +340,7 @@ class RunbookRunner:
         elif step.kind == "sleep":
             await asyncio.sleep(float(a["seconds"]))
         elif step.kind == "end":
+            self._ending = True
             await self.agent.end(self.session, a["root_cause"], bool(a["resolved"]))
             self.result.ended = True
 

@@ -76,6 +76,7 @@ class GrantTable:
 
     _live: dict[str, Grant] = field(default_factory=dict)
     _dead: dict[str, Reason] = field(default_factory=dict)
+    _order: list[Grant] = field(default_factory=list)
 
     def grant(self, grant_id: str, scope: Scope, agent: str, now: float,
               seconds: float = 0.0) -> Grant:
@@ -90,6 +91,7 @@ class GrantTable:
             raise StateError(f"grant id {grant_id} was already used")
         granted = Grant(grant_id, scope, agent, now, now + seconds if seconds > 0 else None)
         self._live[grant_id] = granted
+        self._order.append(granted)
         return granted
 
     def check(self, grant_id: str, scope: Scope, now: float) -> Grant:
@@ -124,6 +126,18 @@ class GrantTable:
                 del self._live[g.id]
                 self._dead[g.id] = "expired"
         return list(self._live.values())
+
+    def newest(self, scopes: tuple[Scope, ...]) -> str:
+        """The id of the newest grant of one of ``scopes``, live or not ("" if none).
+
+        Used for actions that name no grant: checking that id then reports
+        why it no longer works (revoked, expired) instead of "no grant".
+        """
+        now_live = [g for g in reversed(self._order)
+                    if g.scope in scopes and g.id in self._live]
+        if now_live:
+            return now_live[0].id
+        return next((g.id for g in reversed(self._order) if g.scope in scopes), "")
 
     def current(self, scope: Scope, now: float) -> Grant | None:
         """The newest live grant of ``scope``, if any."""
