@@ -13,14 +13,14 @@ import sys
 import click
 import typer
 
-from assist.cli import admin, agent, agent_script, replay, report, serve, user
+from assist.cli import admin, agent, agent_script, bot, replay, report, serve, user
 from assist.cli.app import app, err
 from assist.errors import AssistError
 
 __all__ = ["app", "main"]
 
 # Registration happens by import; keep the names used so linters see why.
-_COMMANDS = (admin, agent, agent_script, replay, report, serve, user)
+_COMMANDS = (admin, agent, agent_script, bot, replay, report, serve, user)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,161 @@
+"""A first-line bot: takes queued users whose topic a flow matches and runs the flow.
+
+The flows file holds runbooks with a ``match`` pattern over the help topic::
+
+    flows:
+      - name: disk full
+        match: "(?i)disk|space"
+        steps: [...]
+
+The bot is an agent like any other (registered with ``assist agents add``).
+It watches the queue on one connection and serves each user on a connection
+of its own, one user at a time. When a flow finishes the session ends with
+the flow's root cause; when it cannot (a step fails, the user declines or
+revokes), the user is handed to the human queue at the front.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from assist.client.agent import AgentClient
+from assist.client.link import BrokerError
+from assist.client.runbook import DEFAULT_TIMEOUT, Runbook, RunbookRunner, parse_runbook, read_yaml
+from assist.errors import AssistError, ConfigError
+from assist.protocol import messages as m
+
+log = logging.getLogger(__name__)
+
+Connect = Callable[[], Awaitable[AgentClient]]
+"""Opens a new connection of the bot's agent, said hello."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the bot did for one user."""
+
+    session: str
+    user: str
+    topic: str
+    flow: str
+    handled: bool
+    reason: str = ""
+
+
+def load_flows(path: Path) -> list[Runbook]:
+    """Read a flows file: runbooks that each have a ``match`` pattern.
+
+    Raises:
+        ConfigError: for a missing file, bad YAML, or a flow without ``match``.
+    """
+    data = read_yaml(path)
+    flows = data.get("flows") if isinstance(data, dict) else None
+    if not isinstance(flows, list) or not flows:
+        raise ConfigError(f"{path}: expected `flows:` with a list of runbooks")
+    books = [parse_runbook(flow, f"{path} flow {i}") for i, flow in enumerate(flows, 1)]
+    for i, book in enumerate(books, 1):
+        if not book.match:
+            raise ConfigError(f"{path} flow {i} ({book.name}): a flow needs `match`, a "
+                              "pattern over the help topic")
+    return books
+
+
+class Bot:
+    """Serve matching users from the queue with flows, handing the rest to humans.
+
+    Args:
+        connect: opens a new connection of the bot's agent.
+        flows: the runbooks to match topics against (first match wins).
+        on_outcome: told what happened for each user.
+        timeout: seconds a step waits for the user.
+    """
+
+    def __init__(self, connect: Connect, flows: list[Runbook],
+                 on_outcome: Callable[[Outcome], None] | None = None,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.connect = connect
+        self.flows = flows
+        self.on_outcome = on_outcome or (lambda outcome: None)
+        self.timeout = timeout
+
+    def flow_for(self, entry: m.QueueEntry) -> Runbook | None:
+        """The flow for a waiting user, or ``None`` if the bot should leave them be.
+
+        Users back from an agent (requeued) are for humans: the bot never
+        takes back someone it, or anyone, already handed on.
+        """
+        if entry.requeued or not entry.online:
+            return None
+        return next((f for f in self.flows if f.matches(entry.topic)), None)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Watch the queue and serve users until ``stop`` is set."""
+        stop = stop or asyncio.Event()
+        watcher = await self.connect()
+        try:
+            await watcher.set_status("available")
+            listing = await watcher.queue()
+            events = watcher.events().__aiter__()
+            while not stop.is_set():
+                served = await self._serve_first(listing)
+                if served:
+                    listing = await watcher.queue()  # the queue moved on meanwhile
+                    continue
+                listing = await self._next_listing(events, stop) or listing
+        finally:
+            await watcher.link.close()
+
+    async def _next_listing(self, events: object, stop: asyncio.Event) -> m.QueueList | None:
+        stopper = asyncio.ensure_future(stop.wait())
+        getter = asyncio.ensure_future(events.__anext__())  # type: ignore[attr-defined]
+        try:
+            done, _ = await asyncio.wait({stopper, getter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if getter not in done:
+            getter.cancel()
+            return None
+        try:
+            msg = getter.result()
+        except StopAsyncIteration:
+            raise AssistError("lost the connection to the broker") from None
+        return msg if isinstance(msg, m.QueueList) else None
+
+    async def _serve_first(self, listing: m.QueueList) -> bool:
+        for entry in listing.entries:
+            flow = self.flow_for(entry)
+            if flow is not None and await self._serve(entry, flow):
+                return True
+        return False
+
+    async def _serve(self, entry: m.QueueEntry, flow: Runbook) -> bool:
+        """Serve one user; False if someone else took them first."""
+        worker = await self.connect()
+        try:
+            try:
+                await worker.accept(entry.session)
+            except (BrokerError, AssistError) as exc:
+                log.info("could not take %s: %s", entry.session, exc.message)
+                return False
+            result = await RunbookRunner(worker, entry.session, flow,
+                                         timeout=self.timeout).run()
+            if result.ok:
+                if not result.ended:
+                    await worker.end(entry.session, flow.name, True)
+                outcome = Outcome(entry.session, entry.user, entry.topic, flow.name, True)
+            else:
+                reason = f"{result.failed}: {result.reason}"
+                if not result.ended:
+                    with contextlib.suppress(BrokerError, AssistError):
+                        await worker.handoff(entry.session, f"{flow.name} stopped at {reason}")
+                outcome = Outcome(entry.session, entry.user, entry.topic, flow.name, False,
+                                  reason)
+            self.on_outcome(outcome)
+            return True
+        finally:
+            await worker.link.close()
