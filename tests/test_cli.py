@@ -174,3 +174,29 @@ async def test_queue_json_and_untrusted_broker(broker: Broker, keys: dict[str, K
                         str(keys["alice"].private), "--yes")
     out, _ = await proc.communicate()
     assert proc.returncode == 1 and json.loads(out)["error"]["code"] == "auth"
+
+
+def test_totp_enrolment_prints_a_qr_and_never_audits_the_secret(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pyotp
+
+    from assist.store import Store
+
+    db = str(tmp_path / "b.db")
+    assert run(["users", "add", "erin", "--db", db], capsys)[0] == 0
+    code, out, _ = run(["users", "enrol-totp", "erin", "--db", db], capsys)
+    assert code == 0 and "otpauth://totp/" in out and "▄" in out  # the QR code
+    code, out, _ = run(["users", "enrol-totp", "erin", "--db", db, "--json"], capsys)
+    enrolled = json.loads(out)
+    with Store(db) as store:
+        secret = store.directory.totp_secret("erin")
+        assert secret == enrolled["secret"]
+        assert pyotp.TOTP(secret).verify(pyotp.TOTP(enrolled["secret"]).now())
+        audit = [(r.action, r.data) for r in store.audit.records()]
+        assert ("totp-enrol", {"name": "erin"}) in audit
+        assert secret not in json.dumps(audit)
+    code, out, _ = run(["users", "enrol-totp", "nobody", "--db", db, "--json"], capsys)
+    assert code == 1 and json.loads(out)["error"]["code"] == "not-found"
+    assert run(["users", "remove-totp", "erin", "--db", db], capsys)[0] == 0
+    with Store(db) as store:
+        assert store.directory.totp_secret("erin") is None

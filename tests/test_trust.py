@@ -372,3 +372,20 @@ def _controlling_tty() -> None:
 
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+async def test_recording_can_be_turned_off_by_policy(tmp_path: Path,
+                                                     keys: dict[str, KeyPair]) -> None:
+    from tests.helpers import broker_config, register
+
+    server = Broker(broker_config(tmp_path / "norec", record=False))
+    await server.start()
+    try:
+        register(server, "user", "alice", keys["alice"])
+        register(server, "agent", "carol", keys["carol"])
+        async with live_session(server, keys) as live:
+            await live.wait_pty(b"$ ")
+            await live.carol.end(live.session, "no recording", True)
+        assert not server.config.recordings.exists()
+    finally:
+        await server.stop()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 from typing import Literal
 
+import pyotp
+import segno
 import typer
 from rich.table import Table
 
@@ -122,7 +125,55 @@ def _directory_app(role: Literal["user", "agent"]) -> typer.Typer:
     return group
 
 
-app.add_typer(_directory_app("user"), name="users")
+users_app = _directory_app("user")
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("enrol-totp")
+def enrol_totp(
+    name: str = typer.Argument(..., help="The user's name."),
+    issuer: str = typer.Option("assist helpdesk", "--issuer",
+                               help="Name the authenticator app shows."),
+    db: Path | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Enrol a user for TOTP codes: prints the provisioning URI and a QR code to scan.
+
+    Agents can then verify the user by asking for the code of their
+    authenticator app. Enrolling again replaces the old secret.
+    """
+    secret = pyotp.random_base32()
+    uri = pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=issuer)
+    with open_store(db) as store:
+        store.directory.get("user", name)
+        store.directory.set_totp(name, secret)
+        # The secret itself never goes into the audit log.
+        store.audit.append(time.time(), "admin", "totp-enrol", None, {"name": name})
+    if as_json:
+        print_json({"name": name, "uri": uri, "secret": secret})
+        return
+    out.print(f"Scan this with the authenticator app of [bold]{name}[/] "
+              "(or enter the secret by hand):")
+    qr = io.StringIO()
+    segno.make(uri, error="m").terminal(out=qr, compact=True)
+    out.print(qr.getvalue(), markup=False, highlight=False, end="")
+    out.print(f"secret: {secret}\nuri:    {uri}", markup=False)
+
+
+@users_app.command("remove-totp")
+def remove_totp(
+    name: str = typer.Argument(..., help="The user's name."),
+    db: Path | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Remove a user's TOTP enrolment."""
+    with open_store(db) as store:
+        store.directory.set_totp(name, None)
+        store.audit.append(time.time(), "admin", "totp-remove", None, {"name": name})
+    if as_json:
+        print_json({"name": name, "totp": False})
+    else:
+        out.print(f"removed the TOTP enrolment of [bold]{name}[/]")
 app.add_typer(_directory_app("agent"), name="agents")
 
 audit_app = typer.Typer(help="Inspect and verify the tamper-evident audit log.",
