@@ -34,8 +34,10 @@ class Tmux:
         return out.decode()
 
     async def start(self, name: str, command: str, width: int, height: int) -> None:
+        # A COLUMNS/LINES inherited from the test runner would pin the apps to 80x24.
+        wrapped = f"env -u COLUMNS -u LINES sh -c {shlex.quote(command)}"
         await self.run("new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
-                       command)
+                       wrapped)
 
     async def keys(self, name: str, *keys: str) -> None:
         await self.run("send-keys", "-t", name, *keys)

@@ -279,6 +279,7 @@ class Hub:
         self.roster.set_status(client.peer.name, msg.status, self.clock())
         self._presence(client.peer.name, msg.status)
         client.send(m.Ok(rid=msg.rid))
+        self._push_wallboard()  # "agents available" changed
 
     async def _on_accept(self, client: Client, msg: m.Accept) -> None:
         name = client.peer.name

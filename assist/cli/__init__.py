@@ -8,19 +8,21 @@ reaches the person at the terminal.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 
 import click
 import typer
+from rich.text import Text
 
-from assist.cli import admin, agent, agent_script, bot, replay, report, serve, user
+from assist.cli import admin, agent, agent_script, bot, demo, replay, report, serve, user
 from assist.cli.app import app, err
 from assist.errors import AssistError
 
 __all__ = ["app", "main"]
 
 # Registration happens by import; keep the names used so linters see why.
-_COMMANDS = (admin, agent, agent_script, bot, replay, report, serve, user)
+_COMMANDS = (admin, agent, agent_script, bot, demo, replay, report, serve, user)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,4 +45,14 @@ def main(argv: list[str] | None = None) -> None:
         else:
             err.print(f"[bold red]assist:[/] {exc.message}", highlight=False)
         code = 1
+    except Exception as exc:
+        # A bug: still no traceback for the person, but enough to report it.
+        logging.getLogger("assist").debug("internal error", exc_info=True)
+        message = (f"internal error ({type(exc).__name__}: {exc}); please report it "
+                   "with the command you ran (-vv shows details)")
+        if "--json" in args:
+            print(json.dumps({"error": {"code": "internal", "message": message}}))
+        else:
+            err.print(Text.assemble(("assist: ", "bold red"), message), highlight=False)
+        code = 70
     sys.exit(code if isinstance(code, int) else 0)

@@ -150,6 +150,23 @@ class _BrokerSSHServer(asyncssh.SSHServer):
         return True
 
 
+def generate_key_pair(path: Path, comment: str = "") -> str:
+    """Write a new Ed25519 key pair (``path`` and ``path.pub``); return the public line.
+
+    Raises:
+        ConfigError: if the files cannot be written.
+    """
+    try:
+        key = asyncssh.generate_private_key("ssh-ed25519", comment=comment or None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key.write_private_key(str(path))
+        path.chmod(0o600)
+        key.write_public_key(str(path) + ".pub")
+    except (OSError, asyncssh.KeyExportError) as exc:
+        raise ConfigError(f"cannot write key {path}: {exc}") from None
+    return openssh_key(key)
+
+
 def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
     """Load the broker's host key, generating an Ed25519 key on first run.
 

@@ -1,0 +1,33 @@
+"""`assist demo` starts, shows a user to help, and ends cleanly, in a real terminal."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.test_e2e_tmux import Tmux, assist_cmd
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")]
+
+
+async def test_demo_runs_a_whole_contact_and_exits_cleanly() -> None:
+    tmux = Tmux()
+    try:
+        await tmux.start("demo", f"{assist_cmd('demo')}; echo EXIT=$?; sleep 30", 160, 45)
+        await tmux.wait_for("demo", "demo: my disk is full")
+        await tmux.keys("demo", "Enter")
+        await tmux.wait_for("demo", "No space left on device")  # the user's own shell
+        await tmux.wait_for("demo", "demo-user: Hi! My disk is full")
+        await tmux.keys("demo", "F10")
+        await tmux.wait_for("demo", "what was the root cause")
+        await tmux.keys("demo", "-l", "old build files in /tmp")
+        await tmux.keys("demo", "Enter")
+        await tmux.wait_for("demo", "Answered ≤15 s today 100% (1/1)")
+        await tmux.keys("demo", "C-q")
+        screen = await tmux.wait_for("demo", "EXIT=", timeout=20)
+        assert "EXIT=0" in screen and "Demo finished" in screen
+        assert "Traceback" not in screen and "Error" not in screen
+    finally:
+        await tmux.kill()
