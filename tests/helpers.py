@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from assist.broker.server import Broker
 from assist.client import AgentClient, Link, UserClient
 from assist.config import BrokerConfig
 from assist.core import pubkey
+from assist.protocol import messages as m
 from assist.transport import ssh
 
 
@@ -76,3 +78,18 @@ async def agent_client(broker: Broker, key: KeyPair) -> AgentClient:
     client = AgentClient(await link_to(broker, "agent", key))
     await client.hello()
     return client
+
+
+async def started_session(broker: Broker, keys: dict[str, KeyPair], topic: str,
+                          cols: int = 80, rows: int = 24) -> tuple[UserClient, AgentClient, str]:
+    """alice asks for help about ``topic`` and carol takes her: a live session."""
+    alice = await user_client(broker, keys["alice"])
+    carol = await agent_client(broker, keys["carol"])
+    queued = await alice.join(topic)
+    offered = asyncio.ensure_future(alice.link.wait_for(
+        lambda msg: isinstance(msg, m.Offered), 10))
+    accepting = asyncio.ensure_future(carol.accept())
+    await offered
+    await alice.ready(cols, rows)
+    await accepting
+    return alice, carol, queued.session

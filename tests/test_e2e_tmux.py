@@ -64,22 +64,28 @@ def assist_cmd(*args: str) -> str:
     return " ".join(shlex.quote(a) for a in (sys.executable, "-m", "assist", *args))
 
 
+SHELL = "env PS1='$ ' bash --norc --noprofile"
+
+
+async def meet(tmux: Tmux, broker: Broker, keys: dict[str, KeyPair], topic: str) -> None:
+    """Start `assist help` (alice) and `assist console` (carol); carol accepts alice."""
+    address = f"127.0.0.1:{broker.port}"
+    await tmux.start("user", assist_cmd("help", topic, "--broker", address, "--key",
+                                        str(keys["alice"].private), "--yes", "--cmd", SHELL),
+                     100, 30)
+    await tmux.start("agent", assist_cmd("console", "--broker", address, "--key",
+                                         str(keys["carol"].private), "--yes"), 160, 45)
+    await tmux.wait_for("user", "Waiting for an agent")
+    await tmux.wait_for("agent", topic)
+    await tmux.keys("agent", "Enter")  # accept the head of the queue
+    await tmux.wait_for("agent", f"alice · {topic}")
+    await tmux.wait_for("user", "verified by test-broker")
+
+
 async def test_user_and_agent_in_real_terminals(broker: Broker, keys: dict[str, KeyPair]) -> None:
     tmux = Tmux()
-    address = f"127.0.0.1:{broker.port}"
-    shell = "env PS1='$ ' bash --norc --noprofile"
     try:
-        await tmux.start("user", assist_cmd("help", "printer jam", "--broker", address, "--key",
-                                            str(keys["alice"].private), "--yes", "--cmd", shell),
-                         100, 30)
-        await tmux.start("agent", assist_cmd("console", "--broker", address, "--key",
-                                             str(keys["carol"].private), "--yes"), 160, 45)
-        await tmux.wait_for("user", "Waiting for an agent")
-        await tmux.wait_for("agent", "printer jam")
-        await tmux.keys("agent", "Enter")  # accept the head of the queue
-        await tmux.wait_for("agent", "alice · printer jam")
-        await tmux.wait_for("user", "verified by test-broker")
-
+        await meet(tmux, broker, keys, "printer jam")
         await tmux.keys("user", "echo hello-from-user", "Enter")
         await tmux.wait_for("agent", "hello-from-user")
 
@@ -114,16 +120,8 @@ async def test_killed_agent_puts_the_user_back_at_the_front(
         broker: Broker, keys: dict[str, KeyPair]) -> None:
     tmux = Tmux()
     address = f"127.0.0.1:{broker.port}"
-    shell = "env PS1='$ ' bash --norc --noprofile"
     try:
-        await tmux.start("user", assist_cmd("help", "vpn down", "--broker", address, "--key",
-                                            str(keys["alice"].private), "--yes", "--cmd", shell),
-                         100, 30)
-        await tmux.start("agent", assist_cmd("console", "--broker", address, "--key",
-                                             str(keys["carol"].private), "--yes"), 160, 45)
-        await tmux.wait_for("agent", "vpn down")
-        await tmux.keys("agent", "Enter")
-        await tmux.wait_for("user", "verified by test-broker")
+        await meet(tmux, broker, keys, "vpn down")
         pid = int((await tmux.run("display-message", "-p", "-t", "agent", "#{pane_pid}")).strip())
         os.kill(pid, 9)  # the console process dies without a word
         screen = await tmux.wait_for("user", "back at the front", timeout=5)
@@ -149,17 +147,8 @@ async def test_killed_agent_puts_the_user_back_at_the_front(
 async def test_agent_types_only_after_the_user_grants_and_draws_on_the_screen(
         broker: Broker, keys: dict[str, KeyPair]) -> None:
     tmux = Tmux()
-    address = f"127.0.0.1:{broker.port}"
-    shell = "env PS1='$ ' bash --norc --noprofile"
     try:
-        await tmux.start("user", assist_cmd("help", "cannot print", "--broker", address,
-                                            "--key", str(keys["alice"].private), "--yes",
-                                            "--cmd", shell), 100, 30)
-        await tmux.start("agent", assist_cmd("console", "--broker", address, "--key",
-                                             str(keys["carol"].private), "--yes"), 160, 45)
-        await tmux.wait_for("agent", "cannot print")
-        await tmux.keys("agent", "Enter")
-        await tmux.wait_for("user", "verified by test-broker")
+        await meet(tmux, broker, keys, "cannot print")
         await tmux.wait_for("agent", "not verified")
 
         # Control is impossible before the user's identity is verified.

@@ -11,10 +11,9 @@ import pytest
 
 from assist.broker.server import Broker
 from assist.client.share import TerminalShare, TerminalViewer
-from assist.protocol import messages as m
 from assist.share.emulator import Emulator
 from assist.share.pty import PtyProcess
-from tests.helpers import KeyPair, agent_client, user_client
+from tests.helpers import KeyPair, started_session
 from tests.test_e2e_tmux import Tmux
 
 pytestmark = pytest.mark.slow
@@ -24,14 +23,9 @@ COLS, ROWS = 80, 24
 async def shared_program(broker: Broker, keys: dict[str, KeyPair],
                          argv: list[str], settle: float) -> list[str]:
     """Run ``argv`` in a shared pty; return the agent's view of the screen."""
-    alice = await user_client(broker, keys["alice"])
-    carol = await agent_client(broker, keys["carol"])
-    queued = await alice.join("render")
-    offered = asyncio.ensure_future(alice.link.wait_for(lambda x: isinstance(x, m.Offered), 10))
-    accepting = asyncio.ensure_future(carol.accept())
-    await offered
-    share = TerminalShare(alice.link.channel, queued.session, Emulator(COLS, ROWS))
-    viewer = TerminalViewer(queued.session, COLS, ROWS)
+    alice, carol, session = await started_session(broker, keys, "render", COLS, ROWS)
+    share = TerminalShare(alice.link.channel, session, Emulator(COLS, ROWS))
+    viewer = TerminalViewer(session, COLS, ROWS)
 
     async def pump_user() -> None:
         async for event in alice.events():
@@ -42,8 +36,6 @@ async def shared_program(broker: Broker, keys: dict[str, KeyPair],
             viewer.handle(event)
 
     tasks = [asyncio.ensure_future(pump_user()), asyncio.ensure_future(pump_agent())]
-    await alice.ready(COLS, ROWS)
-    await accepting
     pty = PtyProcess(argv, COLS, ROWS, on_output=share.output)
     pty.start()
     await asyncio.sleep(settle)

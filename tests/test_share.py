@@ -7,24 +7,18 @@ import contextlib
 
 from assist.broker.server import Broker
 from assist.client.share import TerminalShare, TerminalViewer
-from assist.protocol import messages as m
 from assist.share.emulator import Emulator
-from tests.helpers import KeyPair, agent_client, user_client
+from tests.helpers import KeyPair, started_session
 
 COLS, ROWS = 80, 24
 
 
 async def test_bulk_output_is_capped_and_the_agent_converges_after_it(
         broker: Broker, keys: dict[str, KeyPair]) -> None:
-    alice = await user_client(broker, keys["alice"])
-    carol = await agent_client(broker, keys["carol"])
-    queued = await alice.join("bulk")
-    offered = asyncio.ensure_future(alice.link.wait_for(lambda x: isinstance(x, m.Offered), 10))
-    accepting = asyncio.ensure_future(carol.accept())
-    await offered
+    alice, carol, session = await started_session(broker, keys, "bulk", COLS, ROWS)
     emulator = Emulator(COLS, ROWS)
-    share = TerminalShare(alice.link.channel, queued.session, emulator)
-    viewer = TerminalViewer(queued.session, COLS, ROWS)
+    share = TerminalShare(alice.link.channel, session, emulator)
+    viewer = TerminalViewer(session, COLS, ROWS)
 
     async def pump_user() -> None:
         async for event in alice.events():
@@ -43,8 +37,6 @@ async def test_bulk_output_is_capped_and_the_agent_converges_after_it(
 
     tasks = [asyncio.ensure_future(t()) for t in (pump_user, pump_agent, frames)]
     try:
-        await alice.ready(COLS, ROWS)
-        await accepting
         total = 0
         for i in range(400):  # about 3 MB in pty-sized chunks, as fast as a shell prints
             chunk = "".join(f"line {i:03d}{j:03d} " + "x" * 60 + "\r\n" for j in range(100))

@@ -25,7 +25,7 @@ from assist.core.grants import GrantTable
 from assist.protocol import messages as m
 from assist.share.emulator import Emulator
 from assist.share.pty import PtyProcess
-from tests.helpers import KeyPair, agent_client, user_client
+from tests.helpers import KeyPair, started_session
 
 COLS, ROWS = 80, 24
 SHELL = ["env", "PS1=$ ", "HISTFILE=/dev/null", "bash", "--norc", "--noprofile"]
@@ -89,12 +89,8 @@ class Live:
 @contextlib.asynccontextmanager
 async def live_session(broker: Broker, keys: dict[str, KeyPair], argv: list[str] = SHELL,
                        redact: tuple[str, ...] = ()) -> AsyncIterator[Live]:
-    alice = await user_client(broker, keys["alice"])
-    carol = await agent_client(broker, keys["carol"])
-    queued = await alice.join("trust")
-    offered = asyncio.ensure_future(alice.link.wait_for(lambda x: isinstance(x, m.Offered), 10))
-    accepting = asyncio.ensure_future(carol.accept())
-    await offered
+    # Events wait in the links' queues until the pumps below read them.
+    alice, carol, session = await started_session(broker, keys, "trust", COLS, ROWS)
     out = bytearray()
     emulator = Emulator(COLS, ROWS)
     holder: list[Live] = []
@@ -106,11 +102,11 @@ async def live_session(broker: Broker, keys: dict[str, KeyPair], argv: list[str]
 
     pty = PtyProcess(argv, COLS, ROWS, on_output=output)
     pty.start()
-    share = TerminalShare(alice.link.channel, queued.session, emulator,
+    share = TerminalShare(alice.link.channel, session, emulator,
                           secret=pty.secret_input, redact=compile_redactions(redact))
-    live = Live(alice, carol, queued.session, pty,
-                Guard(alice.link.channel, queued.session, pty.write, pty.secret_input),
-                share, TerminalViewer(queued.session, COLS, ROWS), out)
+    live = Live(alice, carol, session, pty,
+                Guard(alice.link.channel, session, pty.write, pty.secret_input),
+                share, TerminalViewer(session, COLS, ROWS), out)
     live.guard.on_ask = live.asks.append
     live.guard.on_annotation = live.annotations.append
     holder.append(live)
@@ -133,8 +129,6 @@ async def live_session(broker: Broker, keys: dict[str, KeyPair], argv: list[str]
 
     tasks = [asyncio.ensure_future(t()) for t in (pump_user, pump_agent, poll_secret)]
     try:
-        await alice.ready(COLS, ROWS)
-        await accepting
         yield live
     finally:
         for task in tasks:
