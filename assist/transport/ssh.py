@@ -247,8 +247,10 @@ async def listen(
             agent_forwarding=False,
             x11_forwarding=False,
             allow_pty=False,
-            keepalive_interval=15,
-            keepalive_count_max=4,
+            # A cut network (no FIN, no RST) is noticed within ~15 s: an agent's
+            # user goes back to the front of the queue instead of waiting on silence.
+            keepalive_interval=5,
+            keepalive_count_max=3,
             login_timeout=30,
         )
     except OSError as exc:
