@@ -13,7 +13,13 @@ Files (in the platform config dir, or ``$ASSIST_CONFIG_DIR``):
 * ``client.toml``: ``[broker] host, port, host_key`` (the pinned key),
   ``key`` (the SSH private key to log in with) and ``redact`` (a list of
   regular expressions whose matches are masked before output leaves the
-  machine).
+  machine). Media (desktop sharing): ``media_hosts`` (IP addresses ICE may
+  offer as host candidates, a list or a comma-separated string; none means
+  every interface, the library's default), ``codec`` (``VP8`` or ``H264``) and
+  ``snapshots`` (where the console saves desktop snapshots; default the
+  current directory). Their variables: ``ASSIST_MEDIA_HOSTS`` (tests and
+  the demo set ``127.0.0.1`` so that no packet leaves the machine),
+  ``ASSIST_CODEC``, ``ASSIST_SNAPSHOTS``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ import platformdirs
 from assist.errors import ConfigError
 
 DEFAULT_PORT = 2222
+CODECS = ("VP8", "H264")
+"""Video codecs a desktop share can use (see :mod:`assist.media.codecs`)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,36 @@ def parse_address(text: str, source: str = "address") -> tuple[str, int]:
         host, port = text.split(":")
         return host or "127.0.0.1", _port(port, source)
     return text or "127.0.0.1", DEFAULT_PORT
+
+
+def parse_codec(text: str, source: str = "codec") -> str:
+    """``VP8`` or ``H264`` from any spelling (``vp8``, ``h264``).
+
+    Raises:
+        ConfigError: for another codec.
+    """
+    codec = text.strip().upper()
+    if codec not in CODECS:
+        raise ConfigError(f"{source}: unknown video codec {text!r}; use {' or '.join(CODECS)}")
+    return codec
+
+
+def parse_hosts(value: object, source: str = "media_hosts") -> tuple[str, ...]:
+    """Media host addresses from a TOML list or a comma-separated string.
+
+    Only the shape is checked here; the media layer checks they are IP
+    addresses when a share starts (and says so in the app).
+
+    Raises:
+        ConfigError: if ``value`` is neither a string nor a list of strings.
+    """
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        items = value
+    else:
+        raise ConfigError(f"{source}: media_hosts must be a list of IP addresses")
+    return tuple(item.strip() for item in items if item.strip())
 
 
 def _apply(base: Any, values: dict[str, Any], source: str) -> Any:
@@ -172,6 +210,14 @@ class ClientConfig:
     os_user: str = ""
     hostname: str = ""
     redact: tuple[str, ...] = ()
+    media_hosts: tuple[str, ...] = ()
+    codec: str = "VP8"
+    snapshots: Path = Path(".")
+
+    @property
+    def media_host_addresses(self) -> tuple[str, ...] | None:
+        """ICE host-candidate addresses for media; ``None`` leaves the library's choice."""
+        return self.media_hosts or None
 
     @classmethod
     def load(cls, file: Path | None = None, broker: str | None = None,
@@ -195,6 +241,10 @@ class ClientConfig:
         if not isinstance(redact, list) or not all(isinstance(r, str) for r in redact):
             raise ConfigError(f"{file}: redact must be a list of regular expressions")
         config = dataclasses.replace(config, redact=tuple(redact))
+        config = config._media(data, str(file))
+        config = config._media({"media_hosts": os.environ.get("ASSIST_MEDIA_HOSTS"),
+                                "codec": os.environ.get("ASSIST_CODEC"),
+                                "snapshots": os.environ.get("ASSIST_SNAPSHOTS")}, "environment")
         address = broker or os.environ.get("ASSIST_BROKER")
         if address:
             host, port = parse_address(address, "broker address")
@@ -203,6 +253,17 @@ class ClientConfig:
                 config = dataclasses.replace(config, host=host, port=port, host_key="")
         env_key = os.environ.get("ASSIST_KEY")
         return _apply(config, {"key": key or env_key}, "command line")  # type: ignore[no-any-return]
+
+    def _media(self, values: dict[str, Any], source: str) -> ClientConfig:
+        """This config with the media settings found in ``values`` applied."""
+        changes: dict[str, Any] = {}
+        if values.get("media_hosts") is not None:
+            changes["media_hosts"] = parse_hosts(values["media_hosts"], source)
+        if values.get("codec") is not None:
+            changes["codec"] = parse_codec(str(values["codec"]), source)
+        if values.get("snapshots") is not None:
+            changes["snapshots"] = Path(str(values["snapshots"])).expanduser()
+        return dataclasses.replace(self, **changes)
 
     def pinned(self, host_key: str) -> ClientConfig:
         """Return this config with ``host_key`` pinned, and save it to the file.
@@ -215,6 +276,7 @@ class ClientConfig:
             "# assist client settings; host_key pins the broker (like known_hosts).",
             *([f"key = {json.dumps(str(config.key))}"] if config.key else []),
             *([f"redact = {json.dumps(list(config.redact))}"] if config.redact else []),
+            *self._media_lines(),
             "",
             "[broker]",
             f"host = {json.dumps(config.host)}",
@@ -228,3 +290,14 @@ class ClientConfig:
         except OSError as exc:
             raise ConfigError(f"cannot save {self.file}: {exc.strerror}") from None
         return config
+
+    def _media_lines(self) -> list[str]:
+        """The media settings of the file, kept when the file is rewritten by :meth:`pinned`.
+
+        Only what the file itself said is kept: values from the environment
+        (``ASSIST_MEDIA_HOSTS`` in a test) must not become permanent.
+        """
+        data = _read_toml(self.file)
+        return [f"{name} = {json.dumps(data[name])}" for name in ("media_hosts", "codec",
+                                                                   "snapshots")
+                if name in data]

@@ -16,6 +16,9 @@ are converted where they enter the program; the CLI and TUIs catch only
     │   └── NotFound           a named user, agent or session does not exist
     │       Duplicate          ... or already exists
     ├── AuditError             the audit chain does not verify
+    ├── MediaError             WebRTC negotiation or transport failed (desktop, voice)
+    │   ├── MediaUnavailable   a device or codec is missing on this machine
+    │   └── CaptureError       the desktop cannot be captured (no display, bad region)
     └── ConnectionFailed       the broker cannot be reached or refused us
         ├── HostKeyUnknown     first contact: the broker's key is not pinned yet
         ├── HostKeyMismatch    the broker's key differs from the pinned one
@@ -86,6 +89,28 @@ class AuditError(AssistError):
     """The audit chain does not verify."""
 
     code = "audit"
+
+
+class MediaError(AssistError):
+    """Negotiating or running the media connection failed.
+
+    aiortc, av and aioice errors are converted into this (or a subclass) in
+    :mod:`assist.media`, where they enter the program.
+    """
+
+    code = "media"
+
+
+class MediaUnavailable(MediaError):
+    """A device or codec the media layer needs is missing on this machine."""
+
+    code = "media-unavailable"
+
+
+class CaptureError(MediaError):
+    """The desktop cannot be captured (no display, monitor missing, region outside)."""
+
+    code = "capture"
 
 
 class ConnectionFailed(AssistError):

@@ -2,7 +2,8 @@
 
 protocol <- core <- store/transport <- broker/share/media/client <- cli/tui.
 Only tui/ imports textual; only transport/ and broker/ import asyncssh; only
-media/ imports aiortc. The headless core never even loads them.
+media/ imports aiortc, av and aioice (the WebRTC stack). The headless core never
+even loads them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ ALLOWED_LIBS = {
     "textual": {"tui"},
     "asyncssh": {"transport", "broker"},
     "aiortc": {"media"},
+    "av": {"media"},
+    "aioice": {"media"},
 }
 # Which assist layers each layer may import.
 LAYERS = {
@@ -71,7 +74,8 @@ def test_core_loads_without_network_or_ui_libraries() -> None:
     code = (
         "import sys, assist.protocol, assist.core.session, assist.core.queue, "
         "assist.core.pubkey\n"
-        "bad = [m for m in ('textual', 'asyncssh', 'aiortc', 'sqlite3') if m in sys.modules]\n"
+        "bad = [m for m in ('textual', 'asyncssh', 'aiortc', 'av', 'aioice', 'sqlite3')\n"
+        "       if m in sys.modules]\n"
         "print(','.join(bad))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

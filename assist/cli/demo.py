@@ -52,7 +52,7 @@ class DemoBackground(threading.Thread):
         return ClientConfig(host="127.0.0.1", port=self.port, host_key=self.public_key,
                             key=self.root / name, file=self.root / f"{name}.toml",
                             state=self.root / f"{name}-state", os_user=name,
-                            hostname="demo")
+                            hostname="demo", media_hosts=("127.0.0.1",))
 
     def run(self) -> None:
         try:

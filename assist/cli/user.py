@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shlex
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.live import Live
@@ -24,9 +27,97 @@ from assist.cli.connect import (
     trust_prompt,
 )
 from assist.client.helpflow import HelpRequest, Status
-from assist.config import ClientConfig
+from assist.client.user import UserClient
+from assist.config import ClientConfig, parse_codec
 from assist.errors import ConfigError, ConnectionFailed
 from assist.log import setup
+from assist.protocol import messages as m
+from assist.tui.desktop import DesktopRequest, DesktopSender, describe_mark, parse_region
+
+HELP_EPILOG = """\
+[b]Desktop sharing[/b] (--screen): once an agent answers, your desktop is offered
+to them too. Both of you see the same six-digit verification code: read it aloud
+to be sure nobody sits in between. In the app F6 pauses or resumes the share and
+F7 stops it; F9 takes back every permission.
+
+[b]--json-events[/b] (implies --no-tui) prints one JSON object per line on stdout,
+for wrappers. Every line has "event" and "at" (Unix time). Events: "status"
+(phase: connecting, queued, offered, connected, reconnecting, ended, left; with
+session, position, waiting, agent, broker, message), "chat" (sender, text),
+"grant-asked" (scope, seconds, agent), "code-asked" (agent), "verified" (method,
+ok, message), "annotation" (agent, surface, kind, x, y, x2, y2, text,
+description), "revoked", "desktop" (state, code, audio, error) and a last "end"
+(phase, resolved, message).
+"""
+
+
+def status_event(status: Status) -> dict[str, Any]:
+    """A status as a ``status`` JSON event."""
+    return {"event": "status", "phase": status.phase, "session": status.session,
+            "position": status.position, "waiting": status.waiting, "agent": status.agent,
+            "broker": status.broker, "message": status.message}
+
+
+def _annotation_event(msg: m.Annotate) -> dict[str, Any]:
+    a = msg.annotation
+    return {"event": "annotation", "agent": msg.agent, "surface": a.surface, "kind": a.kind,
+            "x": a.x, "y": a.line, "x2": a.x2, "y2": a.line2, "text": a.text,
+            "description": describe_mark(msg.agent, a) if a.surface == "desktop" else ""}
+
+
+_EVENTS: dict[type[m.Msg], Callable[[Any], dict[str, Any]]] = {
+    m.Chat: lambda msg: {"event": "chat", "sender": msg.sender, "text": msg.text},
+    m.AskGrant: lambda msg: {"event": "grant-asked", "scope": msg.scope,
+                             "seconds": msg.seconds, "agent": msg.agent},
+    m.AskCode: lambda msg: {"event": "code-asked", "agent": msg.agent},
+    m.Verified: lambda msg: {"event": "verified", "method": msg.method, "ok": msg.ok,
+                             "message": msg.message},
+    m.Annotate: _annotation_event,
+    m.Revoke: lambda msg: {"event": "revoked", "grants": list(msg.grants),
+                           "reason": msg.reason},
+}
+"""Session messages a wrapper may care about, as JSON events (a table, not an if-chain)."""
+
+
+def message_event(msg: m.Msg) -> dict[str, Any] | None:
+    """A session message as a JSON event, or ``None`` if wrappers need not see it."""
+    convert = _EVENTS.get(type(msg))
+    return None if convert is None else convert(msg)
+
+
+def desktop_event(desktop: DesktopSender) -> dict[str, Any]:
+    """The desktop share's state as a ``desktop`` JSON event."""
+    return {"event": "desktop", "state": desktop.state, "code": desktop.code or None,
+            "audio": desktop.speaker, "error": desktop.error or None}
+
+
+def emit(event: dict[str, Any]) -> None:
+    """Print one JSON event line on stdout, stamped with the time."""
+    print(json.dumps({**event, "at": round(time.time(), 3)}), flush=True)
+
+
+def desktop_request(screen: bool, monitor: int | None, region: str | None,
+                    codec: str | None, no_voice: bool, config: ClientConfig
+                    ) -> DesktopRequest | None:
+    """The desktop share asked for on the command line, or ``None`` without ``--screen``.
+
+    Raises:
+        ConfigError: for desktop options without ``--screen`` or bad values.
+    """
+    if not screen:
+        given = [flag for flag, value in (("--monitor", monitor is not None),
+                                          ("--region", region is not None),
+                                          ("--codec", codec is not None),
+                                          ("--no-voice", no_voice)) if value]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: desktop options need --screen")
+        return None
+    if monitor is not None and monitor < 0:
+        raise ConfigError("--monitor is 0 (all monitors) or the number of one (1, 2, ...)")
+    return DesktopRequest(monitor=monitor or 0,
+                          region=parse_region(region) if region is not None else None,
+                          codec=parse_codec(codec, "--codec") if codec else config.codec,
+                          voice=not no_voice)
 
 
 def describe(status: Status, now: float) -> Text:
@@ -53,12 +144,26 @@ def describe(status: Status, now: float) -> Text:
     return line
 
 
-@app.command("help")
+@app.command("help", epilog=HELP_EPILOG)
 def help_(
     topic: str | None = typer.Argument(None, help="What you need help with, in a few words."),
     no_tui: bool = typer.Option(False, "--no-tui", help="Plain status lines instead of the app."),
     cmd: str | None = typer.Option(None, "--cmd",
                                    help="Program to share instead of your $SHELL."),
+    screen: bool = typer.Option(False, "--screen",
+                                help="Share your desktop too (needs a graphical session)."),
+    monitor: int | None = typer.Option(None, "--monitor", metavar="N",
+                                       help="With --screen: only monitor N (0 = all)."),
+    region: str | None = typer.Option(None, "--region", metavar="X,Y,W,H",
+                                      help="With --screen: only this rectangle (pixels)."),
+    codec: str | None = typer.Option(None, "--codec", metavar="vp8|h264",
+                                     help="With --screen: video codec (default from "
+                                          "client.toml, else vp8)."),
+    no_voice: bool = typer.Option(False, "--no-voice",
+                                  help="With --screen: do not ask to hear the agent."),
+    json_events: bool = typer.Option(False, "--json-events",
+                                     help="One JSON event per line on stdout, for wrappers "
+                                          "(implies --no-tui; see below)."),
     broker: str | None = BROKER_OPTION,
     key: Path | None = KEY_OPTION,
     yes: bool = YES_OPTION,
@@ -66,19 +171,22 @@ def help_(
 ) -> None:
     """Ask a helpdesk agent for help: join the queue and wait to be answered."""
     setup(verbose)
+    config = client_config(broker, key)
+    desktop = desktop_request(screen, monitor, region, codec, no_voice, config)
     if not topic:
         if not sys.stdin.isatty():
             raise ConfigError("say what you need help with: assist help 'vpn will not connect'")
         topic = input("What do you need help with? ").strip()
         if not topic:
             raise ConfigError("a topic is needed so the helpdesk can route you")
-    if no_tui:
-        asyncio.run(_plain(client_config(broker, key), topic, yes))
+    if no_tui or json_events:
+        asyncio.run(_plain(config, topic, yes, desktop, json_events))
         return
     from assist.tui.help_app import HelpApp
 
     config = app_config(broker, key, yes, "user")
-    app_ = HelpApp(config, topic, shlex.split(cmd) if cmd else None, trust_prompt(yes))
+    app_ = HelpApp(config, topic, shlex.split(cmd) if cmd else None, trust_prompt(yes),
+                   desktop=desktop)
     app_.run()
     if app_.error:
         raise ConnectionFailed(app_.error)
@@ -87,21 +195,57 @@ def help_(
 
 
 
-async def _plain(config: ClientConfig, topic: str, yes: bool) -> None:
-    interactive = sys.stdout.isatty()
+async def _plain(config: ClientConfig, topic: str, yes: bool,
+                 desktop: DesktopRequest | None = None, json_events: bool = False) -> None:
+    interactive = sys.stdout.isatty() and not json_events
     live = Live(Text(""), console=out, auto_refresh=False, transient=False) if interactive \
         else None
     last: list[str] = [""]
+    sharing: list[DesktopSender] = []
 
     def show(status: Status) -> None:
+        if sharing and status.phase not in ("offered", "connected") \
+                and sharing[0].state not in ("ended", "failed"):
+            # The agent is gone: the desktop goes with them.
+            tasks.add(asyncio.ensure_future(sharing[0].stop()))
+        if json_events:
+            line = json.dumps(status_event(status))
+            if line != last[0]:
+                last[0] = line
+                emit(status_event(status))
+            return
         text = describe(status, time.time())
+        if sharing:
+            text.append(f"\n{sharing[0].describe()}")
         if live is not None:
             live.update(text, refresh=True)
         elif text.plain != last[0]:
             last[0] = text.plain
             print(text.plain, flush=True)
 
-    request = HelpRequest(config, topic, show, trust_prompt(yes))
+    def desktop_changed() -> None:
+        if json_events and sharing:
+            emit(desktop_event(sharing[0]))
+        else:
+            show(request.status)
+
+    async def started(client: UserClient, info: m.SessionInfo) -> None:
+        if desktop is not None:
+            sharing[:] = [DesktopSender(client.link, info, desktop, config.media_host_addresses,
+                                        on_change=desktop_changed)]
+            tasks.add(asyncio.ensure_future(sharing[0].start()))
+
+    def event(msg: m.Msg) -> None:
+        if isinstance(msg, m.Signal) and sharing:
+            tasks.add(asyncio.ensure_future(sharing[0].handle(msg)))
+        elif json_events and getattr(msg, "session", None) == request.status.session:
+            converted = message_event(msg)
+            if converted is not None:
+                emit(converted)
+
+    tasks: set[asyncio.Future[Any]] = set()
+    request = HelpRequest(config, topic, show, trust_prompt(yes), on_started=started,
+                          on_event=event)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -131,9 +275,16 @@ async def _plain(config: ClientConfig, topic: str, yes: bool) -> None:
     finally:
         ticker.cancel()
         stopper.cancel()
+        for share in sharing:
+            await share.stop()
+        for task in tasks:
+            task.cancel()
         if live is not None:
             live.stop()
-    if final.phase == "ended":
+    if json_events:
+        emit({"event": "end", "phase": final.phase, "resolved": final.resolved,
+              "message": final.message})
+    elif final.phase == "ended":
         out.print(f"Session ended ({'resolved' if final.resolved else 'not resolved'}). "
                   "Thank you for contacting the helpdesk.")
         if final.survey and sys.stdin.isatty():

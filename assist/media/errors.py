@@ -1,28 +1,13 @@
-"""Errors of the media layer (desktop sharing, voice, camera).
+"""Errors of the media layer (desktop sharing, voice, camera), re-exported.
 
-They belong under :class:`assist.errors.AssistError` like every error a person
-may see; library errors from aiortc, av and aioice are converted into these
+They live in :mod:`assist.errors` with the rest of the one exception tree
+(see the diagram there); this module keeps the media layer's import path
+working. Library errors from aiortc, av and aioice are converted into these
 where they enter the program.
-
-::
-
-    AssistError
-    └── MediaError            WebRTC negotiation or transport failed
-        └── MediaUnavailable  a device or codec is missing on this machine
 """
 
 from __future__ import annotations
 
-from assist.errors import AssistError
+from assist.errors import CaptureError, MediaError, MediaUnavailable
 
-
-class MediaError(AssistError):
-    """Negotiating or running the media connection failed."""
-
-    code = "media"
-
-
-class MediaUnavailable(MediaError):
-    """A device or codec the media layer needs is missing on this machine."""
-
-    code = "media-unavailable"
+__all__ = ["CaptureError", "MediaError", "MediaUnavailable"]

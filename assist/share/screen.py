@@ -28,17 +28,14 @@ import mss.exception
 import numpy as np
 import numpy.typing as npt
 
-from assist.errors import AssistError
+from assist.errors import CaptureError
+
+__all__ = ["DEFAULT_FPS", "CaptureError", "CapturedFrame", "FrameCallback", "Region",
+           "ScreenCapture", "grab", "monitors", "resolve"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FPS = 30.0
-
-
-class CaptureError(AssistError):
-    """The desktop cannot be captured (no display, monitor missing, region outside)."""
-
-    code = "capture"
 
 
 @dataclass(frozen=True)

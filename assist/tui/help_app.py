@@ -1,4 +1,11 @@
-"""``assist help``: the user's shell in an embedded terminal plus the agent panel."""
+"""``assist help``: the user's shell in an embedded terminal plus the agent panel.
+
+With ``--screen`` the desktop is shared too, once the session starts: a
+:class:`~assist.tui.desktop.DesktopSender` runs in a worker (the shell never
+waits for it), the panel shows the verification code to read aloud, which
+audio device plays the agent's voice, and any failure as a message; F6
+pauses or resumes the share and F7 stops it at once.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ from assist.errors import AssistError
 from assist.protocol import messages as m
 from assist.share.emulator import Emulator
 from assist.share.pty import PtyProcess
+from assist.tui.desktop import DesktopRequest, DesktopSender, describe_mark
 from assist.tui.dialogs import CodeScreen, GrantScreen
 from assist.tui.panel import AgentPanel
 from assist.tui.terminal import TerminalView
@@ -79,14 +87,21 @@ class HelpApp(App[None], inherit_bindings=False):
         Binding("f2", "chat", "chat", priority=True),
         Binding("f3", "minimise", "hide panel", priority=True),
         Binding("f4", "move_panel", "move panel", priority=True),
+        Binding("f6", "desktop_pause", "pause desktop", priority=True),
+        Binding("f7", "desktop_stop", "stop desktop", priority=True),
         Binding("f8", "clear_marks", "clear marks", priority=True),
         Binding("f9", "revoke", "revoke all", priority=True),
         Binding("f10", "leave", "leave", priority=True),
     ]
 
     def __init__(self, config: ClientConfig, topic: str, command: Sequence[str] | None = None,
-                 trust: TrustPrompt | None = None) -> None:
+                 trust: TrustPrompt | None = None,
+                 desktop: DesktopRequest | None = None) -> None:
         super().__init__()
+        self.desktop_request = desktop
+        self.desktop: DesktopSender | None = None
+        self.desktop_marks: dict[str, tuple[str, float]] = {}
+        """Desktop annotations in words, by id, with their expiry (monotonic)."""
         self.config = config
         self.topic = topic
         self.command = list(command) if command else default_shell()
@@ -184,10 +199,25 @@ class HelpApp(App[None], inherit_bindings=False):
                                    secret=self.pty.secret_input, redact=self.redact)
         self.guard = Guard(channel, info.session, self.pty.write, self.pty.secret_input,
                            on_ask=self._ask, on_annotation=self._annotation,
-                           on_change=self._tick)
+                           on_change=self._tick, top=lambda: self.emulator.top)
         self.panel.enable_chat(True)
+        if self.desktop_request is not None:
+            self.desktop = DesktopSender(client.link, info, self.desktop_request,
+                                         self.config.media_host_addresses,
+                                         on_change=self._tick)
+            self._share_desktop(self.desktop)
+
+    @work(group="desktop")
+    async def _share_desktop(self, desktop: DesktopSender) -> None:
+        # A failure is shown in the panel by the sender; the shell goes on.
+        if not await desktop.start() and desktop.state == "failed":
+            self.notify(desktop.describe(), severity="warning", timeout=10)
 
     def _event(self, msg: m.Msg) -> None:
+        if isinstance(msg, m.Signal):
+            if self.desktop is not None:
+                self.run_worker(self.desktop.handle(msg), group="desktop")
+            return
         if self.guard is not None and self.guard.handle(msg):
             return
         if self.share is not None and self.share.handle(msg):
@@ -218,11 +248,24 @@ class HelpApp(App[None], inherit_bindings=False):
 
     def _annotation(self, msg: m.Msg) -> None:
         view = self.query_one(TerminalView)
-        if isinstance(msg, m.Annotate):
+        if isinstance(msg, m.Annotate) and msg.annotation.surface == "desktop":
+            # No overlay window on the desktop: say in words where the agent points.
+            a = msg.annotation
+            self.desktop_marks[a.id] = (describe_mark(msg.agent, a), time.monotonic() + a.ttl)
+            self._tick()
+        elif isinstance(msg, m.Annotate):
             view.overlay.add(msg.annotation)
         elif isinstance(msg, m.ClearAnnotations):
             view.overlay.clear(msg.ids)
+            self._clear_desktop_marks(msg.ids)
         view.refresh()
+
+    def _clear_desktop_marks(self, ids: tuple[str, ...] = ()) -> None:
+        if not ids:
+            self.desktop_marks.clear()
+        for i in ids:
+            self.desktop_marks.pop(i, None)
+        self._tick()
 
     def action_revoke(self) -> None:
         """Take back every permission at once (effective here before anyone is told)."""
@@ -231,6 +274,7 @@ class HelpApp(App[None], inherit_bindings=False):
         count = self.guard.revoke_all()
         self.query_one(TerminalView).overlay.clear()
         self.query_one(TerminalView).refresh()
+        self._clear_desktop_marks()
         self.notify(f"Revoked {count} permission{'s' if count != 1 else ''}: the agent "
                     "can only watch now." if count else "The agent has no permissions.")
 
@@ -238,6 +282,7 @@ class HelpApp(App[None], inherit_bindings=False):
         view = self.query_one(TerminalView)
         view.overlay.clear()
         view.refresh()
+        self._clear_desktop_marks()
         if self.guard is not None:
             self.guard.clear_annotations()
 
@@ -250,7 +295,9 @@ class HelpApp(App[None], inherit_bindings=False):
         panel = self.panel
         if status.phase == "connected":
             panel.set_title(f"{status.agent} · verified by {status.broker}")
-            panel.set_keys("F9 revoke all  F8 clear marks  F2 chat\n"
+            desktop = "F6 pause/resume desktop  F7 stop desktop\n" if self.desktop_request \
+                else ""
+            panel.set_keys(f"F9 revoke all  F8 clear marks  F2 chat\n{desktop}"
                            "F3 hide  F4 move  F10 end session")
         elif status.phase == "offered":
             panel.set_title(f"{status.agent} is joining...")
@@ -271,6 +318,10 @@ class HelpApp(App[None], inherit_bindings=False):
             self.guard.stop()
             self.guard = None
             self.query_one(TerminalView).overlay.clear()
+            self.desktop_marks.clear()
+        if status.phase != "connected" and self.desktop is not None:
+            self.run_worker(self.desktop.stop(), group="desktop")
+            self.desktop = None
         self._tick()
 
     def _tick(self) -> None:
@@ -290,11 +341,27 @@ class HelpApp(App[None], inherit_bindings=False):
                     "\nThe agent can only watch."
             if self.share is not None and self.share.hidden:
                 text += "\nSecret input: hidden from the agent."
+            text += self._desktop_text()
         else:
             text = status.message or status.phase
         if status.message and status.phase not in ("ended", "left"):
             text += f"\n{status.message}"
         self.panel.set_status(text)
+
+    def _desktop_text(self) -> str:
+        """The desktop share and the agent's marks on it, as lines for the panel."""
+        lines = []
+        desktop = self.desktop
+        if desktop is not None:
+            if desktop.poll():  # the capture died while sharing: stop and say why
+                self.run_worker(desktop.stop(), group="desktop")
+            lines.append(desktop.describe())
+        now = time.monotonic()
+        for key, (_, until) in list(self.desktop_marks.items()):
+            if until <= now:
+                del self.desktop_marks[key]
+        lines += [text for text, _ in self.desktop_marks.values()]
+        return "".join(f"\n{line}" for line in lines)
 
     def on_agent_panel_said(self, event: AgentPanel.Said) -> None:
         if self.share is None or self.request is None or self.request.client is None:
@@ -311,6 +378,22 @@ class HelpApp(App[None], inherit_bindings=False):
         panel.enable_chat(self.share is not None)
         if self.share is not None:
             panel.query_one("#say").focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Without --screen F6 and F7 belong to the shell.
+        if action in ("desktop_pause", "desktop_stop"):
+            return self.desktop_request is not None
+        return True
+
+    def action_desktop_pause(self) -> None:
+        """Pause the desktop share, or resume it."""
+        if self.desktop is not None:
+            self.run_worker(self.desktop.toggle_pause(), group="desktop")
+
+    def action_desktop_stop(self) -> None:
+        """Stop sharing the desktop now (the terminal stays shared)."""
+        if self.desktop is not None:
+            self.run_worker(self.desktop.stop(), group="desktop")
 
     def action_minimise(self) -> None:
         self.panel.toggle_class("-min")
@@ -332,6 +415,9 @@ class HelpApp(App[None], inherit_bindings=False):
             self.query_one(TerminalView).focus()
 
     async def action_leave(self) -> None:
+        if self.desktop is not None:
+            # Stop capturing before anything else: leaving must never leave the screen shared.
+            await self.desktop.stop()
         if self.request is not None and self.final is None:
             await self.request.leave()
             await self.request.close()

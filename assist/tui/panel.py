@@ -46,7 +46,9 @@ class AgentPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("assist: connecting", id="title")
-        yield Static("", id="status")
+        # Plain text: the status quotes what the agent wrote (mark labels) and error
+        # messages, which must never be read as markup.
+        yield Static("", id="status", markup=False)
         yield RichLog(id="chat", wrap=True, markup=False, highlight=False)
         yield Input(placeholder="message the agent (Enter sends, Esc back)", id="say")
         yield Static("F2 chat  F3 hide  F4 move  F10 leave", id="keys")
@@ -56,7 +58,7 @@ class AgentPanel(Vertical):
         self.query_one("#title", Static).update(text)
 
     def set_status(self, text: str) -> None:
-        """Change the status text."""
+        """Change the status text (plain text, shown as given)."""
         self.query_one("#status", Static).update(text)
 
     def set_keys(self, text: str) -> None:

@@ -10,6 +10,11 @@ Scaling and building the cell lines happen in a worker thread with numpy
 (nearest-neighbour sampling, runs of equal cells merged into one segment);
 the UI thread only swaps in finished lines. Only the newest frame is ever
 converted: frames arriving while a conversion runs replace each other.
+
+Marks (boxes and points in frame pixels, e.g. the agent's annotations) are
+drawn into the scaled picture, so they stay on what they mark while zooming.
+With :attr:`VideoView.mark_mode` on, a mouse drag (or click) on the picture
+posts :class:`VideoView.Marked` with frame-pixel coordinates.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy.typing as npt
 from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
+from textual import events
 from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
@@ -40,6 +46,8 @@ log = logging.getLogger(__name__)
 HALF_BLOCK = "▀"
 MIN_ZOOM = 16
 """Smallest zoom rectangle, in frame pixels, on its shorter side."""
+MARK_RGB = (255, 0, 255)
+"""Colour of marks drawn on the picture: magenta, as on the terminal overlay."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,39 @@ def scale(rgb: npt.NDArray[np.uint8], width: int, height: int) -> npt.NDArray[np
     xs = (np.arange(width) * src_w // width).clip(0, src_w - 1)
     scaled: npt.NDArray[np.uint8] = rgb[ys[:, None], xs[None, :]]
     return scaled
+
+
+def draw_marks(picture: npt.NDArray[np.uint8], marks: list[Box], view: Box) -> None:
+    """Draw ``marks`` (frame pixels) as outlines into ``picture``, the scaled ``view``.
+
+    A mark of zero size is a point, drawn as a small cross. Parts outside the
+    picture are clipped; ``picture`` is changed in place.
+    """
+    height, width = picture.shape[:2]
+    if not width or not height or not view.width or not view.height:
+        return
+    sx, sy = width / view.width, height / view.height
+    for mark in marks:
+        left = int((mark.x - view.x) * sx)
+        top = int((mark.y - view.y) * sy)
+        if mark.width == 0 and mark.height == 0:
+            _fill(picture, left - 2, top, left + 3, top + 1)
+            _fill(picture, left, top - 2, left + 1, top + 3)
+            continue
+        right = max(left + 1, int((mark.x + mark.width - view.x) * sx))
+        bottom = max(top + 1, int((mark.y + mark.height - view.y) * sy))
+        _fill(picture, left, top, right, top + 1)
+        _fill(picture, left, bottom - 1, right, bottom)
+        _fill(picture, left, top, left + 1, bottom)
+        _fill(picture, right - 1, top, right, bottom)
+
+
+def _fill(picture: npt.NDArray[np.uint8], x0: int, y0: int, x1: int, y1: int) -> None:
+    height, width = picture.shape[:2]
+    x0, x1 = max(0, x0), min(width, x1)
+    y0, y1 = max(0, y0), min(height, y1)
+    if x0 < x1 and y0 < y1:
+        picture[y0:y1, x0:x1] = MARK_RGB
 
 
 class _Styles:
@@ -116,6 +157,10 @@ class VideoView(Widget, can_focus=True):
     Feed it with :meth:`update_frame` (for example from
     :class:`assist.media.tracks.VideoReceiver`'s ``on_frame``).
 
+    Messages:
+        VideoView.Marked: a drag or click on the picture in :attr:`mark_mode`.
+        VideoView.SnapshotSaved / VideoView.SnapshotFailed: after ``s``.
+
     Args:
         snapshot_dir: where :meth:`action_snapshot` saves PNG files.
     """
@@ -142,6 +187,19 @@ class VideoView(Widget, can_focus=True):
     zoom: reactive[Box | None] = reactive(None, layout=False)
     """The part of the frame shown, in frame pixels; ``None`` shows it all."""
 
+    class Marked(Message):
+        """The mouse marked the picture from ``start`` to ``end``.
+
+        Both are frame pixels ``(x, y)``; they are equal for a click.
+        """
+
+        def __init__(self, view: VideoView, start: tuple[int, int],
+                     end: tuple[int, int]) -> None:
+            super().__init__()
+            self.view = view
+            self.start = start
+            self.end = end
+
     class SnapshotSaved(Message):
         """A snapshot was written to ``path``."""
 
@@ -166,6 +224,14 @@ class VideoView(Widget, can_focus=True):
         self._styles = _Styles()
         self._busy = False
         self._dirty = False
+        self.mark_mode = False
+        """Mouse drags mark the picture (posting :class:`Marked`) instead of nothing."""
+        self.marks: dict[str, tuple[Box, float]] = {}
+        self._layout: tuple[Box, int, int] | None = None
+        self._drag: tuple[int, int] | None = None
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self._expire_marks)
 
     # -- feeding ------------------------------------------------------------------
 
@@ -176,9 +242,74 @@ class VideoView(Widget, can_focus=True):
             self.zoom = None
         self._schedule()
 
+    def clear(self) -> None:
+        """Show nothing (the share is over); marks and zoom are dropped too."""
+        self.frame = None
+        self.marks.clear()
+        self.zoom = None
+        self._lines = []
+        self._layout = None
+        self.refresh()
+
     def zoom_to(self, x: int, y: int, width: int, height: int) -> None:
         """Show only this rectangle of the frame (clamped to the frame)."""
         self.zoom = self._clamp(Box(x, y, width, height))
+
+    def add_mark(self, key: str, box: Box, ttl: float) -> None:
+        """Draw ``box`` (frame pixels; zero size: a point) for ``ttl`` seconds."""
+        self.marks[key] = (box, time.monotonic() + ttl)
+        self._schedule()
+
+    def clear_marks(self, keys: tuple[str, ...] = ()) -> None:
+        """Remove the given marks (all when empty)."""
+        if not keys:
+            self.marks.clear()
+        for key in keys:
+            self.marks.pop(key, None)
+        self._schedule()
+
+    def _expire_marks(self) -> None:
+        now = time.monotonic()
+        gone = [key for key, (_, until) in self.marks.items() if until <= now]
+        if gone:
+            self.clear_marks(tuple(gone))
+
+    def pixel_at(self, x: int, y: int) -> tuple[int, int] | None:
+        """The frame pixel under the cell at widget offset ``(x, y)``; ``None`` off the picture."""
+        if self._layout is None:
+            return None
+        view, width, height = self._layout
+        if not (0 <= x < width and 0 <= 2 * y < height):
+            return None
+        # The middle of the cell: half a column across, the boundary of its two pixel rows.
+        px = view.x + int((x + 0.5) * view.width / width)
+        py = view.y + int((2 * y + 1) * view.height / height)
+        return min(px, view.x + view.width - 1), min(py, view.y + view.height - 1)
+
+    def on_mouse_down(self, event: events.MouseDown) -> None:
+        if self.mark_mode and self.pixel_at(event.x, event.y) is not None:
+            self._drag = (event.x, event.y)
+            self.capture_mouse()
+            event.stop()
+
+    def on_mouse_up(self, event: events.MouseUp) -> None:
+        if self._drag is None:
+            return
+        start_cell, self._drag = self._drag, None
+        self.release_mouse()
+        event.stop()
+        start = self.pixel_at(*start_cell)
+        end = self._clamped_pixel(event.x, event.y)
+        if start is not None and end is not None:
+            if abs(event.x - start_cell[0]) + abs(event.y - start_cell[1]) == 0:
+                end = start  # a click is a point, not a one-cell box
+            self.post_message(self.Marked(self, start, end))
+
+    def _clamped_pixel(self, x: int, y: int) -> tuple[int, int] | None:
+        if self._layout is None:
+            return None
+        _, width, height = self._layout
+        return self.pixel_at(max(0, min(x, width - 1)), max(0, min(y, height // 2 - 1)))
 
     def watch_zoom(self) -> None:
         self._schedule()
@@ -202,23 +333,30 @@ class VideoView(Widget, can_focus=True):
             return
         self._busy, self._dirty = True, False
         frame, zoom = self.frame, self.zoom
+        marks = [box for box, _ in self.marks.values()]
         cols, rows = self.size.width, self.size.height
-        self.run_worker(lambda: self._convert(frame, zoom, cols, rows), thread=True,
+        self.run_worker(lambda: self._convert(frame, zoom, marks, cols, rows), thread=True,
                         group="video-convert", exit_on_error=False)
 
-    def _convert(self, frame: npt.NDArray[np.uint8], zoom: Box | None, cols: int,
-                 rows: int) -> None:
+    def _convert(self, frame: npt.NDArray[np.uint8], zoom: Box | None, marks: list[Box],
+                 cols: int, rows: int) -> None:
         started = time.perf_counter()
+        view = zoom or Box(0, 0, int(frame.shape[1]), int(frame.shape[0]))
         if zoom is not None:
             frame = frame[zoom.y:zoom.y + zoom.height, zoom.x:zoom.x + zoom.width]
         width, height = fit(frame.shape[1], frame.shape[0], cols, rows)
-        lines = to_strips(scale(frame, width, height), self._styles) if width else []
+        lines: list[Strip] = []
+        if width:
+            picture = scale(frame, width, height)  # a fresh array: safe to draw on
+            draw_marks(picture, marks, view)
+            lines = to_strips(picture, self._styles)
         log.debug("frame converted in %.1f ms", (time.perf_counter() - started) * 1000)
         with contextlib.suppress(RuntimeError):  # the app is shutting down
-            self.app.call_from_thread(self._apply, lines)
+            self.app.call_from_thread(self._apply, lines, (view, width, height))
 
-    def _apply(self, lines: list[Strip]) -> None:
+    def _apply(self, lines: list[Strip], layout: tuple[Box, int, int]) -> None:
         self._lines = lines
+        self._layout = layout
         self.frames_shown += 1
         self._busy = False
         self.refresh()
