@@ -1,13 +1,20 @@
-"""``assist console``: the agent's queue, live view of the user's terminal, chat and end."""
+"""``assist console``: the agent's queue and wallboard, the live session, chat and end.
+
+The app connects to the broker and routes events: the queue and the wallboard
+go to the queue view; a session's terminal stream to its
+:class:`~assist.client.share.TerminalViewer`; its desktop share signalling to
+a :class:`~assist.tui.desktop.DesktopReceiver` feeding the
+:class:`~assist.tui.video.VideoView` (F4 switches between terminal and
+desktop); trust events to :class:`~assist.tui.console_session.SessionConsole`.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, ScrollableContainer, Vertical
 from textual.screen import ModalScreen
@@ -27,22 +34,15 @@ from assist.client.agent import AgentClient
 from assist.client.connect import TrustPrompt, open_link
 from assist.client.share import TerminalViewer
 from assist.config import ClientConfig
-from assist.core.grants import EXPLAIN
 from assist.errors import AssistError
 from assist.protocol import messages as m
-from assist.tui.dialogs import DurationScreen, TextScreen, VerifyScreen, evidence_text
+from assist.tui.console_session import TRUST_EVENTS, SessionConsole, wait_text
+from assist.tui.desktop import DesktopReceiver
 from assist.tui.terminal import TerminalView
+from assist.tui.video import VideoView
+from assist.tui.wallboard import WallboardStrip
 
-TOOLS = {"b": "box", "h": "highlight", "a": "arrow", "l": "label"}
-"""Draw-mode keys and the annotation kind each picks."""
-MARK_TTL = 30.0
-PEN_MOVES = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
-
-
-def wait_text(seconds: float) -> str:
-    """``m:ss``."""
-    total = max(0, int(seconds))
-    return f"{total // 60}:{total % 60:02d}"
+__all__ = ["ConsoleApp", "EndScreen"]
 
 
 class EndScreen(ModalScreen[tuple[str, bool] | None]):
@@ -89,8 +89,17 @@ class EndScreen(ModalScreen[tuple[str, bool] | None]):
         self.dismiss(None)
 
 
-class ConsoleApp(App[None]):
-    """The agent's console."""
+
+class ConsoleApp(SessionConsole):
+    """The agent's console.
+
+    Args:
+        config: the client config (broker, key; ``media_hosts`` and ``snapshots``
+            for desktop shares).
+        trust: asked on first contact with an unpinned broker.
+        audio: audio backends for the agent's voice (``None``: all the media
+            layer knows; tests pass ``()`` for silence).
+    """
 
     TITLE = "assist console"
     CSS = """
@@ -99,6 +108,9 @@ class ConsoleApp(App[None]):
     .in-session #queue-view { display: none; }
     .in-session #session-view { display: block; }
     #screen-box { height: 1fr; border: round $accent; }
+    #desktop-box { display: none; height: 1fr; border: round $accent; }
+    .desktop #screen-box { display: none; }
+    .desktop #desktop-box { display: block; }
     #side { width: 40; }
     #chat { height: 1fr; }
     #trust { height: auto; border: round $secondary; padding: 0 1; }
@@ -109,6 +121,7 @@ class ConsoleApp(App[None]):
         Binding("f5", "toggle_status", "available/away"),
         Binding("f2", "chat", "chat", priority=True),
         Binding("f3", "screen", "screen", priority=True),
+        Binding("f4", "desktop", "desktop", priority=True),
         Binding("f6", "verify", "verify", priority=True),
         Binding("f7", "draw", "draw", priority=True),
         Binding("f8", "control", "control", priority=True),
@@ -117,24 +130,22 @@ class ConsoleApp(App[None]):
         Binding("ctrl+q", "quit", "quit", priority=True),
     ]
 
-    def __init__(self, config: ClientConfig, trust: TrustPrompt | None = None) -> None:
+    def __init__(self, config: ClientConfig, trust: TrustPrompt | None = None,
+                 audio: tuple[str, ...] | None = None) -> None:
         super().__init__()
         self.config = config
         self.trust = trust
-        self.client: AgentClient | None = None
+        self.audio = audio
         self.status = "away"
         self.listing: m.QueueList | None = None
-        self.info: m.SessionInfo | None = None
-        self.viewer: TerminalViewer | None = None
         self.error: str | None = None
-        self.verified = False
-        self.grants: dict[str, m.GrantAnswer] = {}
-        self.tool = "box"
-        self._marks = 0
+        self.agent_name = ""
+        self.broker_name = ""
 
     def compose(self) -> ComposeResult:
         yield Static("connecting...", id="status")
         with Vertical(id="queue-view"):
+            yield WallboardStrip(id="wallboard")
             yield DataTable(id="queue", cursor_type="row")
         with Vertical(id="session-view"):
             yield Static("", id="header")
@@ -142,6 +153,8 @@ class ConsoleApp(App[None]):
                 with ScrollableContainer(id="screen-box"):
                     yield TerminalView(TerminalViewer("-").emulator, read_only=True,
                                        id="screen")
+                with Vertical(id="desktop-box"):
+                    yield VideoView(snapshot_dir=self.config.snapshots, id="desktop")
                 with Vertical(id="side"):
                     yield Static("", id="trust")
                     yield RichLog(id="chat", wrap=True, markup=False)
@@ -179,18 +192,13 @@ class ConsoleApp(App[None]):
         if isinstance(msg, m.QueueList):
             self.listing = msg
             self._fill_queue()
+        elif isinstance(msg, m.Wallboard):
+            self.query_one(WallboardStrip).show(msg)
         elif isinstance(msg, m.Started):
-            self.info = msg.info
-            self.verified = msg.info.verified
-            self.grants.clear()
-            self.viewer = TerminalViewer(msg.info.session, msg.info.cols, msg.info.rows)
-            view = self.query_one("#screen", TerminalView)
-            view.set_emulator(self.viewer.emulator)
-            view.overlay.clear()
-            self._set_mode(draw=False)
-            self.query_one("#chat", RichLog).clear()
-            self.add_class("in-session")
-            self._show_trust()
+            self._start_session(msg.info)
+        elif isinstance(msg, m.Signal):
+            if self.info is not None and msg.session == self.info.session:
+                self._desktop_signal(msg)
         elif self.viewer is not None and self.viewer.handle(msg):
             view = self.query_one("#screen", TerminalView)
             if view.emulator is not self.viewer.emulator:
@@ -199,8 +207,8 @@ class ConsoleApp(App[None]):
             if isinstance(msg, m.Hidden):
                 self._show_trust()
         elif self.info is not None and getattr(msg, "session", None) == self.info.session \
-                and type(msg) in _TRUST_EVENTS:
-            _TRUST_EVENTS[type(msg)](self, msg)
+                and type(msg) in TRUST_EVENTS:
+            TRUST_EVENTS[type(msg)](self, msg)
         elif isinstance(msg, m.Chat):
             self.query_one("#chat", RichLog).write(f"{msg.sender}: {msg.text}")
         elif isinstance(msg, m.Ended | m.UserLost) and self.info is not None \
@@ -209,81 +217,17 @@ class ConsoleApp(App[None]):
             self.notify(f"Session {self.info.session} {'the user left' if gone else 'ended'}.")
             self._leave_session()
 
-    # -- trust events ------------------------------------------------------------------
-
-    def _on_verified(self, msg: m.Verified) -> None:
-        if msg.ok:
-            self.verified = True
-            self.notify(f"Identity verified ({msg.method}). You may ask for control now.")
-        else:
-            self.notify(f"Verification failed: {msg.message}", severity="warning")
-        self._show_trust()
-
-    def _on_grant(self, msg: m.GrantAnswer) -> None:
-        user = self.info.user if self.info else "the user"
-        if not msg.allowed:
-            self.notify(f"{user} declined: {msg.scope}.", severity="warning")
-            return
-        self.grants[msg.scope] = msg
-        self.notify(f"{user} allowed {msg.scope}.")
-        if msg.scope == "control":
-            self._set_mode(draw=False)
-        elif msg.scope == "annotate":
-            self._set_mode(draw=True)
-        self._show_trust()
-
-    def _on_revoke(self, msg: m.Revoke) -> None:
-        gone = [scope for scope, g in self.grants.items()
-                if not msg.grants or g.grant in msg.grants]
-        for scope in gone:
-            del self.grants[scope]
-        if gone:
-            self.notify(f"The user revoked: {', '.join(gone)}.", severity="warning")
+    def _start_session(self, info: m.SessionInfo) -> None:
+        self.info = info
+        self.verified = info.verified
+        self.grants.clear()
+        self.viewer = TerminalViewer(info.session, info.cols, info.rows)
+        view = self.query_one("#screen", TerminalView)
+        view.set_emulator(self.viewer.emulator)
+        view.overlay.clear()
         self._set_mode(draw=False)
-        self._show_trust()
-
-    def _on_refused(self, msg: m.KeysRefused) -> None:
-        reason = EXPLAIN.get(msg.reason, msg.reason)  # type: ignore[call-overload]
-        self.notify(f"Keys refused: {reason}.", severity="warning")
-        control = self.grants.get("control")
-        if control is not None and control.grant == msg.grant and msg.reason in (
-                "revoked", "expired", "no-grant"):
-            del self.grants["control"]
-            self._set_mode(draw=False)
-            self._show_trust()
-
-    def _on_clear(self, msg: m.ClearAnnotations) -> None:
-        view = self.query_one("#screen", TerminalView)
-        view.overlay.clear(msg.ids)
-        view.refresh()
-
-    def _show_trust(self) -> None:
-        if self.info is None:
-            return
-        now = time.time()
-        lines = [evidence_text(self.info.evidence),
-                 "[b green]verified[/]" if self.verified else "[b yellow]not verified[/] (F6)"]
-        for scope, g in self.grants.items():
-            left = "" if g.expires_at is None else \
-                f" {wait_text(g.expires_at - now)} left"
-            lines.append(f"may {scope}{left}")
-        view = self.query_one("#screen", TerminalView)
-        if view.draw_mode:
-            lines.append(f"[b]drawing[/]: {self.tool} (b/h/a/l, arrows+Enter, F7 stops)")
-        elif "control" in self.grants:
-            lines.append("[b]typing[/] goes to the user's shell")
-        if self.viewer is not None and self.viewer.hidden:
-            lines.append("[b red][hidden input][/] the user types a secret")
-        self.query_one("#trust", Static).update("\n".join(lines))
-
-    def _set_mode(self, draw: bool) -> None:
-        """Draw mode or typing mode on the user's screen."""
-        view = self.query_one("#screen", TerminalView)
-        view.draw_mode = draw and "annotate" in self.grants
-        view.pen = None
-        view.read_only = view.draw_mode or "control" not in self.grants
-        if self.info is not None and (view.draw_mode or not view.read_only):
-            view.focus()
+        self.query_one("#chat", RichLog).clear()
+        self.add_class("in-session")
         self._show_trust()
 
     def _leave_session(self) -> None:
@@ -291,10 +235,57 @@ class ConsoleApp(App[None]):
         self.viewer = None
         self.grants.clear()
         self.verified = False
+        self._drop_desktop()
         self._set_mode(draw=False)
         self.remove_class("in-session")
         self.status = "available"
         self.query_one("#queue", DataTable).focus()
+
+    # -- the shared desktop --------------------------------------------------------------
+
+    def _desktop_signal(self, msg: m.Signal) -> None:
+        """Pass a desktop-share signal of the live session to its receiver."""
+        assert self.client is not None and self.info is not None
+        if self.desktop is None:
+            if msg.kind != "offer":
+                return  # a late bye or pause for a share we never saw
+            video = self.query_one("#desktop", VideoView)
+            self.desktop = DesktopReceiver(self.client.link, self.info,
+                                           self.config.media_host_addresses,
+                                           on_frame=video.update_frame,
+                                           on_change=self._show_trust, audio=self.audio)
+        if msg.kind == "offer":
+            self.notify(f"{self.info.user} shares their desktop (F4 switches view). Compare "
+                        "the verification code with them.")
+            if not self.showing_desktop:
+                self.action_desktop()
+        self.run_worker(self.desktop.handle(msg), group="desktop")
+
+    def _drop_desktop(self) -> None:
+        desktop, self.desktop = self.desktop, None
+        if desktop is not None:
+            self.run_worker(desktop.stop(), group="desktop")
+        self.query_one("#desktop", VideoView).clear()
+        self.remove_class("desktop")
+
+    def action_desktop(self) -> None:
+        """Switch between the user's terminal and their shared desktop."""
+        if self.info is None:
+            return
+        self.toggle_class("desktop")
+        if self.showing_desktop:
+            self.query_one("#desktop", VideoView).focus()
+        else:
+            self.query_one("#screen", TerminalView).focus()
+        self._show_trust()
+
+    def on_video_view_snapshot_saved(self, event: VideoView.SnapshotSaved) -> None:
+        self.notify(f"Snapshot saved: {event.path}")
+
+    def on_video_view_snapshot_failed(self, event: VideoView.SnapshotFailed) -> None:
+        self.notify(event.message, severity="error")
+
+    # -- the queue -----------------------------------------------------------------------
 
     def _fill_queue(self) -> None:
         table = self.query_one("#queue", DataTable)
@@ -330,7 +321,7 @@ class ConsoleApp(App[None]):
                 f" · session {self.info.session}")
         waiting = len(self.listing.entries) if self.listing else 0
         self.query_one("#status", Static).update(
-            f"{getattr(self, 'agent_name', '')} @ {getattr(self, 'broker_name', '')} · "
+            f"{self.agent_name} @ {self.broker_name} · "
             f"{self.status} · {waiting} waiting · Enter accepts · F5 available/away")
         if self.listing is not None and self.info is None:
             self._fill_queue()
@@ -361,131 +352,9 @@ class ConsoleApp(App[None]):
 
     def action_screen(self) -> None:
         if self.info is not None:
+            if self.showing_desktop:
+                self.action_desktop()
             self.query_one("#screen", TerminalView).focus()
-
-    # -- acting on the user's screen ------------------------------------------------------
-
-    def on_terminal_view_input(self, event: TerminalView.Input) -> None:
-        control = self.grants.get("control")
-        if self.client is None or self.info is None or control is None:
-            return
-        self.run_worker(self.client.send_keys(self.info.session, control.grant, event.data))
-
-    @work(group="verify")
-    async def action_verify(self) -> None:
-        if self.client is None or self.info is None:
-            return
-        info = self.info
-        answer = await self.push_screen_wait(VerifyScreen(info.user, info.evidence))
-        if answer is None or self.info is not info:
-            return
-        method, note = answer
-        try:
-            await self.client.verify(info.session, method, note)
-        except AssistError as exc:
-            self.notify(exc.message, severity="error")
-            return
-        if method == "totp":
-            self.notify(f"Asked {info.user} for their authenticator code...")
-
-    @work(group="ask")
-    async def action_control(self) -> None:
-        if self.client is None or self.info is None:
-            return
-        info = self.info
-        if "control" in self.grants:
-            self._set_mode(draw=False)
-            return
-        seconds = await self.push_screen_wait(DurationScreen(info.user))
-        if seconds is None or self.info is not info:
-            return
-        await self._ask(info, "control", seconds)
-
-    async def _ask(self, info: m.SessionInfo, scope: str, seconds: float) -> None:
-        assert self.client is not None
-        try:
-            await self.client.ask_grant(info.session, scope, seconds)
-        except AssistError as exc:
-            self.notify(exc.message, severity="error")
-            return
-        self.notify(f"Asked {info.user} for {scope}; waiting for their answer...")
-
-    @work(group="ask")
-    async def action_draw(self) -> None:
-        if self.client is None or self.info is None:
-            return
-        view = self.query_one("#screen", TerminalView)
-        if "annotate" not in self.grants:
-            await self._ask(self.info, "annotate", 0)
-            return
-        self._set_mode(draw=not view.draw_mode)
-
-    def on_terminal_view_drawn(self, event: TerminalView.Drawn) -> None:
-        self._mark(event.start, event.end)
-
-    def on_key(self, event: object) -> None:
-        view = self.query_one("#screen", TerminalView)
-        if not view.draw_mode or not view.has_focus:
-            return
-        key = getattr(event, "key", "")
-        cols, rows = view.emulator.size
-        top = view.emulator.top
-        if key in TOOLS:
-            self.tool = TOOLS[key]
-            self._show_trust()
-        elif key in PEN_MOVES:
-            x, line = view.pen or (0, top)
-            dx, dy = PEN_MOVES[key]
-            view.pen = (max(0, min(cols - 1, x + dx)), max(top, min(top + rows - 1, line + dy)))
-            view.refresh()
-        elif key in ("enter", "space") and view.pen is not None:
-            if self._pen_start is None or self.tool in ("arrow", "label"):
-                self._pen_start = view.pen
-                if self.tool not in ("arrow", "label"):
-                    return
-            start, self._pen_start = self._pen_start, None
-            self._mark(start, view.pen)
-        elif key == "escape":
-            self._set_mode(draw=False)
-        else:
-            return
-        getattr(event, "stop", lambda: None)()
-
-    _pen_start: tuple[int, int] | None = None
-
-    @work(group="mark")
-    async def _mark(self, start: tuple[int, int], end: tuple[int, int]) -> None:
-        grant = self.grants.get("annotate")
-        if self.client is None or self.info is None or grant is None:
-            return
-        info = self.info
-        text = ""
-        if self.tool in ("arrow", "label"):
-            asked: str | None = await self.push_screen_wait(
-                TextScreen(f"Text of the {self.tool}:"))
-            text = asked or ""
-            if self.tool == "label" and not text:
-                return
-        self._marks += 1
-        mark = m.Annotation(id=f"m{self._marks}", kind=self.tool,  # type: ignore[arg-type]
-                            x=start[0], line=start[1], x2=end[0], line2=end[1], text=text,
-                            ttl=MARK_TTL)
-        try:
-            await self.client.annotate(info.session, grant.grant, mark)
-        except AssistError as exc:
-            self.notify(exc.message, severity="error")
-            return
-        view = self.query_one("#screen", TerminalView)
-        view.overlay.add(mark)
-        view.refresh()
-
-    def action_clear_marks(self) -> None:
-        if self.client is None or self.info is None:
-            return
-        view = self.query_one("#screen", TerminalView)
-        view.overlay.clear()
-        view.refresh()
-        self.run_worker(self.client.clear_annotations(self.info.session))
 
     @work(group="status")
     async def action_toggle_status(self) -> None:
@@ -514,12 +383,3 @@ class ConsoleApp(App[None]):
             self.notify(exc.message, severity="error")
             return
         self._leave_session()
-
-
-_TRUST_EVENTS: dict[type[m.Msg], Callable[[ConsoleApp, Any], None]] = {
-    m.Verified: ConsoleApp._on_verified,
-    m.GrantAnswer: ConsoleApp._on_grant,
-    m.Revoke: ConsoleApp._on_revoke,
-    m.KeysRefused: ConsoleApp._on_refused,
-    m.ClearAnnotations: ConsoleApp._on_clear,
-}
