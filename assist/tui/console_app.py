@@ -157,7 +157,7 @@ class ConsoleApp(SessionConsole):
                     yield VideoView(snapshot_dir=self.config.snapshots, id="desktop")
                 with Vertical(id="side"):
                     yield Static("", id="trust")
-                    yield RichLog(id="chat", wrap=True, markup=False)
+                    yield RichLog(id="chat", wrap=True, markup=False, min_width=20)
                     yield Input(placeholder="message the user", id="say")
         yield Footer()
 

@@ -49,7 +49,7 @@ class AgentPanel(Vertical):
         # Plain text: the status quotes what the agent wrote (mark labels) and error
         # messages, which must never be read as markup.
         yield Static("", id="status", markup=False)
-        yield RichLog(id="chat", wrap=True, markup=False, highlight=False)
+        yield RichLog(id="chat", wrap=True, markup=False, highlight=False, min_width=20)
         yield Input(placeholder="message the agent (Enter sends, Esc back)", id="say")
         yield Static("F2 chat  F3 hide  F4 move  F10 leave", id="keys")
 
