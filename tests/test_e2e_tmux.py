@@ -188,6 +188,8 @@ async def test_agent_types_only_after_the_user_grants_and_draws_on_the_screen(
         await tmux.keys("agent", "-l", "look here")
         await tmux.keys("agent", "Enter")
         await tmux.wait_for("user", " look here ")
+        await asyncio.sleep(0.5)  # the Enter that sent the label drew nothing more
+        assert "Text of the label" not in await tmux.screen("agent")
 
         # One key takes everything back; the agent's next keys are refused.
         await tmux.keys("user", "F9")

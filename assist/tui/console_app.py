@@ -17,7 +17,6 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, ScrollableContainer, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import (
     Button,
     Checkbox,
@@ -38,6 +37,7 @@ from assist.errors import AssistError
 from assist.protocol import messages as m
 from assist.tui.console_session import TRUST_EVENTS, SessionConsole, wait_text
 from assist.tui.desktop import DesktopReceiver
+from assist.tui.dialogs import Dialog
 from assist.tui.terminal import TerminalView
 from assist.tui.video import VideoView
 from assist.tui.wallboard import WallboardStrip
@@ -45,7 +45,7 @@ from assist.tui.wallboard import WallboardStrip
 __all__ = ["ConsoleApp", "EndScreen"]
 
 
-class EndScreen(ModalScreen[tuple[str, bool] | None]):
+class EndScreen(Dialog[tuple[str, bool] | None]):
     """Ask the root cause (free text or a past tag) and whether it was resolved."""
 
     DEFAULT_CSS = """
@@ -83,10 +83,10 @@ class EndScreen(ModalScreen[tuple[str, bool] | None]):
             self.notify("Give a root cause: every contact is a defect to remove.",
                         severity="warning")
             return
-        self.dismiss((cause, self.query_one("#resolved", Checkbox).value))
+        self.answer((cause, self.query_one("#resolved", Checkbox).value))
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.answer(None)
 
 
 

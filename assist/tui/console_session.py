@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 from rich.markup import escape
 from textual import work
-from textual.app import App
 from textual.widgets import Static
 
 from assist.client.agent import AgentClient
@@ -26,6 +25,7 @@ from assist.errors import AssistError
 from assist.protocol import messages as m
 from assist.tui.desktop import DesktopReceiver
 from assist.tui.dialogs import DurationScreen, TextScreen, VerifyScreen, evidence_text
+from assist.tui.safe_app import SafeApp
 from assist.tui.terminal import TerminalView
 from assist.tui.video import Box, VideoView
 
@@ -41,7 +41,7 @@ def wait_text(seconds: float) -> str:
     return f"{total // 60}:{total % 60:02d}"
 
 
-class SessionConsole(App[None]):
+class SessionConsole(SafeApp[None]):
     """The agent's tools for one live session (the base of the console app).
 
     Subclasses set :attr:`client` once connected and :attr:`info` while a
@@ -212,7 +212,9 @@ class SessionConsole(App[None]):
 
     def on_key(self, event: object) -> None:
         view = self.query_one("#screen", TerminalView)
-        if not view.draw_mode or not view.has_focus:
+        # Keys meant for a dialog on top (e.g. the Enter that submits a label)
+        # bubble up here too: they must not draw a second mark.
+        if not view.draw_mode or not view.has_focus or self.screen is not view.screen:
             return
         key = getattr(event, "key", "")
         cols, rows = view.emulator.size

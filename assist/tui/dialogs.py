@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -17,6 +17,25 @@ WHAT = {
     "annotate": "draw on your screen to show you where to look",
     "run": "run scripted steps in your terminal",
 }
+
+T = TypeVar("T")
+
+
+class Dialog(ModalScreen[T], Generic[T]):
+    """A modal question that is answered once.
+
+    A second Enter or click can arrive before the screen is gone; answering
+    twice would be an error, so later answers are ignored.
+    """
+
+    _answered = False
+
+    def answer(self, value: T) -> None:
+        """Close the dialog with ``value`` (only the first call counts)."""
+        if not self._answered:
+            self._answered = True
+            self.dismiss(value)
+
 
 DIALOG_CSS = """
 {name} {{ align: center middle; }}
@@ -37,7 +56,7 @@ def duration_text(seconds: float) -> str:
     return f"for {int(seconds)} seconds"
 
 
-class GrantScreen(ModalScreen[bool]):
+class GrantScreen(Dialog[bool]):
     """The user's yes/no on a permission the agent asks for."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="GrantScreen")
@@ -66,13 +85,13 @@ class GrantScreen(ModalScreen[bool]):
         self.query_one("#deny", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "allow")
+        self.answer(event.button.id == "allow")
 
     def action_answer(self, allowed: bool) -> None:
-        self.dismiss(allowed)
+        self.answer(allowed)
 
 
-class CodeScreen(ModalScreen[str | None]):
+class CodeScreen(Dialog[str | None]):
     """The user types the code of their authenticator app for the agent's verification."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="CodeScreen")
@@ -90,13 +109,13 @@ class CodeScreen(ModalScreen[str | None]):
             yield Label("Enter sends it to the helpdesk (never to the agent); Esc declines.")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip() or None)
+        self.answer(event.value.strip() or None)
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.answer(None)
 
 
-class VerifyScreen(ModalScreen[tuple[str, str] | None]):
+class VerifyScreen(Dialog[tuple[str, str] | None]):
     """The agent picks how to verify the user: registered key, TOTP, or attestation."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="VerifyScreen")
@@ -119,17 +138,17 @@ class VerifyScreen(ModalScreen[tuple[str, str] | None]):
                         "desk phone)", id="note")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss((str(event.button.id), ""))
+        self.answer((str(event.button.id), ""))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.value.strip():
-            self.dismiss(("attest", event.value.strip()))
+            self.answer(("attest", event.value.strip()))
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.answer(None)
 
 
-class DurationScreen(ModalScreen[float | None]):
+class DurationScreen(Dialog[float | None]):
     """How long the agent asks control for."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="DurationScreen")
@@ -149,13 +168,13 @@ class DurationScreen(ModalScreen[float | None]):
                     yield Button(label, id=f"d{i}")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(self.CHOICES[int(str(event.button.id)[1:])][1])
+        self.answer(self.CHOICES[int(str(event.button.id)[1:])][1])
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.answer(None)
 
 
-class TextScreen(ModalScreen[str | None]):
+class TextScreen(Dialog[str | None]):
     """One short line of text (the label of an arrow or a note)."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="TextScreen")
@@ -171,10 +190,10 @@ class TextScreen(ModalScreen[str | None]):
             yield Input(id="text", max_length=80)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip())
+        self.answer(event.value.strip())
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.answer(None)
 
 
 def evidence_text(e: m.Evidence | None) -> str:
