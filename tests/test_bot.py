@@ -82,8 +82,9 @@ async def waiting_user(broker: Broker, key: KeyPair, tmp: Path, topic: str,
     async def started(client: UserClient, info: m.SessionInfo) -> None:
         parts["share"] = TerminalShare(client.link.channel, info.session, emulator,
                                        secret=pty.secret_input)
-        parts["guard"] = Guard(client.link.channel, info.session, pty.write, pty.secret_input,
-                               on_ask=ask)
+        parts["guard"] = Guard(client.link.channel, info.session,
+                               lambda data: pty.write(data, agent=True), pty.secret_input,
+                               on_ask=ask, drop=pty.drop_agent_input)
 
     def event(msg: m.Msg) -> None:
         for part in (parts.get("guard"), parts.get("share")):

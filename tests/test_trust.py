@@ -105,7 +105,8 @@ async def live_session(broker: Broker, keys: dict[str, KeyPair], argv: list[str]
     share = TerminalShare(alice.link.channel, session, emulator,
                           secret=pty.secret_input, redact=compile_redactions(redact))
     live = Live(alice, carol, session, pty,
-                Guard(alice.link.channel, session, pty.write, pty.secret_input),
+                Guard(alice.link.channel, session, lambda data: pty.write(data, agent=True),
+                      pty.secret_input, drop=pty.drop_agent_input),
                 share, TerminalViewer(session, COLS, ROWS), out)
     live.guard.on_ask = live.asks.append
     live.guard.on_annotation = live.annotations.append

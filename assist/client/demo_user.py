@@ -78,7 +78,8 @@ class DemoUser:
             channel = client.link.channel
             parts["share"] = TerminalShare(channel, info.session, emulator,
                                            secret=pty.secret_input)
-            guard = Guard(channel, info.session, pty.write, pty.secret_input,
+            guard = Guard(channel, info.session, lambda data: pty.write(data, agent=True),
+                          pty.secret_input, drop=pty.drop_agent_input,
                           on_ask=lambda msg: tasks.append(asyncio.ensure_future(
                               self._answer(guard, msg))),
                           top=lambda: emulator.top)

@@ -41,7 +41,8 @@ class Guard:
     Args:
         channel: the control channel to the broker.
         session: the live session id.
-        write: types bytes into the user's pty (only ever called for allowed keys).
+        write: types the agent's bytes into the user's pty (only ever called for
+            allowed keys), e.g. ``lambda data: pty.write(data, agent=True)``.
         secret: True while the pty reads a secret (echo off).
         clock: wall-clock time (grants expire by it).
         require_verification: no control before the agent verified the user.
@@ -51,6 +52,8 @@ class Guard:
         on_change: grants or verification changed (refresh what is shown).
         top: the line number of the screen's first row, to anchor marks that
             scripts place by screen row (``Annotation.relative``).
+        drop: forgets agent keystrokes still queued for the pty (on a revoke,
+            they must not arrive later); see ``PtyProcess.drop_agent_input``.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class Guard:
         on_annotation: Notify | None = None,
         on_change: Callable[[], None] | None = None,
         top: Callable[[], int] | None = None,
+        drop: Callable[[], object] | None = None,
     ) -> None:
         self.channel = channel
         self.session = session
@@ -76,6 +80,7 @@ class Guard:
         self.on_annotation = on_annotation or (lambda msg: None)
         self.on_change = on_change or (lambda: None)
         self.top = top or (lambda: 0)
+        self.drop = drop or (lambda: None)
         self.table = GrantTable()
         self.verified = False
         self.typed = 0
@@ -172,6 +177,7 @@ class Guard:
     def revoke_all(self) -> int:
         """Revoke every grant, locally first; return how many were live."""
         gone = self.table.revoke()
+        self.drop()
         self._send(m.Revoke(session=self.session, grants=tuple(g.id for g in gone)))
         self.on_change()
         return len(gone)
@@ -187,6 +193,7 @@ class Guard:
     def stop(self) -> None:
         """The session is over: every grant dies with it."""
         self.table.revoke()
+        self.drop()
         self.active = False
 
     def summary(self) -> str:

@@ -61,7 +61,7 @@ class PtyProcess:
         self.fd = -1
         self.process: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
-        self._pending = bytearray()
+        self._pending: list[tuple[bool, bytearray]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writing = False
 
@@ -138,23 +138,53 @@ class PtyProcess:
         """True until the program has exited."""
         return self.fd >= 0
 
-    def write(self, data: bytes) -> None:
-        """Type ``data`` into the program (buffered if the pty is full)."""
+    def write(self, data: bytes, agent: bool = False) -> None:
+        """Type ``data`` into the program (queued if the pty's input is full).
+
+        ``agent`` marks keystrokes typed by the helpdesk agent: while they wait
+        in the queue they can still be taken back (:meth:`drop_agent_input`),
+        and they are dropped rather than delivered into a password prompt.
+        """
         if not self.running or not data:
             return
-        self._pending += data
+        if self._pending and self._pending[-1][0] == agent:
+            self._pending[-1][1].extend(data)
+        else:
+            self._pending.append((agent, bytearray(data)))
         self._flush()
+
+    @property
+    def queued_input(self) -> int:
+        """Bytes typed but not yet accepted by the program's terminal."""
+        return sum(len(chunk) for _, chunk in self._pending)
+
+    def drop_agent_input(self) -> int:
+        """Forget agent keystrokes not yet delivered (a revoke); return how many bytes."""
+        dropped = sum(len(chunk) for agent, chunk in self._pending if agent)
+        self._pending = [(agent, chunk) for agent, chunk in self._pending if not agent]
+        self._flush()
+        return dropped
 
     def _flush(self) -> None:
         assert self._loop is not None
-        try:
-            written = os.write(self.fd, self._pending)
-        except BlockingIOError:
-            written = 0
-        except OSError:
-            self._pending.clear()
-            return
-        del self._pending[:written]
+        while self._pending and self.running:
+            agent, chunk = self._pending[0]
+            if agent and self.secret_input():
+                # Checked at delivery, not only when accepted: a password prompt
+                # may have appeared while these keys waited.
+                self._pending.pop(0)
+                continue
+            try:
+                written = os.write(self.fd, chunk)
+            except BlockingIOError:
+                break
+            except OSError:
+                self._pending.clear()
+                break
+            del chunk[:written]
+            if chunk:
+                break
+            self._pending.pop(0)
         if self._pending and not self._writing:
             self._loop.add_writer(self.fd, self._flush)
             self._writing = True
