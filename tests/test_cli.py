@@ -200,3 +200,10 @@ def test_totp_enrolment_prints_a_qr_and_never_audits_the_secret(
     assert run(["users", "remove-totp", "erin", "--db", db], capsys)[0] == 0
     with Store(db) as store:
         assert store.directory.totp_secret("erin") is None
+
+
+def test_usage_mistakes_exit_2_with_the_usage_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["users", "add"], capsys)
+    assert code == 2 and "Missing argument" in err and "internal error" not in err
+    code, _, err = run(["no-such-command"], capsys)
+    assert code == 2 and "No such command" in err

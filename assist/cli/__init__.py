@@ -11,7 +11,6 @@ import json
 import logging
 import sys
 
-import click
 import typer
 from rich.text import Text
 
@@ -31,14 +30,19 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=args, prog_name="assist", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         err.print("interrupted")
         code = 130
+    except typer.TyperException as exc:
+        # Usage mistakes (Typer's own click): its message and usage line, exit 2.
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            err.print(str(exc), markup=False)
+        code = getattr(exc, "exit_code", 2)
     except AssistError as exc:
         if "--json" in args:
             print(json.dumps({"error": {"code": exc.code, "message": exc.message}}))
