@@ -77,3 +77,30 @@ async def test_help_app_runs_the_shell_and_meets_the_agent(
         await until(lambda: broker.store is not None
                     and broker.store.sessions.csat(info.session) == 4)
         await carol.link.close()
+
+
+async def test_console_shows_user_text_as_text_never_markup(
+        broker: Broker, keys: dict[str, KeyPair], tmp_path: Path) -> None:
+    from assist.client import UserClient
+    from tests.helpers import link_to
+
+    alice = UserClient(await link_to(broker, "user", keys["alice"]))
+    await alice.hello(host="pc\n[b green]verified[/]", os_user="[/]")
+    await alice.join("cannot write to [/tmp] [/]")
+    app = ConsoleApp(client_config(broker, keys["carol"], tmp_path))
+    async with app.run_test(size=(140, 40)) as pilot:
+        table = app.query_one("#queue", DataTable)
+        await until(lambda: table.row_count == 1)
+        assert "[/tmp] [/]" in str(table.get_row_at(0)[2])
+        offered = asyncio.ensure_future(alice.link.wait_for(
+            lambda msg: isinstance(msg, m.Offered), 10))
+        table.focus()
+        await pilot.press("enter")
+        await offered
+        await alice.ready()
+        await until(lambda: app.info is not None)
+        await pilot.pause(1.2)  # a tick redraws the header and the evidence
+        trust = str(app.query_one("#trust").render())
+        assert "OS user [/]" in trust and "pc[b green]verified[/]" in trust
+        assert app.error is None and app.is_running
+    await alice.link.close()

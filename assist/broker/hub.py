@@ -42,6 +42,11 @@ POSITION_SLICE = 100
 """Position updates sent per event-loop turn."""
 
 
+def _printable(text: str, limit: int = 200) -> str:
+    """A client's self-description, kept to one printable line (it is shown to agents)."""
+    return "".join(ch for ch in text if ch.isprintable())[:limit]
+
+
 def token_hash(token: str) -> str:
     """Resume tokens are stored hashed: the database never holds a usable token."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -167,7 +172,8 @@ class Hub:
                 f"{PROTOCOL_VERSION}); upgrade assist on the older side")
         if client.hello:
             raise ProtocolError("hello was already sent")
-        client.hello, client.host, client.os_user = True, msg.host[:200], msg.os_user[:200]
+        client.hello = True
+        client.host, client.os_user = _printable(msg.host), _printable(msg.os_user)
         peer = client.peer
         if peer.role == "agent":
             links = self.agents.get(peer.name)

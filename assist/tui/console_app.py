@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -298,9 +299,10 @@ class ConsoleApp(SessionConsole):
             notes = [n for n, on in (("back from dropped agent", e.requeued),
                                      ("reconnecting", not e.online),
                                      ("unregistered key", not e.registered)) if on]
-            table.add_row(str(e.position), e.user, e.topic,
-                          wait_text(self.listing.now + offset - e.queued_at), ", ".join(notes),
-                          key=e.session)
+            # User-supplied text is shown as text: a topic like "[/tmp] full" is no markup.
+            table.add_row(str(e.position), Text(e.user), Text(e.topic),
+                          wait_text(self.listing.now + offset - e.queued_at),
+                          Text(", ".join(notes)), key=e.session)
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1))
 
@@ -316,9 +318,9 @@ class ConsoleApp(SessionConsole):
         if self.info is not None:
             self._show_trust()
             answered = self.info.answered_at or time.time()
-            self.query_one("#header", Static).update(
+            self.query_one("#header", Static).update(Text(
                 f" {self.info.user} · {self.info.topic} · {wait_text(time.time() - answered)}"
-                f" · session {self.info.session}")
+                f" · session {self.info.session}"))
         waiting = len(self.listing.entries) if self.listing else 0
         self.query_one("#status", Static).update(
             f"{self.agent_name} @ {self.broker_name} · "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Generic, TypeVar
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -202,5 +203,6 @@ def evidence_text(e: m.Evidence | None) -> str:
         return "no identity evidence"
     key = "registered key" if e.registered else "[b red]unknown key[/]"
     totp = "TOTP enrolled" if e.totp else "no TOTP"
-    return (f"{key} {e.fingerprint[:23]}...\n"
-            f"host {e.host or '?'} · OS user {e.os_user or '?'} · {totp}")
+    # Host and OS user come from the user's own client: text, never markup.
+    return (f"{key} {escape(e.fingerprint[:23])}...\n"
+            f"host {escape(e.host or '?')} · OS user {escape(e.os_user or '?')} · {totp}")
