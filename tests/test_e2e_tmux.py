@@ -67,6 +67,12 @@ def assist_cmd(*args: str) -> str:
 SHELL = "env PS1='$ ' bash --norc --noprofile"
 
 
+async def allow(tmux: Tmux) -> None:
+    """The user allows what the prompt asks: wait until Allow works, Tab to it, Enter."""
+    await asyncio.sleep(1.1)
+    await tmux.keys("user", "Tab", "Enter")
+
+
 async def meet(tmux: Tmux, broker: Broker, keys: dict[str, KeyPair], topic: str) -> None:
     """Start `assist help` (alice) and `assist console` (carol); carol accepts alice."""
     address = f"127.0.0.1:{broker.port}"
@@ -171,7 +177,7 @@ async def test_agent_types_only_after_the_user_grants_and_draws_on_the_screen(
         await tmux.wait_for("agent", "5 minutes")
         await tmux.keys("agent", "Enter")
         await tmux.wait_for("user", "carol asks to type in your terminal, for 5 minutes")
-        await tmux.keys("user", "y")
+        await allow(tmux)
         await tmux.wait_for("agent", "typing goes to the user's shell")
         await tmux.keys("agent", "-l", "echo typed-by-agent-$((6*7))")
         await tmux.keys("agent", "Enter")
@@ -181,7 +187,7 @@ async def test_agent_types_only_after_the_user_grants_and_draws_on_the_screen(
         # Drawing: a label placed with the keyboard shows on the user's screen.
         await tmux.keys("agent", "F7")
         await tmux.wait_for("user", "carol asks to draw on your screen")
-        await tmux.keys("user", "y")
+        await allow(tmux)
         await tmux.wait_for("agent", "drawing")
         await tmux.keys("agent", "l", "Down", "Right", "Right", "Enter")
         await tmux.wait_for("agent", "Text of the label")

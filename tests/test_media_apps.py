@@ -221,7 +221,8 @@ async def test_desktop_share_from_help_app_to_console(
         # With the user's permission the agent marks the desktop; the user reads where.
         await apilot.press("f7")
         await until(lambda: len(user.screen_stack) > 1, what="the permission question")
-        await upilot.press("y")
+        await upilot.pause(1.1)  # Allow works only after a moment
+        await upilot.press("tab", "enter")
         await until(lambda: "annotate" in agent.grants, what="the annotate grant")
         assert view.mark_mode
         start, end = view.pixel_at(10, 5), view.pixel_at(30, 12)

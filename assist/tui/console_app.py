@@ -374,7 +374,10 @@ class ConsoleApp(SessionConsole):
     async def action_end(self) -> None:
         if self.client is None or self.info is None:
             return
-        tags = (await self.client.link.request(m.ListRootCauses(), m.RootCauses)).tags
+        try:
+            tags = (await self.client.link.request(m.ListRootCauses(), m.RootCauses)).tags
+        except AssistError:
+            tags = ()  # the pick list is a help, not a must: free text still works
         answer = await self.push_screen_wait(EndScreen(tags))
         if answer is None or self.info is None:
             return

@@ -16,7 +16,7 @@ from assist.protocol import messages as m
 WHAT = {
     "control": "type in your terminal",
     "annotate": "draw on your screen to show you where to look",
-    "run": "run scripted steps in your terminal",
+    "run": "run scripted steps in your terminal (they type commands for you)",
 }
 
 T = TypeVar("T")
@@ -57,12 +57,20 @@ def duration_text(seconds: float) -> str:
     return f"for {int(seconds)} seconds"
 
 
+ARM_DELAY = 1.0
+"""Seconds before Allow can be pressed: keys typed for the shell must not say yes."""
+
+
 class GrantScreen(Dialog[bool]):
-    """The user's yes/no on a permission the agent asks for."""
+    """The user's yes/no on a permission the agent asks for.
+
+    Nothing typed by habit can allow: Deny has the focus, there is no one-key
+    yes, and Allow only works after :data:`ARM_DELAY` (Tab to it, then Enter,
+    or click it). ``n`` or Esc deny.
+    """
 
     DEFAULT_CSS = DIALOG_CSS.format(name="GrantScreen")
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer(True)", "allow"),
         Binding("n", "answer(False)", "deny"),
         Binding("escape", "answer(False)", "deny"),
     ]
@@ -76,14 +84,19 @@ class GrantScreen(Dialog[bool]):
         with Vertical():
             yield Label(f"[b]{self.ask.agent}[/b] asks to {what}, "
                         f"{duration_text(self.ask.seconds)}.", id="question")
-            yield Label("You can take it back at any moment with F9.")
+            yield Label("Tab then Enter (or a click) allows; n or Esc denies. "
+                        "F9 takes it back at any moment.")
             with Horizontal():
-                yield Button("Allow (y)", variant="success", id="allow")
+                yield Button("Allow", variant="success", id="allow", disabled=True)
                 yield Button("Deny (n)", variant="error", id="deny")
 
     def on_mount(self) -> None:
         # Deny is focused: an Enter meant for the shell must never say yes.
         self.query_one("#deny", Button).focus()
+        self.set_timer(ARM_DELAY, self._arm)
+
+    def _arm(self) -> None:
+        self.query_one("#allow", Button).disabled = False
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.answer(event.button.id == "allow")

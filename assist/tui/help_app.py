@@ -5,6 +5,10 @@ With ``--screen`` the desktop is shared too, once the session starts: a
 waits for it), the panel shows the verification code to read aloud, which
 audio device plays the agent's voice, and any failure as a message; F6
 pauses or resumes the share and F7 stops it at once.
+
+The agent's marks on the desktop are drawn on the user's real screen by a
+:class:`~assist.share.overlay.DesktopOverlay` where X11 allows it, and are
+described in words in the panel in every case.
 """
 
 from __future__ import annotations
@@ -15,11 +19,10 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.geometry import Offset
-from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
 from assist.client.connect import TrustPrompt
@@ -31,17 +34,19 @@ from assist.config import ClientConfig
 from assist.errors import AssistError
 from assist.protocol import messages as m
 from assist.share.emulator import Emulator
+from assist.share.overlay import DesktopOverlay
 from assist.share.pty import PtyProcess
 from assist.tui.desktop import DesktopRequest, DesktopSender, describe_mark
-from assist.tui.dialogs import CodeScreen, GrantScreen
+from assist.tui.dialogs import CodeScreen, Dialog, GrantScreen
 from assist.tui.panel import AgentPanel
+from assist.tui.safe_app import SafeApp
 from assist.tui.terminal import TerminalView
 
 SECRET_POLL = 0.2
 """How often the pty's echo state is checked while sharing (password prompts)."""
 
 
-class SurveyScreen(ModalScreen[int | None]):
+class SurveyScreen(Dialog[int | None]):
     """One question after the session: how satisfied, 1 to 5."""
 
     DEFAULT_CSS = """
@@ -65,10 +70,10 @@ class SurveyScreen(ModalScreen[int | None]):
                     yield Button(str(n), id=f"rate-{n}")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(int(str(event.button.label)))
+        self.answer(int(str(event.button.label)))
 
     def action_rate(self, score: int) -> None:
-        self.dismiss(score or None)
+        self.answer(score or None)
 
 
 def default_shell() -> list[str]:
@@ -76,7 +81,7 @@ def default_shell() -> list[str]:
     return [os.environ.get("SHELL") or "/bin/sh"]
 
 
-class HelpApp(App[None], inherit_bindings=False):
+class HelpApp(SafeApp[None], inherit_bindings=False):
     """The user's side of a help session."""
 
     CSS = """
@@ -102,6 +107,8 @@ class HelpApp(App[None], inherit_bindings=False):
         self.desktop: DesktopSender | None = None
         self.desktop_marks: dict[str, tuple[str, float]] = {}
         """Desktop annotations in words, by id, with their expiry (monotonic)."""
+        self.overlay: DesktopOverlay | None = None
+        """The desktop marks on the real screen (made at the first mark of a session)."""
         self.config = config
         self.topic = topic
         self.command = list(command) if command else default_shell()
@@ -197,7 +204,9 @@ class HelpApp(App[None], inherit_bindings=False):
         channel = client.link.channel
         self.share = TerminalShare(channel, info.session, self.emulator,
                                    secret=self.pty.secret_input, redact=self.redact)
-        self.guard = Guard(channel, info.session, self.pty.write, self.pty.secret_input,
+        pty = self.pty
+        self.guard = Guard(channel, info.session, lambda data: pty.write(data, agent=True),
+                           pty.secret_input, drop=pty.drop_agent_input,
                            on_ask=self._ask, on_annotation=self._annotation,
                            on_change=self._tick, top=lambda: self.emulator.top)
         self.panel.enable_chat(True)
@@ -249,9 +258,10 @@ class HelpApp(App[None], inherit_bindings=False):
     def _annotation(self, msg: m.Msg) -> None:
         view = self.query_one(TerminalView)
         if isinstance(msg, m.Annotate) and msg.annotation.surface == "desktop":
-            # No overlay window on the desktop: say in words where the agent points.
+            # Drawn on the real screen where X11 allows it, and said in words always.
             a = msg.annotation
             self.desktop_marks[a.id] = (describe_mark(msg.agent, a), time.monotonic() + a.ttl)
+            self._show_on_desktop(a)
             self._tick()
         elif isinstance(msg, m.Annotate):
             view.overlay.add(msg.annotation)
@@ -265,7 +275,29 @@ class HelpApp(App[None], inherit_bindings=False):
             self.desktop_marks.clear()
         for i in ids:
             self.desktop_marks.pop(i, None)
+        if self.overlay is not None:
+            if ids:
+                self.overlay.remove(ids)
+            else:
+                self.overlay.clear()
         self._tick()
+
+    def _show_on_desktop(self, a: m.Annotation) -> None:
+        """Draw a desktop mark on the screen (a thread does the X11 work)."""
+        if self.overlay is None:
+            request = self.desktop_request
+            self.overlay = DesktopOverlay(request.display if request else None)
+        # The mark's pixels are the shared frame's: place them where it was captured.
+        share = self.desktop.share if self.desktop is not None else None
+        region = share.track.capture.region if share is not None else None
+        area = None if region is None else (region.left, region.top, region.width,
+                                            region.height)
+        self.overlay.show(a, area)
+
+    def _close_overlay(self) -> None:
+        overlay, self.overlay = self.overlay, None
+        if overlay is not None:
+            overlay.close()
 
     def action_revoke(self) -> None:
         """Take back every permission at once (effective here before anyone is told)."""
@@ -317,8 +349,12 @@ class HelpApp(App[None], inherit_bindings=False):
         if status.phase != "connected" and self.guard is not None:
             self.guard.stop()
             self.guard = None
+            # A question still open belongs to the session that just ended.
+            while isinstance(self.screen, GrantScreen | CodeScreen):
+                self.pop_screen()
             self.query_one(TerminalView).overlay.clear()
             self.desktop_marks.clear()
+            self._close_overlay()
         if status.phase != "connected" and self.desktop is not None:
             self.run_worker(self.desktop.stop(), group="desktop")
             self.desktop = None
@@ -414,7 +450,11 @@ class HelpApp(App[None], inherit_bindings=False):
         if key == "escape" and self.focused is not None and self.focused.id == "say":
             self.query_one(TerminalView).focus()
 
+    def on_unmount(self) -> None:
+        self._close_overlay()
+
     async def action_leave(self) -> None:
+        self._close_overlay()
         if self.desktop is not None:
             # Stop capturing before anything else: leaving must never leave the screen shared.
             await self.desktop.stop()
