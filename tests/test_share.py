@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 
 from assist.broker.server import Broker
-from assist.client.share import TerminalShare, TerminalViewer
+from assist.client.share import TerminalShare, TerminalViewer, compile_redactions
+from assist.protocol import messages as m
 from assist.share.emulator import Emulator
 from tests.helpers import KeyPair, started_session
 
@@ -70,3 +71,52 @@ def test_time_budget_bounds_parsing_and_quiet_frames_catch_up() -> None:
     while e.backlog:
         e.process()
     assert e.text()[-2].startswith("tail")
+
+
+async def test_redaction_holds_across_reads_and_rows(broker: Broker,
+                                                     keys: dict[str, KeyPair]) -> None:
+    alice, carol, session = await started_session(broker, keys, "secrets", 40, 6)
+    emulator = Emulator(40, 6)
+    share = TerminalShare(alice.link.channel, session, emulator,
+                          redact=compile_redactions([r"tok_[a-z0-9]{20}"]))
+    sent: list[bytes] = []
+
+    async def pump_agent() -> None:
+        async for event in carol.events():
+            if isinstance(event, m.Output | m.Snapshot):
+                sent.append(event.data)
+
+    pump = asyncio.ensure_future(pump_agent())
+    try:
+        secret = "tok_" + "a1b2c3d4e5" * 2
+        # Split between two reads of the pty ...
+        share.output(f"token: {secret[:9]}".encode())
+        share.output(f"{secret[9:]} ok\r\n".encode())
+        # ... and, on the screen (snapshots), wrapped over two rows of a 40-column
+        # screen with a colour change in the middle.
+        emulator.feed(f"{'x' * 30}\x1b[31m{secret[:12]}\x1b[0m{secret[12:]}\r\n$ ".encode())
+        share.snapshot()
+        await asyncio.sleep(0.5)
+        seen = b"".join(sent)
+        assert b"[redacted] ok" in seen and b"****" in seen
+        assert secret[:9].encode() not in seen and secret[12:].encode() not in seen
+    finally:
+        pump.cancel()
+        await alice.link.close()
+        await carol.link.close()
+
+
+async def test_a_huge_coloured_screen_still_goes_out(broker: Broker,
+                                                     keys: dict[str, KeyPair]) -> None:
+    alice, carol, session = await started_session(broker, keys, "colours", 300, 80)
+    emulator = Emulator(300, 80)
+    share = TerminalShare(alice.link.channel, session, emulator)
+    cells = "".join(f"\x1b[38;5;{i % 256};48;5;{(i * 7) % 256}m#" for i in range(300 * 79))
+    emulator.stream.feed(cells.encode())  # all of it, no skipping to the tail
+    got = asyncio.ensure_future(carol.link.wait_for(
+        lambda x: isinstance(x, m.Snapshot), 10))
+    share.snapshot()  # over the colour limit: sent without colours, not dropped
+    picture = await got
+    assert isinstance(picture, m.Snapshot) and picture.data.count(b"#") >= 300 * 78
+    await alice.link.close()
+    await carol.link.close()

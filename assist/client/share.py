@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 
-from assist.errors import ConfigError, ConnectionFailed
+from assist.errors import ConfigError, ConnectionFailed, ProtocolError
 from assist.protocol import messages as m
 from assist.share.emulator import Emulator
 from assist.transport.channel import ChannelClosed, MessageChannel
@@ -40,6 +40,12 @@ PROGRESS = 0.5
 """Interval of screen pictures sent while output is being skipped."""
 EXACT_PARSE = 32 * 1024
 """Unparsed bytes that :meth:`TerminalShare.snapshot` may parse on the spot."""
+SNAPSHOT_LIMIT = 600 * 1024
+"""Largest picture sent with colours (it must fit in one 1 MiB message once encoded)."""
+HOLD_LIMIT = 4096
+"""With redaction on, an unfinished line up to this size waits for the rest of it."""
+HOLD_QUIET = 0.03
+"""... but no longer than this once output pauses (a prompt, typing)."""
 
 
 REDACTED = b"[redacted]"
@@ -55,6 +61,7 @@ def compile_redactions(patterns: Sequence[str]) -> list[re.Pattern[bytes]]:
     for pattern in patterns:
         try:
             compiled.append(re.compile(pattern.encode()))
+            re.compile(pattern)  # also used over the screen's text (snapshots)
         except re.error as exc:
             raise ConfigError(f"redaction rule {pattern!r} is not a valid regular "
                               f"expression: {exc}") from None
@@ -81,6 +88,11 @@ class TerminalShare:
         self.emulator = emulator
         self.secret = secret or (lambda: False)
         self.redact = list(redact)
+        # The same rules over the screen's text, for snapshots.
+        self.mask = [re.compile(p.pattern.decode("utf-8", "replace"), p.flags & ~re.ASCII)
+                     for p in self.redact]
+        self._held = bytearray()
+        self._hold_timer: asyncio.TimerHandle | None = None
         self.hidden = False
         self.active = True
         self.dropped = 0
@@ -152,12 +164,34 @@ class TerminalShare:
         self._timer = asyncio.get_running_loop().call_later(SETTLE, self._settle)
 
     def _send_raw(self, data: bytes) -> None:
-        data = self._redact(data)
+        if self.redact:
+            # A secret split between two reads must still match: hold back an
+            # unfinished line briefly and redact it together with what follows.
+            data = bytes(self._held) + data
+            self._held.clear()
+            cut = data.rfind(b"\n") + 1
+            if cut < len(data) and len(data) - cut <= HOLD_LIMIT:
+                self._held += data[cut:]
+                data = data[:cut]
+                if self._hold_timer is not None:
+                    self._hold_timer.cancel()
+                self._hold_timer = asyncio.get_running_loop().call_later(
+                    HOLD_QUIET, self._release_held)
+            data = self._redact(data)
         for start in range(0, len(data), CHUNK):
             self._send(m.Output(session=self.session, data=data[start : start + CHUNK]))
 
+    def _release_held(self) -> None:
+        self._hold_timer = None
+        if self._held and self.active:
+            data = self._redact(bytes(self._held))
+            self._held.clear()
+            self._send(m.Output(session=self.session, data=data))
+
     def _send(self, msg: m.Msg) -> None:
-        with contextlib.suppress(ChannelClosed, ConnectionFailed):
+        # Too large (a huge coloured screen) is dropped like a lost frame: the
+        # next snapshot repairs the view; the shell is never affected.
+        with contextlib.suppress(ChannelClosed, ConnectionFailed, ProtocolError):
             self.channel.send_nowait(msg)
 
     def snapshot(self) -> None:
@@ -167,13 +201,16 @@ class TerminalShare:
         """
         self._owe_snapshot = False
         self._tokens = float(RAW_BURST)
+        self._held.clear()  # the picture shows it
         self.emulator.feed(b"")
         self._send_picture()
 
     def _send_picture(self) -> None:
         cols, rows = self.emulator.size
-        self._send(m.Snapshot(session=self.session, cols=cols, rows=rows,
-                              data=self._redact(self.emulator.snapshot()),
+        data = self.emulator.snapshot(self.mask)
+        if len(data) > SNAPSHOT_LIMIT:
+            data = self.emulator.snapshot(self.mask, plain=True)
+        self._send(m.Snapshot(session=self.session, cols=cols, rows=rows, data=data,
                               top=self.emulator.top))
 
     def resize(self, cols: int, rows: int) -> None:
@@ -200,6 +237,9 @@ class TerminalShare:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
 
 
 class TerminalViewer:

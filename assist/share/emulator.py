@@ -14,7 +14,9 @@ snapshot once output stops.
 from __future__ import annotations
 
 import logging
+import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyte
@@ -199,21 +201,51 @@ class Emulator:
         c = self.screen.cursor
         return c.x, c.y, not c.hidden
 
-    def snapshot(self) -> bytes:
-        """Bytes that redraw this screen on a blank terminal of the same size."""
+    def _masked(self, patterns: Sequence[re.Pattern[str]]) -> set[tuple[int, int]]:
+        """Cells covered by a match of any pattern in the screen's reading text."""
+        text: list[str] = []
+        where: list[tuple[int, int] | None] = []
+        cols = self.screen.columns
+        for y in range(self.screen.lines):
+            row = [c.char or " " for c in self.cells(y)]
+            text.extend(row)
+            where.extend((x, y) for x in range(cols))
+            if row and row[-1] == " ":
+                # A row that does not run to the edge ends its line.
+                text.append("\n")
+                where.append(None)
+        joined = "".join(text)
+        hidden: set[tuple[int, int]] = set()
+        for pattern in patterns:
+            for found in pattern.finditer(joined):
+                hidden.update(p for p in where[found.start():found.end()] if p is not None)
+        return hidden
+
+    def snapshot(self, mask: Sequence[re.Pattern[str]] = (), plain: bool = False) -> bytes:
+        """Bytes that redraw this screen on a blank terminal of the same size.
+
+        Args:
+            mask: patterns whose matches on the screen are drawn as ``*``. They
+                are matched on the text as a person reads it: a row that runs
+                to the last column continues on the next, colours do not split
+                a match.
+            plain: leave colours and attributes out (a smaller picture).
+        """
+        hidden = self._masked(mask) if mask else set()
         parts = ["\x1b[0m\x1b[H\x1b[2J"]
         for y in range(self.screen.lines):
             parts.append(f"\x1b[{y + 1};1H")
             current = ""
-            for cell in self.cells(y):
-                sgr = ";".join(["0", *(
-                    code for flag, code in ((cell.bold, "1"), (cell.italics, "3"),
-                                            (cell.underscore, "4"), (cell.reverse, "7"))
-                    if flag), _color_sgr(cell.fg, False), _color_sgr(cell.bg, True)])
-                if sgr != current:
-                    parts.append(f"\x1b[{sgr}m")
-                    current = sgr
-                parts.append(cell.char or " ")
+            for x, cell in enumerate(self.cells(y)):
+                if not plain:
+                    sgr = ";".join(["0", *(
+                        code for flag, code in ((cell.bold, "1"), (cell.italics, "3"),
+                                                (cell.underscore, "4"), (cell.reverse, "7"))
+                        if flag), _color_sgr(cell.fg, False), _color_sgr(cell.bg, True)])
+                    if sgr != current:
+                        parts.append(f"\x1b[{sgr}m")
+                        current = sgr
+                parts.append("*" if (x, y) in hidden else cell.char or " ")
         x, y, visible = self.cursor
         parts.append(f"\x1b[0m\x1b[{y + 1};{x + 1}H\x1b[?25{'h' if visible else 'l'}")
         return "".join(parts).encode("utf-8", "replace")
