@@ -315,3 +315,20 @@ async def test_agents_get_a_wallboard_and_presence_is_audited(
     assert statuses == ["away", "available", "busy", "available"]
     await alice.link.close()
     await carol.link.close()
+
+
+async def test_wallboard_counts_abandoned_contacts_as_misses(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    bob = await user_client(broker, keys["bob"])
+    await bob.join("gave up")
+    await bob.leave()
+    assert broker.hub is not None
+    board = broker.hub.wallboard()
+    assert (board.answered_within, board.settled) == (0, 1)
+    # A broker started later reads the same figure back from the store.
+    from assist.broker.figures import TodayFigures
+
+    assert broker.store is not None
+    fresh = TodayFigures(broker.store).level(broker.hub.clock())
+    assert (fresh.hits, fresh.total) == (0, 1)
+    await bob.link.close()

@@ -15,9 +15,9 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from datetime import datetime
 
 from assist.broker.clients import AgentLinks, Client, Handler
+from assist.broker.figures import TodayFigures
 from assist.broker.relay import Relay
 from assist.broker.trust import Trust
 from assist.config import BrokerConfig
@@ -71,6 +71,7 @@ class Hub:
         self._position_task: asyncio.Task[None] | None = None
         self._positions_stale = False
         self._wallboard: asyncio.TimerHandle | None = None
+        self.today = TodayFigures(store)
         self.relay = Relay(self)
         self.trust = Trust(self)
         self._handlers: dict[str, dict[type[m.Msg], Handler]] = {
@@ -258,6 +259,8 @@ class Hub:
             raise StateError(f"session {session.id} is {session.state}, not offered")
         self._cancel(session.id)
         now = self.clock()
+        if session.answered_at is None:
+            self.today.settle(session.queued_at, now, now)
         session.apply(Event.CONNECT, now)
         self.store.sessions.save(session, "connected", f"user:{session.user}", {})
         self.store.audit.append(now, f"agent:{session.agent}", "connect", session.id)
@@ -352,6 +355,8 @@ class Hub:
     def _abandon(self, session: Session, why: str) -> None:
         now = self.clock()
         agent = session.agent
+        if session.answered_at is None:
+            self.today.settle(session.queued_at, None, now)
         session.apply(Event.ABANDON, now)
         self.store.sessions.save(session, "abandoned", f"user:{session.user}", {"why": why})
         self.store.audit.append(now, f"user:{session.user}", "abandon", session.id, {"why": why})
@@ -452,18 +457,13 @@ class Hub:
     def wallboard(self) -> m.Wallboard:
         """The live figures for agents: queue, longest wait, service level today, agents."""
         now = self.clock()
-        midnight = datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0,
-                                                       microsecond=0).timestamp()
-        today = [metrics.Contact(id=s.id, user=s.user, state=s.state, queued_at=s.queued_at,
-                                 answered_at=s.answered_at, ended_at=s.ended_at)
-                 for s in self.store.sessions.between(midnight, now + 1)]
-        board = metrics.wallboard((w.queued_at for w in self.queue), today,
+        board = metrics.wallboard((w.queued_at for w in self.queue), (),
                                   (a.status for a in self.roster), now)
+        level = self.today.level(now)
         return m.Wallboard(queue_length=board.queue_length, longest_wait=board.longest_wait,
-                           answered_within=board.answered_within_target.hits,
-                           settled=board.answered_within_target.total,
+                           answered_within=level.hits, settled=level.total,
                            agents_available=board.agents_available,
-                           target=metrics.SERVICE_LEVEL_TARGET, now=now)
+                           target=self.today.target, now=now)
 
     def _push_wallboard(self) -> None:
         """Send the wallboard to every agent, then again in a few seconds while any is on."""
@@ -472,9 +472,13 @@ class Hub:
             self._wallboard = None
         if not self.agents:
             return
-        board = self.wallboard()
-        for agent in self.agents.values():
-            agent.send(board)
+        try:
+            board = self.wallboard()
+        except AssistError as exc:  # the store hiccupped: try again next time
+            log.warning("wallboard not sent: %s", exc.message)
+        else:
+            for agent in self.agents.values():
+                agent.send(board)
         self._wallboard = asyncio.get_running_loop().call_later(WALLBOARD_EVERY,
                                                                 self._push_wallboard)
 
