@@ -38,6 +38,12 @@ def test_parse_errors_name_the_step(tmp_path: Path) -> None:
         parse_runbook({"name": "x", "steps": [{"ask": "everything"}]}, "book")
     with pytest.raises(ConfigError, match="not a valid pattern"):
         parse_runbook({"name": "x", "steps": [{"wait": "(unclosed"}]}, "book")
+    with pytest.raises(ConfigError, match="`timeout` must be a number"):
+        parse_runbook({"name": "x", "steps": [{"wait": {"text": "ok", "timeout": "5m"}}]},
+                      "book")
+    with pytest.raises(ConfigError, match="`ttl` must be a number"):
+        parse_runbook({"name": "x", "steps": [{"annotate": {"x": 1, "row": 1, "ttl": -1}}]},
+                      "book")
     with pytest.raises(ConfigError, match="needs a `name`"):
         parse_runbook({"steps": []}, "book")
     bad = tmp_path / "bad.yaml"

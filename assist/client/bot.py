@@ -24,8 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assist.client.agent import AgentClient
-from assist.client.link import BrokerError
-from assist.client.runbook import DEFAULT_TIMEOUT, Runbook, RunbookRunner, parse_runbook, read_yaml
+from assist.client.runbook import (
+    DEFAULT_TIMEOUT,
+    Runbook,
+    RunbookRunner,
+    RunResult,
+    parse_runbook,
+    read_yaml,
+)
 from assist.errors import AssistError, ConfigError
 from assist.protocol import messages as m
 
@@ -134,24 +140,36 @@ class Bot:
         return False
 
     async def _serve(self, entry: m.QueueEntry, flow: Runbook) -> bool:
-        """Serve one user; False if someone else took them first."""
-        worker = await self.connect()
+        """Serve one user; False if someone else took them first.
+
+        Whatever goes wrong with one user (they leave at the wrong moment, a
+        connection drops) is that user's outcome, not the end of the bot.
+        """
+        try:
+            worker = await self.connect()
+        except AssistError as exc:
+            log.warning("cannot open a connection for %s: %s", entry.session, exc.message)
+            return False
         try:
             try:
                 await worker.accept(entry.session)
-            except (BrokerError, AssistError) as exc:
+            except AssistError as exc:
                 log.info("could not take %s: %s", entry.session, exc.message)
                 return False
-            result = await RunbookRunner(worker, entry.session, flow,
-                                         timeout=self.timeout).run()
-            if result.ok:
-                if not result.ended:
+            try:
+                result = await RunbookRunner(worker, entry.session, flow,
+                                             timeout=self.timeout).run()
+                if result.ok and not result.ended:
                     await worker.end(entry.session, flow.name, True)
+            except AssistError as exc:
+                result = RunResult(flow.name, entry.session, failed="the flow",
+                                   reason=exc.message)
+            if result.ok:
                 outcome = Outcome(entry.session, entry.user, entry.topic, flow.name, True)
             else:
                 reason = f"{result.failed}: {result.reason}"
                 if not result.ended:
-                    with contextlib.suppress(BrokerError, AssistError):
+                    with contextlib.suppress(AssistError):
                         await worker.handoff(entry.session, f"{flow.name} stopped at {reason}")
                 outcome = Outcome(entry.session, entry.user, entry.topic, flow.name, False,
                                   reason)

@@ -113,6 +113,18 @@ def _need(args: dict[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
+_NUMBERS = ("timeout", "seconds", "x2", "row2", "ttl", "lines")
+
+
+def _numbers(args: dict[str, Any], where: str) -> None:
+    for key in _NUMBERS:
+        value = args.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or value < 0):
+            raise ConfigError(f"{where}: `{key}` must be a number of 0 or more, "
+                              f"not {value!r}")
+
+
 def _step(raw: object, where: str) -> Step:
     if not isinstance(raw, dict) or len(raw) != 1:
         raise ConfigError(f"{where}: a step is one `kind: value` pair, e.g. `say: hello`")
@@ -157,6 +169,7 @@ def _step(raw: object, where: str) -> Step:
     elif kind == "end":
         args.setdefault("resolved", True)
         _need(args, "root_cause", str, where)
+    _numbers(args, where)
     return Step(kind, args)
 
 
@@ -240,14 +253,18 @@ class RunbookRunner:
         self._stop = asyncio.get_running_loop().create_future()
         pump = asyncio.ensure_future(self._pump())
         try:
-            await self.agent.resync(self.session)
+            try:
+                await self.agent.resync(self.session)
+            except AssistError as exc:
+                self.result.failed, self.result.reason = "start", exc.message
+                return self.result
             total = len(self.runbook.steps)
             for index, step in enumerate(self.runbook.steps, 1):
                 self.on_step(index, step)
-                if step.kind != "say":
-                    await self.agent.chat(self.session, f"[{self.runbook.name}] step "
-                                                        f"{index}/{total}: {step.describe()}")
                 try:
+                    if step.kind != "say":
+                        await self.agent.chat(self.session, f"[{self.runbook.name}] step "
+                                                            f"{index}/{total}: {step.describe()}")
                     await self._guarded(self._do(step))
                 except AssistError as exc:
                     self.result.failed = f"step {index} ({step.kind})"
@@ -297,12 +314,13 @@ class RunbookRunner:
         if self._stop is not None and not self._stop.done():
             self._stop.set_result(why)
 
-    async def _answer(self, kind: type[m.Msg], timeout: float) -> m.Msg:
+    async def _answer(self, kind: type[m.Msg], timeout: float, scope: str = "") -> m.Msg:
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     msg = await self._answers.get()
-                    if isinstance(msg, kind):
+                    # Answers fan out to all the agent's connections: take only ours.
+                    if isinstance(msg, kind) and getattr(msg, "scope", scope) == scope:
                         return msg
         except TimeoutError:
             raise RunStopped(f"the user did not answer within {timeout:g} s") from None
@@ -320,7 +338,7 @@ class RunbookRunner:
                 raise RunStopped(f"identity not verified: {verified.message}")
         elif step.kind == "ask":
             await self.agent.ask_grant(self.session, a["scope"], float(a["seconds"]))
-            answer = await self._answer(m.GrantAnswer, timeout)
+            answer = await self._answer(m.GrantAnswer, timeout, a["scope"])
             assert isinstance(answer, m.GrantAnswer)
             if not answer.allowed:
                 raise RunStopped(f"the user declined {a['scope']}")
