@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
+
 from assist.broker.server import Broker
 from assist.client.share import TerminalShare, TerminalViewer, compile_redactions
+from assist.errors import StateError
 from assist.protocol import messages as m
 from assist.share.emulator import Emulator
 from tests.helpers import KeyPair, started_session
@@ -120,3 +123,31 @@ async def test_a_huge_coloured_screen_still_goes_out(broker: Broker,
     assert isinstance(picture, m.Snapshot) and picture.data.count(b"#") >= 300 * 78
     await alice.link.close()
     await carol.link.close()
+
+
+async def test_only_connections_watching_a_session_get_its_stream(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    from tests.helpers import agent_client
+
+    alice, carol, session = await started_session(broker, keys, "watchers")
+    script = await agent_client(broker, keys["carol"])  # carol's second connection
+
+    def output(x: m.Msg) -> bool:
+        return isinstance(x, m.Output) and b"first" in x.data
+
+    console_sees = asyncio.ensure_future(carol.link.wait_for(output, 5))
+    script_sees = asyncio.ensure_future(script.link.wait_for(output, 0.5))
+    await alice.link.send(m.Output(session=session, data=b"first line\r\n"))
+    await console_sees
+    with pytest.raises(StateError):  # nothing came: the script does not watch
+        await script_sees
+    # A script that asks for a picture watches from then on.
+    picture = asyncio.ensure_future(script.link.wait_for(
+        lambda x: isinstance(x, m.Resync | m.Snapshot), 5))
+    resync = asyncio.ensure_future(alice.link.wait_for(lambda x: isinstance(x, m.Resync), 5))
+    await script.resync(session)
+    await resync
+    await alice.link.send(m.Snapshot(session=session, cols=80, rows=24, data=b"screen"))
+    assert isinstance(await picture, m.Snapshot)
+    for link in (alice.link, carol.link, script.link):
+        await link.close()

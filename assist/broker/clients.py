@@ -32,6 +32,8 @@ class Client:
     os_user: str = ""
     hello: bool = False
     session: str | None = None
+    streams: set[str] = field(default_factory=set)
+    """Sessions whose terminal stream this (agent) connection watches."""
     log: logging.LoggerAdapter[logging.Logger] = field(
         default_factory=lambda: logging.LoggerAdapter(log))
 
@@ -56,6 +58,23 @@ class AgentLinks:
         for client in self.clients:
             client.send(msg)
 
-    def buffered(self) -> int:
-        """Unsent bytes of the slowest connection (a lagging view is resynced)."""
-        return max((c.channel.buffered() for c in self.clients), default=0)
+    def send_stream(self, session: str, msg: m.Msg) -> None:
+        """Send a terminal-stream message to the connections watching ``session``.
+
+        Only the connection that accepted the session (the console) and those
+        that asked for a picture (a runbook) watch it: a bot's queue watcher
+        or a one-shot command must not pile up a user's output.
+        """
+        for client in self.clients:
+            if session in client.streams:
+                client.send(msg)
+
+    def buffered(self, session: str) -> int:
+        """Unsent bytes of the slowest connection watching ``session``."""
+        return max((c.channel.buffered() for c in self.clients if session in c.streams),
+                   default=0)
+
+    def unwatch(self, session: str) -> None:
+        """The session is over (or back in the queue): nobody watches it any more."""
+        for client in self.clients:
+            client.streams.discard(session)

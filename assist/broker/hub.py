@@ -300,6 +300,7 @@ class Hub:
         session = self.sessions[entry.session]
         session.apply(Event.OFFER, now, agent=name)
         self.roster.assign(name, session.id, now)
+        client.streams.add(session.id)  # this connection shows the user's screen
         self._presence(name, "busy")
         self.store.sessions.save(session, "offered", f"agent:{name}", {})
         self.store.audit.append(now, f"agent:{name}", "accept", session.id)
@@ -349,7 +350,7 @@ class Hub:
         self._release(session.agent, now)
         self.sessions.pop(session.id, None)
         cause = f"; root cause: {root_cause}" if root_cause else ""
-        self.relay.forget(session.id, f"session ended by the {reason}{cause}")
+        self.relay.forget(session.id, f"session ended by the {reason}{cause}", session.agent)
         self.trust.forget(session.id)
 
     def _abandon(self, session: Session, why: str) -> None:
@@ -378,7 +379,7 @@ class Hub:
         self.store.sessions.save(session, "requeued", "broker", {"why": why, "agent": agent})
         self.store.audit.append(now, "broker", "requeue", session.id, {"why": why})
         self._release(agent, now)
-        self.relay.forget(session.id, f"agent:{agent} left ({why}); back in the queue")
+        self.relay.forget(session.id, f"agent:{agent} left ({why}); back in the queue", agent)
         self.trust.forget(session.id)
         user = self.users.get(session.id)
         position = self.queue.add(self._waiting(

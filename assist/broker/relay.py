@@ -89,8 +89,15 @@ class Relay:
         if user is not None:
             user.send(m.Resync(session=session.id))
 
-    def forget(self, session_id: str, why: str = "") -> None:
-        """A session is over (or went back to the queue): close its recording."""
+    def forget(self, session_id: str, why: str = "", agent: str | None = None) -> None:
+        """A session is over (or went back to the queue): close its recording.
+
+        ``agent`` is the agent who was with the user; their connections stop
+        watching the session.
+        """
+        links = self.hub.agents.get(agent or "")
+        if links is not None:
+            links.unwatch(session_id)
         self.lagging.discard(session_id)
         self.sizes.pop(session_id, None)
         poll = self._polls.pop(session_id, None)
@@ -141,15 +148,16 @@ class Relay:
         if session.id in self.lagging:
             self._check_lag(session.id)
             return
-        if agent.buffered() > LAG_LIMIT:
+        if agent.buffered(session.id) > LAG_LIMIT:
             self.lagging.add(session.id)
             self._poll_lag(session.id)
             return
-        agent.send(msg)
+        agent.send_stream(session.id, msg)
 
     async def _on_agent_resync(self, client: Client, msg: m.Resync) -> None:
         # A script (or a second window) of the agent joins a live session midway.
         session = self.agent_live(client, msg.session)
+        client.streams.add(session.id)
         user = self.hub.users.get(session.id)
         if user is not None:
             user.send(m.Resync(session=session.id))
@@ -163,7 +171,7 @@ class Relay:
         if agent is None or user is None or session_id not in self.lagging:
             self.lagging.discard(session_id)
             return True
-        if agent.buffered() >= RESUME_BELOW:
+        if agent.buffered(session_id) >= RESUME_BELOW:
             return False
         self.lagging.discard(session_id)
         user.send(m.Resync(session=session_id))
@@ -171,7 +179,9 @@ class Relay:
 
     def _poll_lag(self, session_id: str) -> None:
         # Output may stop while the viewer still lags: check again without it.
-        self._polls.pop(session_id, None)
+        old = self._polls.pop(session_id, None)
+        if old is not None:
+            old.cancel()
         if not self._check_lag(session_id):
             self._polls[session_id] = asyncio.get_running_loop().call_later(
                 RESYNC_POLL, self._poll_lag, session_id)
@@ -184,7 +194,7 @@ class Relay:
             recorder.snapshot(msg.data, msg.cols, msg.rows, self.hub.clock())
         agent = self._agent_of(session)
         if agent is not None:
-            agent.send(msg)
+            agent.send_stream(session.id, msg)
 
     async def _on_resize(self, client: Client, msg: m.Resize) -> None:
         session = self.user_live(client, msg.session)
@@ -196,7 +206,7 @@ class Relay:
             recorder.resize(msg.cols, msg.rows, self.hub.clock())
         agent = self._agent_of(session)
         if agent is not None:
-            agent.send(msg)
+            agent.send_stream(session.id, msg)
 
     # -- media signalling ---------------------------------------------------------------
 

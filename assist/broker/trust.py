@@ -214,6 +214,9 @@ class Trust:
         session = self.hub.relay.user_live(client, msg.session)
         self._audit(f"user:{session.user}", "keys-refused", session,
                     {"grant": msg.grant, "reason": msg.reason[:40], "by": "user"})
+        # The recording already shows those keys as typed: say they never arrived.
+        self.hub.relay.mark(session.id, f"the user's machine refused the agent's last keys "
+                                        f"({msg.reason[:40]})")
         self._to_agent(session, msg)
 
     async def _on_annotate(self, client: Client, msg: m.Annotate) -> None:
