@@ -16,7 +16,7 @@ async def run_until(pty: PtyProcess, out: bytearray, text: bytes, timeout: float
 async def test_queued_agent_keys_are_dropped_on_revoke() -> None:
     out = bytearray()
     # The program does not read for a while: typed input piles up.
-    pty = PtyProcess(["sh", "-c", "sleep 1; wc -c; echo done"], on_output=out.extend)
+    pty = PtyProcess(["sh", "-c", "sleep 2; wc -c; echo done"], on_output=out.extend)
     pty.start()
     try:
         await asyncio.sleep(0.2)
@@ -34,7 +34,7 @@ async def test_queued_agent_keys_are_dropped_on_revoke() -> None:
 
 async def test_queued_agent_keys_are_dropped_at_a_password_prompt() -> None:
     out = bytearray()
-    pty = PtyProcess(["sh", "-c", "sleep 1; wc -c; echo done"], on_output=out.extend)
+    pty = PtyProcess(["sh", "-c", "sleep 2; wc -c; echo done"], on_output=out.extend)
     pty.start()
     try:
         await asyncio.sleep(0.2)
@@ -44,7 +44,7 @@ async def test_queued_agent_keys_are_dropped_at_a_password_prompt() -> None:
         # Echo goes off while the keys wait: they are dropped when the terminal
         # has room again, not typed into the prompt.
         pty.secret_input = lambda: True  # type: ignore[method-assign]
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(2.5)
         assert pty.queued_input == 0
         pty.write(b"\n\x04")
         await run_until(pty, out, b"done")

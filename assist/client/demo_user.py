@@ -72,7 +72,15 @@ class DemoUser:
                          env={"PS1": "demo-user$ ", "HISTFILE": "/dev/null"},
                          on_output=output)
         pty.start()
-        tasks: list[asyncio.Task[None]] = []
+
+        async def parse() -> None:
+            # What the user's terminal view does: keep the screen model current,
+            # so the agent's requests for a picture are answered.
+            while True:
+                emulator.process()
+                await asyncio.sleep(1 / 30)
+
+        tasks: list[asyncio.Task[None]] = [asyncio.ensure_future(parse())]
 
         async def started(client: UserClient, info: m.SessionInfo) -> None:
             channel = client.link.channel
