@@ -10,6 +10,8 @@ sends through a real broker.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import subprocess
 import sys
@@ -26,8 +28,9 @@ import pytest
 from assist.broker.server import Broker
 from assist.config import ClientConfig
 from assist.protocol import messages as m
-from assist.share import overlay as ov
-from assist.share.overlay import EDGE, DesktopOverlay, Layout, Rect, label_text, layout
+from assist.share import marks, xlib
+from assist.share.marks import EDGE, Layout, Rect, label_text, layout
+from assist.share.overlay import DesktopOverlay
 from tests.helpers import KeyPair, agent_client
 from tests.xvfb import XVFB, Xvfb, running
 
@@ -84,7 +87,7 @@ def test_labels_stay_on_the_shared_area_and_are_short() -> None:
     right = layout(mark("p", kind="arrow", x=310, y=100, text="here"), SCREEN,
                    measure=lambda text: (30, 19))
     assert right.label is not None and right.label[0] == WIDTH - 30
-    assert len(label_text("x" * 500)) == ov.MAX_TEXT
+    assert len(label_text("x" * 500)) == marks.MAX_TEXT
     assert label_text(" two\nlines ") == "two lines"
 
 
@@ -214,8 +217,8 @@ def test_without_a_display_the_overlay_steps_aside_quietly(
 
 
 def test_without_libx11_the_overlay_steps_aside(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ov, "_libs", {})
-    monkeypatch.setattr(ov.ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setattr(xlib, "_libs", {})
+    monkeypatch.setattr(xlib.ctypes.util, "find_library", lambda name: None)
     o = DesktopOverlay(":0")
     o.show(mark("p", kind="arrow", x=1, y=1))
     assert o.settle() and o.state == "failed" and o.error == "libX11 is not installed"
@@ -240,7 +243,7 @@ def test_a_vanishing_x_server_does_not_end_the_program() -> None:
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=30, check=False, cwd=Path(__file__).resolve().parent.parent)
-    libx11 = ov.ctypes.CDLL(ov.ctypes.util.find_library("X11") or "libX11.so.6")
+    libx11 = ctypes.CDLL(ctypes.util.find_library("X11") or "libX11.so.6")
     if not hasattr(libx11, "XSetIOErrorExitHandler") and result.returncode != 0:
         pytest.skip("this libX11 predates XSetIOErrorExitHandler: X clients die with it")
     assert result.returncode == 0, result.stderr
