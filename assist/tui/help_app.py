@@ -121,6 +121,7 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
         self.request: HelpRequest | None = None
         self.final: Status | None = None
         self.error: str | None = None
+        self.farewell = ""
         self._corner = 0
 
     def compose(self) -> ComposeResult:
@@ -195,7 +196,8 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
             if score:
                 await self.request.survey(score)
             await self.request.close()
-            self.panel.set_status("Thank you! Your shell stays open; F10 closes assist.")
+            self.farewell = "Thank you! Your shell stays open; F10 closes assist."
+            self._tick()
 
         self.run_worker(send())
 
@@ -379,7 +381,8 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
                 text += "\nSecret input: hidden from the agent."
             text += self._desktop_text()
         else:
-            text = status.message or status.phase
+            # After the survey the thanks stay (the clock must not wipe them).
+            text = self.farewell or status.message or status.phase
         if status.message and status.phase not in ("ended", "left"):
             text += f"\n{status.message}"
         self.panel.set_status(text)
