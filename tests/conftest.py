@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from assist.broker.server import Broker
 from tests.helpers import KeyPair, broker_config, make_key, register
+from tests.xvfb import HEIGHT, PATTERN, WIDTH, XVFB, Xvfb, running
 
 
 @pytest.fixture(autouse=True)
@@ -39,3 +40,14 @@ async def broker(tmp_path: Path, keys: dict[str, KeyPair]) -> AsyncIterator[Brok
     register(server, "agent", "dave", keys["dave"])
     yield server
     await server.stop()
+
+
+@pytest.fixture
+def screen(monkeypatch: pytest.MonkeyPatch) -> Iterator[Xvfb]:
+    """A private Xvfb showing :data:`tests.xvfb.PATTERN`; ``DISPLAY`` points at it."""
+    if XVFB is None:
+        pytest.skip("Xvfb is not installed (Debian package xvfb)")
+    with running(WIDTH, HEIGHT) as x:
+        monkeypatch.setenv("DISPLAY", x.display)
+        x.paint(PATTERN, background=0x303030)
+        yield x

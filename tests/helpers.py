@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
+import subprocess
+import termios
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,3 +97,23 @@ async def started_session(broker: Broker, keys: dict[str, KeyPair], topic: str,
     await alice.ready(cols, rows)
     await accepting
     return alice, carol, queued.session
+
+
+def _controlling_tty() -> None:
+    # `asciinema cat` opens /dev/tty: make the pty on stdin this child's terminal.
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def asciinema_cat(path: Path, config_home: Path) -> subprocess.CompletedProcess[bytes]:
+    """Run the real ``asciinema cat`` on a recording, with a terminal of its own."""
+    master, slave = os.openpty()
+    try:
+        return subprocess.run(
+            ["asciinema", "cat", str(path)], stdin=slave, capture_output=True,
+            preexec_fn=_controlling_tty,  # setsid and one ioctl: takes no locks
+            env={**os.environ, "ASCIINEMA_CONFIG_HOME": str(config_home)},
+            timeout=60, check=False)
+    finally:
+        os.close(slave)
+        os.close(master)

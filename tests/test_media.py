@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,25 +30,10 @@ from assist.media.verification import code_from_fingerprints, fingerprints, veri
 from assist.protocol import messages as m
 from assist.share.screen import ScreenCapture
 from tests.helpers import KeyPair, agent_client, user_client
-from tests.xvfb import XVFB, Rect, Xvfb, running
+from tests.xvfb import CHECKS, HEIGHT, TOLERANCE, WIDTH, Xvfb
 
 FP_A = "a=fingerprint:sha-256 " + ":".join(["AB"] * 32)
 FP_B = "a=fingerprint:sha-256 " + ":".join(["0C"] * 32)
-WIDTH, HEIGHT = 640, 480
-PATTERN = [
-    Rect(0, 0, 320, 240, 0xE02020),      # red
-    Rect(320, 0, 320, 240, 0x20C040),    # green
-    Rect(0, 240, 320, 240, 0x2040E0),    # blue
-    Rect(320, 240, 320, 240, 0xF0F0F0),  # white, with a black square inside
-    Rect(440, 320, 80, 80, 0x000000),
-]
-CHECKS = {  # (x, y) of a probe -> expected RGB
-    (160, 120): (0xE0, 0x20, 0x20), (480, 120): (0x20, 0xC0, 0x40),
-    (160, 360): (0x20, 0x40, 0xE0), (360, 280): (0xF0, 0xF0, 0xF0),
-    (480, 360): (0x00, 0x00, 0x00),
-}
-TOLERANCE = 24
-"""Per-channel error allowed after VP8/H264 at share bitrates (4:2:0 chroma, flat areas)."""
 
 
 # -- verification code (pure) -------------------------------------------------------
@@ -135,17 +120,6 @@ def test_offered_directions_reads_media_lines_by_mid() -> None:
 
 
 # -- a real share through the real broker -------------------------------------------------
-
-
-@pytest.fixture
-def screen(monkeypatch: pytest.MonkeyPatch) -> Iterator[Xvfb]:
-    """A private Xvfb showing :data:`PATTERN`; ``DISPLAY`` points at it for the test."""
-    if XVFB is None:
-        pytest.skip("Xvfb is not installed (Debian package xvfb)")
-    with running(WIDTH, HEIGHT) as x:
-        monkeypatch.setenv("DISPLAY", x.display)
-        x.paint(PATTERN, background=0x303030)
-        yield x
 
 
 @dataclass

@@ -9,7 +9,7 @@ the agent sends silence and the user's side discards it).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,7 @@ from assist.tui.desktop import DesktopRequest, describe_mark, parse_region
 from assist.tui.help_app import HelpApp
 from assist.tui.video import VideoView
 from tests.helpers import KeyPair, agent_client
-from tests.test_media import CHECKS, HEIGHT, PATTERN, TOLERANCE, WIDTH
-from tests.xvfb import XVFB, Xvfb, running
+from tests.xvfb import CHECKS, HEIGHT, TOLERANCE, WIDTH, Xvfb
 
 SHELL = ["env", "PS1=$ ", "bash", "--norc", "--noprofile"]
 LOOPBACK_ONLY = ("127.0.0.1",)
@@ -49,16 +48,6 @@ async def until(predicate: Callable[[], object], timeout: float = 15.0,
 
 def panel_text(app: HelpApp) -> str:
     return str(app.panel.query_one("#status").render())
-
-
-@pytest.fixture
-def screen(monkeypatch: pytest.MonkeyPatch) -> Iterator[Xvfb]:
-    if XVFB is None:
-        pytest.skip("Xvfb is not installed (Debian package xvfb)")
-    with running(WIDTH, HEIGHT) as x:
-        monkeypatch.setenv("DISPLAY", x.display)
-        x.paint(PATTERN, background=0x303030)
-        yield x
 
 
 # -- pure pieces -----------------------------------------------------------------------

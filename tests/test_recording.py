@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import fcntl
 import json
 import os
 import re
@@ -12,7 +11,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from assist.broker.recording import Cast, Event, Recorder, parse_typed, typed_ma
 from assist.cli import main
 from assist.cli.replay import MarkerFolder, Player, Summary
 from assist.errors import ConfigError, NotFound, StoreError
+from tests.helpers import asciinema_cat
 
 T0 = 1_700_000_000.0
 ASCIINEMA = shutil.which("asciinema")
@@ -325,12 +324,6 @@ def test_reader_errors(tmp_path: Path) -> None:
 # -- the real asciinema -----------------------------------------------------------------------
 
 
-def _with_controlling_tty() -> None:
-    # `asciinema cat` opens /dev/tty; make the pty on stdin this child's terminal.
-    os.setsid()
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
 @pytest.mark.skipif(ASCIINEMA is None, reason="asciinema is not installed")
 def test_recording_plays_with_asciinema_cat(tmp_path: Path) -> None:
     assert ASCIINEMA is not None
@@ -346,16 +339,7 @@ def test_recording_plays_with_asciinema_cat(tmp_path: Path) -> None:
     rec.resize(100, 30, T0 + 3.5)
     rec.output(b"\r\ndone\r\n", T0 + 4)
     rec.close(at=T0 + 5)
-    master, slave = os.openpty()
-    try:
-        result = subprocess.run(
-            [ASCIINEMA, "cat", str(rec.path)], stdin=slave, capture_output=True,
-            preexec_fn=_with_controlling_tty,  # setsid and one ioctl: takes no locks
-            env={**os.environ, "ASCIINEMA_CONFIG_HOME": str(tmp_path / "asciinema")},
-            timeout=60, check=False)
-    finally:
-        os.close(slave)
-        os.close(master)
+    result = asciinema_cat(rec.path, tmp_path / "asciinema")
     assert result.returncode == 0, result.stderr
     text = result.stdout.decode()
     assert "$ echo grüße 日本\r\ngrüße 日本\r\n" in text

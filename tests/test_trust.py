@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from assist.core.grants import GrantTable
 from assist.protocol import messages as m
 from assist.share.emulator import Emulator
 from assist.share.pty import PtyProcess
-from tests.helpers import KeyPair, started_session
+from tests.helpers import KeyPair, asciinema_cat, started_session
 
 COLS, ROWS = 80, 24
 SHELL = ["env", "PS1=$ ", "HISTFILE=/dev/null", "bash", "--norc", "--noprofile"]
@@ -332,16 +331,7 @@ async def test_session_recording_plays_with_asciinema_and_audit_verifies(
         while "session ended" not in cast.read_text():
             await asyncio.sleep(0.05)
     assert "agent:carol typed" in cast.read_text()
-    master, slave = os.openpty()
-    try:
-        result = subprocess.run(
-            ["asciinema", "cat", str(cast)], stdin=slave, capture_output=True,
-            preexec_fn=_controlling_tty,  # setsid and one ioctl: takes no locks
-            env={**os.environ, "ASCIINEMA_CONFIG_HOME": str(tmp_path / "asciinema")},
-            timeout=60, check=False)
-    finally:
-        os.close(slave)
-        os.close(master)
+    result = asciinema_cat(cast, tmp_path / "asciinema")
     assert result.returncode == 0, result.stderr
     assert b"recorded-21" in result.stdout
     # The audit chain of this real session verifies; a tampered copy does not.
@@ -359,14 +349,6 @@ async def test_session_recording_plays_with_asciinema_and_audit_verifies(
                            capture_output=True, text=True, check=False)
     assert check.returncode == 1
     assert "was changed after it was written" in check.stderr
-
-
-def _controlling_tty() -> None:
-    import fcntl
-    import termios
-
-    os.setsid()
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 async def test_recording_can_be_turned_off_by_policy(tmp_path: Path,

@@ -146,3 +146,22 @@ def paint(display: str, width: int, height: int, rects: list[Rect],
         x.XSync(dpy, 0)
     finally:
         x.XCloseDisplay(dpy)
+
+
+# -- the known picture the media tests share and look for ---------------------------
+
+WIDTH, HEIGHT = 640, 480
+PATTERN = [
+    Rect(0, 0, 320, 240, 0xE02020),      # red
+    Rect(320, 0, 320, 240, 0x20C040),    # green
+    Rect(0, 240, 320, 240, 0x2040E0),    # blue
+    Rect(320, 240, 320, 240, 0xF0F0F0),  # white, with a black square inside
+    Rect(440, 320, 80, 80, 0x000000),
+]
+CHECKS = {  # (x, y) of a probe -> expected RGB
+    (160, 120): (0xE0, 0x20, 0x20), (480, 120): (0x20, 0xC0, 0x40),
+    (160, 360): (0x20, 0x40, 0xE0), (360, 280): (0xF0, 0xF0, 0xF0),
+    (480, 360): (0x00, 0x00, 0x00),
+}
+TOLERANCE = 24
+"""Per-channel error allowed after VP8/H264 at share bitrates (4:2:0 chroma, flat areas)."""

@@ -97,7 +97,28 @@ def describe_mark(agent: str, a: m.Annotation) -> str:
     return f"{who} points at {a.x},{a.line} on your screen{label}"
 
 
-class DesktopSender:
+class _DesktopSide:
+    """What both ends of a desktop share have: a state, an error, a change callback."""
+
+    state: ShareState
+    error: str
+    on_change: Callable[[], None]
+    _role = "desktop"
+
+    def _on_state(self, state: str) -> None:
+        # The media layer reports "ended" when the other side said bye or the peer closed.
+        if state == "ended" and self.state != "failed":
+            self._set("ended")
+
+    def _set(self, state: ShareState, error: str = "") -> None:
+        self.state = state
+        if error:
+            self.error = error
+            log.info("%s: %s", self._role, error)
+        self.on_change()
+
+
+class DesktopSender(_DesktopSide):
     """The user's side: share the desktop in one session.
 
     Args:
@@ -122,6 +143,7 @@ class DesktopSender:
         self.error = ""
         self.share: ScreenShare | None = None
         self._stopped = False
+        self._role = "desktop share"
 
     async def start(self, timeout: float = 15.0) -> bool:
         """Offer the desktop and wait for the agent; ``False`` (and :attr:`error`) on failure."""
@@ -229,20 +251,9 @@ class DesktopSender:
             text += f"\n{self.speaker}"
         return text
 
-    def _on_state(self, state: str) -> None:
-        # ScreenShare reports "ended" when the agent said bye or the peer closed.
-        if state == "ended" and self.state != "failed":
-            self._set("ended")
-
-    def _set(self, state: ShareState, error: str = "") -> None:
-        self.state = state
-        if error:
-            self.error = error
-            log.info("desktop share: %s", error)
-        self.on_change()
 
 
-class DesktopReceiver:
+class DesktopReceiver(_DesktopSide):
     """The agent's side: view the desktop one session's user shares.
 
     Args:
@@ -271,6 +282,7 @@ class DesktopReceiver:
         self.size: tuple[int, int] | None = None
         self.viewer: ShareViewer | None = None
         self._source: Source | None = None
+        self._role = "desktop view"
         # Signals are handled one at a time, in order: a bye that arrives while
         # an offer is being answered must close the share that answer opens.
         self._lock = asyncio.Lock()
@@ -356,13 +368,3 @@ class DesktopReceiver:
             text += f"\n{self.voice}"
         return text
 
-    def _on_state(self, state: str) -> None:
-        if state == "ended" and self.state != "failed":
-            self._set("ended")
-
-    def _set(self, state: ShareState, error: str = "") -> None:
-        self.state = state
-        if error:
-            self.error = error
-            log.info("desktop view: %s", error)
-        self.on_change()
