@@ -196,7 +196,7 @@ async def test_desktop_reaches_the_agent_through_the_broker(
         assert first is not None
         latency = first - share.offered_at
         print(f"\n{codec}: first decoded frame {latency * 1000:.0f} ms after the offer")
-        assert latency < 2.0, "target is 500 ms on loopback; 2 s bound keeps CI on 2 busy cores"
+        assert latency < 0.5, "DESIGN.md: accept to first desktop frame < 500 ms on loopback"
         # The first frames may be soft while the rate controller settles: check a later one.
         frame = await viewer.screen.wait_frame(after=frame.index + 5, timeout=5)
         assert_pattern(frame)
