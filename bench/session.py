@@ -345,7 +345,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="sessions accepted")
     parser.add_argument("--marks", type=int, default=200, help="lines timed to the agent")
     parser.add_argument("--mb", type=int, default=50, help="size of the file to cat")
-    parser.add_argument("--repeats", type=int, default=3, help="cat runs per mode")
+    parser.add_argument("--repeats", type=int, default=5, help="cat runs per mode")
     parser.add_argument("--user", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--host-key", help=argparse.SUPPRESS)
