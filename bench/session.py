@@ -15,6 +15,8 @@ Measures:
 * output -> agent view: a line leaves the user's pty (read by assist) until
   it is parsed into the agent's screen (CLOCK_MONOTONIC is shared by the
   processes);
+* agent keystroke -> echo: the agent, verified and granted control, types
+  one key at a time; measured until the echo is parsed into its own view;
 * ``cat`` of a large file in the user's shell with sharing off and on,
   alternated in one session, and how long the agent's view takes to match
   the user's screen after the output stops.
@@ -40,6 +42,7 @@ from rich.console import Console
 from rich.table import Table
 
 from assist.client import AgentClient
+from assist.client.guard import Guard
 from assist.client.helpflow import HelpRequest
 from assist.client.share import TerminalShare, TerminalViewer
 from assist.client.user import UserClient
@@ -107,10 +110,24 @@ class UserSide:
         return end - start
 
     async def session(self, commands: asyncio.Queue[str]) -> None:
+        guards: list[Guard] = []
+
+        def allow(msg: m.Msg) -> None:
+            # The bench's user says yes to whatever is asked (the agent types).
+            if isinstance(msg, m.AskGrant) and guards:
+                guards[-1].decide(msg, True)
+
         async def started(client: UserClient, info: m.SessionInfo) -> None:
-            self.share = TerminalShare(client.link.channel, info.session, self.emulator)
+            self.share = TerminalShare(client.link.channel, info.session, self.emulator,
+                                       secret=self.pty.secret_input)
+            guards.append(Guard(client.link.channel, info.session,
+                                lambda data: self.pty.write(data, agent=True),
+                                self.pty.secret_input, on_ask=allow,
+                                drop=self.pty.drop_agent_input))
 
         def event(msg: m.Msg) -> None:
+            if guards and guards[-1].handle(msg):
+                return
             if self.share is not None:
                 self.share.handle(msg)
 
@@ -212,6 +229,8 @@ class AgentSide:
         self.viewer: TerminalViewer | None = None
         self.first_frame: asyncio.Future[float] | None = None
         self.marks: dict[int, float] = {}
+        self.watch_marks = True
+        self.changed = asyncio.Event()
 
     async def pump(self) -> None:
         async for msg in self.agent.events():
@@ -227,9 +246,11 @@ class AgentSide:
         assert self.viewer is not None
         emulator = self.viewer.emulator
         if emulator.process():
-            now = time.perf_counter()
-            for found in MARK.finditer("\n".join(emulator.text()).encode()):
-                self.marks.setdefault(int(found.group(1)), now)
+            self.changed.set()
+            if self.watch_marks:  # reading the whole screen is the bench's cost, not assist's
+                now = time.perf_counter()
+                for found in MARK.finditer("\n".join(emulator.text()).encode()):
+                    self.marks.setdefault(int(found.group(1)), now)
 
     async def frames(self) -> None:
         # The console view also parses its backlog once per frame.
@@ -237,6 +258,47 @@ class AgentSide:
             if self.viewer is not None:
                 self.parse()
             await asyncio.sleep(FRAME)
+
+    async def keystrokes(self, session: str, count: int) -> list[float]:
+        """Agent keystroke (granted) to its echo parsed into the agent's view, one at a time."""
+        verified = asyncio.ensure_future(
+            self.agent.link.wait_for(lambda x: isinstance(x, m.Verified), 10))
+        await self.agent.verify(session, "key")
+        await verified
+        answer = asyncio.ensure_future(self.agent.wait_grant(session, "control", 10))
+        await self.agent.ask_grant(session, "control", 300)
+        grant = (await answer).grant
+        assert self.viewer is not None
+        samples: list[float] = []
+        typed = ""
+        for n in range(count):
+            if len(typed) >= 40:  # Ctrl-U clears the line before it wraps
+                await self.agent.send_keys(session, grant, b"\x15")
+                await self._line_is("")
+                typed = ""
+            key = "0123456789"[n % 10]
+            start = time.perf_counter()
+            await self.agent.send_keys(session, grant, key.encode())
+            typed += key
+            await self._line_is(typed)
+            samples.append(time.perf_counter() - start)
+        await self.agent.send_keys(session, grant, b"\x15")
+        await self._line_is("")  # a clean prompt for what comes next
+        return samples
+
+    async def _line_is(self, typed: str, timeout: float = 5.0) -> None:
+        """Wait until the agent's view shows the prompt followed by exactly ``typed``."""
+        want = f"$ {typed}".rstrip()
+        async with asyncio.timeout(timeout):
+            while True:
+                assert self.viewer is not None
+                emulator = self.viewer.emulator
+                row = emulator.screen.buffer[emulator.cursor[1]]
+                line = "".join(row[x].data for x in range(emulator.size[0])).rstrip()
+                if not emulator.backlog and line == want:
+                    return
+                self.changed.clear()
+                await self.changed.wait()
 
     async def converge(self, screen: list[str], stopped: float, timeout: float = 10.0) -> float:
         """Seconds after the user's output stopped until the agent's screen matches."""
@@ -293,6 +355,7 @@ async def measure(child: Child, agent: AgentClient, rounds: int, marks: int, big
     frames = asyncio.ensure_future(side.frames())
     first_frames: list[float] = []
     latencies: list[float] = []
+    keystrokes: list[float] = []
     plain: list[float] = []
     shared: list[float] = []
     converge: list[float] = []
@@ -310,6 +373,8 @@ async def measure(child: Child, agent: AgentClient, rounds: int, marks: int, big
             await asyncio.sleep(0.2)
             latencies = [side.marks[int(n)] - t for n, t in sent.items()
                          if int(n) in side.marks]
+            side.watch_marks = False
+            keystrokes = await side.keystrokes(info.session, marks)
             for _ in range(repeats):
                 for mode in ("off", "on"):
                     child.send(f"cat {mode} {big}")
@@ -324,6 +389,8 @@ async def measure(child: Child, agent: AgentClient, rounds: int, marks: int, big
         ("accept -> first frame on the agent's view", len(first_frames), first_frames,
          "< 100 ms"),
         ("output -> agent view (parsed)", len(latencies), latencies, "p50 < 5 / p99 < 20 ms"),
+        ("agent keystroke (granted) -> echo on the agent's view", len(keystrokes), keystrokes,
+         "p50 < 5 / p99 < 20 ms"),
         ("agent view converges after bulk output", len(converge), converge, "< 1000 ms"),
     ])
     size = big.stat().st_size / 1e6
