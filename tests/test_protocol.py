@@ -62,6 +62,7 @@ SAMPLES: list[m.Msg] = [
     m.Verified(session="s1", method="totp", ok=False, message="wrong code"),
     m.AskGrant(session="s1", scope="control", seconds=300.0, agent="carol"),
     m.GrantAnswer(session="s1", scope="control", allowed=True, grant="g1", expires_at=9.5),
+    m.GrantAnswer(session="s1", scope="run", allowed=False, reason="not-verified"),
     m.Revoke(session="s1", grants=("g1",)),
     m.Keys(session="s1", grant="g1", data=b"ls\r", agent="carol"),
     m.KeysRefused(session="s1", grant="g1", reason="expired"),

@@ -366,3 +366,25 @@ async def test_recording_can_be_turned_off_by_policy(tmp_path: Path,
         assert not server.config.recordings.exists()
     finally:
         await server.stop()
+
+
+async def test_a_refusal_by_policy_is_not_audited_as_the_users_no(
+        tmp_path: Path, keys: dict[str, KeyPair]) -> None:
+    from tests.helpers import broker_config, register
+
+    # A broker that lets the question through; the user's machine still says no.
+    server = Broker(broker_config(tmp_path / "lax", require_verification=False))
+    await server.start()
+    try:
+        register(server, "user", "alice", keys["alice"])
+        register(server, "agent", "carol", keys["carol"])
+        async with live_session(server, keys) as live:
+            await live.carol.ask_grant(live.session, "control", 60)
+            answer = await live.agent_event(m.GrantAnswer)
+            assert isinstance(answer, m.GrantAnswer) and not answer.allowed
+            assert answer.reason == "not-verified" and live.asks == []
+        assert server.store is not None
+        (deny,) = [r for r in server.store.audit.records(live.session) if r.action == "deny"]
+        assert deny.data["by"] == "policy"
+    finally:
+        await server.stop()

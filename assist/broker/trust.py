@@ -171,8 +171,12 @@ class Trust:
             seconds = 0.0 if msg.expires_at is None else max(0.0, msg.expires_at - now)
             self._table(session.id).grant(msg.grant, msg.scope, session.agent or "", now,
                                           seconds)
-        self._audit(actor, "grant" if msg.allowed else "deny", session,
-                    {"scope": msg.scope, "grant": msg.grant, "expires_at": msg.expires_at})
+        data: dict[str, object] = {"scope": msg.scope, "grant": msg.grant,
+                                   "expires_at": msg.expires_at}
+        if msg.reason:
+            # The user's machine refused by policy: the user was never asked.
+            data["by"], data["reason"] = "policy", msg.reason[:40]
+        self._audit(actor, "grant" if msg.allowed else "deny", session, data)
         self._to_agent(session, msg)
 
     async def _on_revoke(self, client: Client, msg: m.Revoke) -> None:

@@ -102,7 +102,8 @@ class Guard:
     def _ask(self, msg: m.AskGrant) -> None:
         if self.require_verification and msg.scope in NEEDS_VERIFIED and not self.verified:
             # Policy, enforced here too: never even ask the user.
-            self._send(m.GrantAnswer(session=self.session, scope=msg.scope, allowed=False))
+            self._send(m.GrantAnswer(session=self.session, scope=msg.scope, allowed=False,
+                                     reason="not-verified"))
             return
         self.on_ask(msg)
 

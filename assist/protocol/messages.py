@@ -386,6 +386,8 @@ class GrantAnswer(Msg, tag="grant", frozen=True):
     allowed: bool
     grant: str = ""
     expires_at: float | None = None
+    reason: str = ""
+    """Why it was refused without asking the user (e.g. ``not-verified``), if so."""
 
 
 class Revoke(Msg, tag="revoke", frozen=True):
