@@ -154,29 +154,63 @@ def assert_pattern(frame: ReceivedFrame) -> None:
         assert error <= TOLERANCE, f"pixel ({x},{y}) is {patch[0]}, expected {expected}"
 
 
-async def share_once(live: Live, codec: Codec, voice: bool = False
+async def share_once(live: Live, codec: Codec, voice: bool = False, mic: bool = False
                      ) -> tuple[ScreenShare, ShareViewer]:
     """Start a share user -> agent; the agent answers the offer it receives via the broker."""
     from assist.media.audio import open_voice
 
     user_peer = MediaPeer(host_addresses=network.LOOPBACK, codec=codec)
     agent_peer = MediaPeer(host_addresses=network.LOOPBACK, codec=codec)
+    user_voice = open_voice(devices=()).track if mic else None  # silence: no microphone
     share = ScreenShare(live.user.link, live.session, user_peer,
-                        ScreenCapture(fps=30), voice=voice)
+                        ScreenCapture(fps=30), voice=voice, mic=user_voice)
     agent_voice = open_voice(devices=()).track if voice else None  # silence: no sound card
-    viewer = ShareViewer(live.agent.link, live.session, agent_peer, voice=agent_voice)
+    viewer = ShareViewer(live.agent.link, live.session, agent_peer, voice=agent_voice,
+                         speaker=_Ear() if mic else None)
     offer = asyncio.ensure_future(live.agent.link.wait_for(
         lambda x: isinstance(x, m.Signal) and x.kind == "offer", 10))
 
     async def agent_side() -> None:
         signal = await offer
         assert isinstance(signal, m.Signal)
-        assert signal.media == ("screen,voice" if voice else "screen")
+        expected = ",".join(["screen", *(["voice"] if voice else []), *(["mic"] if mic else [])])
+        assert signal.media == expected
         await viewer.handle(signal)
 
     user_code, _ = await asyncio.gather(share.start(timeout=10), agent_side())
     assert user_code == viewer.code
     return share, viewer
+
+
+class _Ear:
+    """A speaker that only notes what it was given to play (aiortc recorder interface)."""
+
+    def __init__(self) -> None:
+        self.tracks: list[object] = []
+        self.started = False
+
+    def addTrack(self, track: object) -> None:  # aiortc's name
+        self.tracks.append(track)
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.started = False
+
+
+@pytest.mark.slow
+async def test_voices_go_both_ways(screen: Xvfb, live: Live) -> None:
+    share, viewer = await share_once(live, "VP8", voice=True, mic=True)
+    try:
+        # The agent's voice reaches the user, and the user's voice the agent's speaker,
+        # on one audio line in both directions.
+        assert [kind for kind, _ in share.peer.remote_tracks] == ["audio"]
+        assert viewer.heard
+        assert isinstance(viewer.speaker, _Ear) and viewer.speaker.tracks
+    finally:
+        await share.stop()
+        await viewer.stop()
 
 
 @pytest.mark.slow

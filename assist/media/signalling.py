@@ -43,8 +43,9 @@ StateCallback = Callable[[str], object]
 """Called with ``"live"``, ``"paused"``, ``"resumed"`` or ``"ended"``."""
 
 
-def _media(screen: bool, voice: bool, camera: bool) -> str:
-    return ",".join(n for n, on in (("screen", screen), ("voice", voice), ("camera", camera))
+def _media(screen: bool, voice: bool, camera: bool, mic: bool = False) -> str:
+    return ",".join(n for n, on in (("screen", screen), ("voice", voice), ("camera", camera),
+                                    ("mic", mic))
                     if on)
 
 
@@ -66,6 +67,7 @@ class ScreenShare:
 
     def __init__(self, link: Link, session: str, peer: MediaPeer, capture: ScreenCapture, *,
                  voice: bool = True, camera: bool = False, speaker: Any = None,
+                 mic: Any = None,
                  on_state: StateCallback | None = None, stamp: Stamp | None = None) -> None:
         self.link = link
         self.session = session
@@ -74,6 +76,7 @@ class ScreenShare:
         self.voice = voice
         self.camera = camera
         self.speaker = speaker
+        self.mic = mic
         self.on_state = on_state
         self.code = ""
         self.camera_view: VideoReceiver | None = None
@@ -92,7 +95,10 @@ class ScreenShare:
         """
         self.track.start()  # grab the first frame while negotiating
         self.peer.send_video(self.track)
-        if self.voice:
+        if self.mic is not None:
+            # The user's voice to the agent, the agent's back on the same line.
+            self.peer.send_audio(self.mic, receive=self.voice)
+        elif self.voice:
             self.peer.receive("audio")
         if self.camera:
             self.peer.receive("video")
@@ -103,7 +109,8 @@ class ScreenShare:
         try:
             self.offered_at = time.monotonic()
             await self.link.send(m.Signal(session=self.session, kind="offer", sdp=offer,
-                                          media=_media(True, self.voice, self.camera)))
+                                          media=_media(True, self.voice, self.camera,
+                                                       self.mic is not None)))
             reply = await waiter
         except StateError:
             await self._close()
@@ -190,13 +197,17 @@ class ShareViewer:
     """
 
     def __init__(self, link: Link, session: str, peer: MediaPeer, *, voice: Any = None,
-                 camera: Any = None, on_frame: Callable[[ReceivedFrame], object] | None = None,
+                 camera: Any = None, speaker: Any = None,
+                 on_frame: Callable[[ReceivedFrame], object] | None = None,
                  on_state: StateCallback | None = None) -> None:
         self.link = link
         self.session = session
         self.peer = peer
         self.voice = voice
         self.camera = camera
+        self.speaker = speaker
+        self.heard = False
+        self._tasks: set[asyncio.Future[Any]] = set()
         self.on_frame = on_frame
         self.on_state = on_state
         self.screen: VideoReceiver | None = None
@@ -255,6 +266,12 @@ class ShareViewer:
         if kind == "video" and self.screen is None:
             self.screen = VideoReceiver(track, on_frame=self.on_frame)
             self.screen.start()
+        elif kind == "audio" and "mic" in self.requested:
+            # The user's voice: played on the agent's speaker (or discarded, said so).
+            self.heard = True
+            if self.speaker is not None:
+                self.speaker.addTrack(track)
+                self._tasks.add(asyncio.ensure_future(self.speaker.start()))
 
     def _notify(self, state: str) -> None:
         if self.on_state is not None:
@@ -266,5 +283,8 @@ class ShareViewer:
         self.ended = True
         if self.screen is not None:
             await self.screen.stop()
+        if self.speaker is not None:
+            with contextlib.suppress(Exception):  # a device that vanished must not stop shutdown
+                await self.speaker.stop()
         await self.peer.close()
         self._notify("ended")

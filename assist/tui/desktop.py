@@ -139,7 +139,8 @@ class DesktopSender(_DesktopSide):
         self.on_change = on_change
         self.state: ShareState = "starting"
         self.code = ""
-        self.speaker = "" if request.voice else "agent's voice: off (--no-voice)"
+        self.speaker = "" if request.voice else "voices: off (--no-voice)"
+        self._mic_source: Source | None = None
         self.error = ""
         self.share: ScreenShare | None = None
         self._stopped = False
@@ -164,7 +165,7 @@ class DesktopSender(_DesktopSide):
         return True
 
     async def _prepare(self) -> ScreenShare:
-        from assist.media.audio import AUDIO_DEVICES, open_speaker
+        from assist.media.audio import AUDIO_DEVICES, open_speaker, open_voice
         from assist.media.peer import MediaPeer
         from assist.media.signalling import ScreenShare
         from assist.share.screen import Region, ScreenCapture, monitors
@@ -175,16 +176,21 @@ class DesktopSender(_DesktopSide):
         peer = MediaPeer(ice_servers=self.info.ice_servers, host_addresses=self.host_addresses,
                          codec=request.codec)  # type: ignore[arg-type]
         speaker: Any = None
+        mic: Any = None
         if request.voice:
             devices = AUDIO_DEVICES if request.audio is None else request.audio
             # Opening a sound device can block for a while: not on the loop.
-            speaker, self.speaker = await asyncio.to_thread(open_speaker, devices)
+            speaker, heard = await asyncio.to_thread(open_speaker, devices)
+            source = await asyncio.to_thread(open_voice, None, devices)
+            self._mic_source = source
+            mic = source.track
+            self.speaker = f"{heard}\nyour voice: {source.description}"
             self.on_change()
         capture = ScreenCapture(monitor=request.monitor,
                                 region=Region(*request.region) if request.region else None,
                                 display=request.display)
         return ScreenShare(self.link, self.info.session, peer, capture, voice=request.voice,
-                           speaker=speaker, on_state=self._on_state)
+                           speaker=speaker, mic=mic, on_state=self._on_state)
 
     async def handle(self, msg: m.Signal) -> None:
         """A ``Signal`` of the session from the agent (pause, bye)."""
@@ -217,6 +223,9 @@ class DesktopSender(_DesktopSide):
         self._stopped = True
         if self.share is not None:
             await self.share.stop()
+        source, self._mic_source = self._mic_source, None
+        if source is not None:
+            source.close()  # the microphone is free again
         if self.state != "failed":
             self._set("ended")
 
@@ -306,7 +315,7 @@ class DesktopReceiver(_DesktopSide):
             self._set("failed", exc.message)
 
     async def _answer(self, offer: m.Signal) -> None:
-        from assist.media.audio import AUDIO_DEVICES, open_voice
+        from assist.media.audio import AUDIO_DEVICES, open_speaker, open_voice
         from assist.media.peer import MediaPeer
         from assist.media.signalling import ShareViewer
 
@@ -315,13 +324,19 @@ class DesktopReceiver(_DesktopSide):
         self._set("starting")
         wants = offer.media.split(",") if offer.media else []
         track = None
+        speaker: Any = None
+        devices = AUDIO_DEVICES if self.audio is None else self.audio
         if "voice" in wants:
-            devices = AUDIO_DEVICES if self.audio is None else self.audio
             self._source = await asyncio.to_thread(open_voice, None, devices)
             self.voice, track = self._source.description, self._source.track
+        if "mic" in wants:
+            # The user's voice comes too: play it (or say it is discarded).
+            speaker, heard = await asyncio.to_thread(open_speaker, devices)
+            self.voice = f"{self.voice}\nuser's voice: {heard}".strip()
         peer = MediaPeer(ice_servers=self.info.ice_servers, host_addresses=self.host_addresses)
         self.viewer = ShareViewer(self.link, self.info.session, peer, voice=track,
-                                  on_frame=self._frame, on_state=self._on_state)
+                                  speaker=speaker, on_frame=self._frame,
+                                  on_state=self._on_state)
         await self.viewer.handle(offer)
         self.code = self.viewer.code
         self._set("live")
