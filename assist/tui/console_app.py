@@ -39,6 +39,7 @@ from assist.protocol import messages as m
 from assist.tui.console_session import TRUST_EVENTS, SessionConsole, wait_text
 from assist.tui.desktop import DesktopReceiver
 from assist.tui.dialogs import Dialog
+from assist.tui.focus import focus_now
 from assist.tui.terminal import TerminalView
 from assist.tui.video import VideoView
 from assist.tui.wallboard import WallboardStrip
@@ -275,9 +276,9 @@ class ConsoleApp(SessionConsole):
             return
         self.toggle_class("desktop")
         if self.showing_desktop:
-            self.query_one("#desktop", VideoView).focus()
+            focus_now(self.query_one("#desktop", VideoView))
         else:
-            self.query_one("#screen", TerminalView).focus()
+            focus_now(self.query_one("#screen", TerminalView))
         self._show_trust()
 
     def on_video_view_snapshot_saved(self, event: VideoView.SnapshotSaved) -> None:
@@ -350,13 +351,13 @@ class ConsoleApp(SessionConsole):
 
     def action_chat(self) -> None:
         if self.info is not None:
-            self.query_one("#say", Input).focus()
+            focus_now(self.query_one("#say", Input))
 
     def action_screen(self) -> None:
         if self.info is not None:
             if self.showing_desktop:
                 self.action_desktop()
-            self.query_one("#screen", TerminalView).focus()
+            focus_now(self.query_one("#screen", TerminalView))
 
     @work(group="status")
     async def action_toggle_status(self) -> None:

@@ -25,6 +25,7 @@ from assist.errors import AssistError
 from assist.protocol import messages as m
 from assist.tui.desktop import DesktopReceiver
 from assist.tui.dialogs import DurationScreen, TextScreen, VerifyScreen, evidence_text
+from assist.tui.focus import focus_now
 from assist.tui.safe_app import SafeApp
 from assist.tui.terminal import TerminalView
 from assist.tui.video import Box, VideoView
@@ -147,7 +148,7 @@ class SessionConsole(SafeApp[None]):
         self.query_one("#desktop", VideoView).mark_mode = "annotate" in self.grants
         if self.info is not None and not self.showing_desktop and (
                 view.draw_mode or not view.read_only):
-            view.focus()
+            focus_now(view)
         self._show_trust()
 
     # -- acting on the user's screen ------------------------------------------------------

@@ -38,6 +38,7 @@ from assist.share.overlay import DesktopOverlay
 from assist.share.pty import PtyProcess
 from assist.tui.desktop import DesktopRequest, DesktopSender, describe_mark
 from assist.tui.dialogs import CodeScreen, Dialog, GrantScreen
+from assist.tui.focus import focus_now
 from assist.tui.panel import AgentPanel
 from assist.tui.safe_app import SafeApp
 from assist.tui.terminal import TerminalView
@@ -416,7 +417,7 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
         panel.remove_class("-min")
         panel.enable_chat(self.share is not None)
         if self.share is not None:
-            panel.query_one("#say").focus()
+            focus_now(panel.query_one("#say"))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Without --screen F6 and F7 belong to the shell.
@@ -436,7 +437,7 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
 
     def action_minimise(self) -> None:
         self.panel.toggle_class("-min")
-        self.query_one(TerminalView).focus()
+        focus_now(self.query_one(TerminalView))
 
     def action_move_panel(self) -> None:
         panel = self.panel
@@ -451,7 +452,7 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
         # Esc in the chat box returns to the shell.
         key = getattr(event, "key", "")
         if key == "escape" and self.focused is not None and self.focused.id == "say":
-            self.query_one(TerminalView).focus()
+            focus_now(self.query_one(TerminalView))
 
     def on_unmount(self) -> None:
         self._close_overlay()
