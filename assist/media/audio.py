@@ -92,15 +92,22 @@ def open_voice(file: Path | None = None, devices: Sequence[str] = AUDIO_DEVICES)
         name = "PulseAudio" if fmt == "pulse" else "ALSA"
         return Source(fmt, f"voice: {name} default input", track, tried, player)  # type: ignore[arg-type]
     if file is not None:
-        opened = _open_player(str(file), None, "audio")
-        if not isinstance(opened, str):
-            player, track = opened
-            return Source("file", f"voice: file {file.name} (no audio device)", track, tried,
-                          player)
-        tried.append(opened)
+        from_file = _file_source(file, "audio", "voice: file {} (no audio device)", tried)
+        if from_file is not None:
+            return from_file
     log.info("no audio input: %s", "; ".join(tried))
     return Source("silence", "voice: silence (no PulseAudio or ALSA input found)",
                   AudioStreamTrack(), tried)
+
+
+def _file_source(file: Path, kind: str, description: str, tried: list[str]) -> Source | None:
+    """A source playing ``file`` instead of a device (``None``, noted in ``tried``, if not)."""
+    opened = _open_player(str(file), None, kind)
+    if isinstance(opened, str):
+        tried.append(opened)
+        return None
+    player, track = opened
+    return Source("file", description.format(file.name), track, tried, player)
 
 
 def open_camera(device: str = "/dev/video0", file: Path | None = None) -> Source:
@@ -119,12 +126,9 @@ def open_camera(device: str = "/dev/video0", file: Path | None = None) -> Source
             return Source("v4l2", f"camera: {device}", track, tried, player)
         tried.append(opened)
     if file is not None:
-        opened = _open_player(str(file), None, "video")
-        if not isinstance(opened, str):
-            player, track = opened
-            return Source("file", f"camera: file {file.name} (no camera device)", track, tried,
-                          player)
-        tried.append(opened)
+        from_file = _file_source(file, "video", "camera: file {} (no camera device)", tried)
+        if from_file is not None:
+            return from_file
     return Source("none", "camera: none (no video device found)", None, tried)
 
 
