@@ -399,3 +399,29 @@ def test_missing_devices_fall_back_and_say_so(tmp_path: Path) -> None:
     assert camera.kind == "none" and camera.track is None and camera.tried
     _, description = open_speaker(devices=())
     assert description.startswith("speaker: none")
+
+
+def test_voice_from_a_file_when_there_is_no_device(tmp_path: Path) -> None:
+    import math
+    import struct
+    import wave
+
+    from assist.media.audio import open_voice
+
+    path = tmp_path / "hello.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(i / 8)))
+                                 for i in range(8000)))
+    source = open_voice(path, devices=())
+    try:
+        assert source.kind == "file" and source.track is not None
+        assert "file hello.wav" in source.description
+    finally:
+        source.close()
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not audio")
+    fallback = open_voice(broken, devices=())
+    assert fallback.kind == "silence" and fallback.tried  # says why the file was not used
