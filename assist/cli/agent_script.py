@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -70,9 +69,9 @@ def _connect(broker: str | None, key: Path | None, yes: bool, verbose: int,
 
 def _event_json(msg: m.Msg) -> dict[str, Any]:
     data: dict[str, Any] = msgspec.to_builtins(msg)
-    for name in ("data",):
-        if isinstance(getattr(msg, name, None), bytes):
-            data[name] = getattr(msg, name).decode("utf-8", "replace")
+    raw = getattr(msg, "data", None)
+    if isinstance(raw, bytes):  # terminal bytes read better as text than as base64
+        data["data"] = raw.decode("utf-8", "replace")
     data.pop("rid", None)
     return data
 
@@ -370,4 +369,3 @@ def queue_cmd(
                   f"{format_wait(listing.now - e.queued_at)}")
     if not listing.entries:
         out.print("nobody is waiting")
-    sys.stdout.flush()
