@@ -6,7 +6,12 @@ built-in defaults, the TOML file, ``ASSIST_*`` variables, command-line flags.
 Files (in the platform config dir, or ``$ASSIST_CONFIG_DIR``):
 
 * ``broker.toml``: ``host``, ``port``, ``db``, ``host_key``, ``name``,
-  ``allow_unregistered_users``, ``resume_grace``, ``offer_timeout``,
+  ``allow_unregistered_users``, ``resume_grace`` (seconds a waiting user's
+  place is kept while they reconnect), ``user_grace`` and ``agent_grace``
+  (seconds a live session waits for its user or agent to reconnect; after
+  the agent's, the user goes first in the queue), ``requests_per_key`` (how
+  many waiting or live requests one key may hold; 0: no limit),
+  ``offer_timeout``,
   ``ice_servers`` (comma-separated STUN/TURN URLs; none by default),
   ``record`` (session recordings on/off), ``recordings`` (their directory),
   ``require_verification`` (no control before the user is verified).
@@ -173,6 +178,9 @@ class BrokerConfig:
     name: str = field(default_factory=socket.gethostname)
     allow_unregistered_users: bool = False
     resume_grace: float = 300.0
+    user_grace: float = 60.0
+    agent_grace: float = 10.0
+    requests_per_key: int = 1
     offer_timeout: float = 15.0
     ice_servers: str = ""
     record: bool = True

@@ -12,6 +12,7 @@ are converted where they enter the program; the CLI and TUIs catch only
     ├── ProtocolError          a message that cannot be decoded or is not allowed
     │   └── MessageTooLarge    a control message over the size limit
     ├── StateError             an action that the session or queue state forbids
+    │   └── AlreadyWaiting     this key already holds a request (take it over instead)
     ├── StoreError             the database cannot be read or written
     │   └── NotFound           a named user, agent or session does not exist
     │       Duplicate          ... or already exists
@@ -65,6 +66,20 @@ class StateError(AssistError):
     """An action the current session, queue or agent state forbids."""
 
     code = "state"
+
+
+class AlreadyWaiting(StateError):
+    """This key already holds a waiting or live request; join with takeover to move it.
+
+    Attributes:
+        session: the request the key holds.
+    """
+
+    code = "already-waiting"
+
+    def __init__(self, message: str, session: str = "") -> None:
+        super().__init__(message)
+        self.session = session
 
 
 class StoreError(AssistError):

@@ -51,6 +51,8 @@ def broker_config(directory: Path, **changes: object) -> BrokerConfig:
         "host_key_path": directory / "host_key", "name": "test-broker",
         "recordings": directory / "recordings",
         "resume_grace": 30.0, "offer_timeout": 5.0,
+        # An agent's dropped connection sends its user back to the front quickly.
+        "agent_grace": 0.2,
     }
     settings.update(changes)
     return BrokerConfig(**settings)  # type: ignore[arg-type]

@@ -132,9 +132,9 @@ async def test_bot_serves_matching_topics_and_hands_off_the_rest(
     flows_file.write_text(FLOWS)
     outcomes: list[Outcome] = []
 
-    async def connect() -> AgentClient:
+    async def connect(watch: bool) -> AgentClient:
         client = AgentClient(await link_to(broker, "agent", keys["dave"]))
-        await client.hello(client="assist bot")
+        await client.hello(client="assist bot", watch=watch)
         return client
 
     stop = asyncio.Event()

@@ -71,6 +71,21 @@ SAMPLES: list[m.Msg] = [
     m.ClearAnnotations(session="s1", ids=("a1",)),
     m.Hidden(session="s1", on=True),
     m.Signal(session="s1", kind="offer", sdp="v=0\r\n", media="screen"),
+    m.Join(topic="vpn", takeover=True),
+    m.TakenOver(session="s1"),
+    m.ListQueue(offset=500, limit=100),
+    m.QueueList(entries=(), now=2.0, total=1200, offset=500),
+    m.QueuePage(version=7, entries=(m.QueueEntry(session="s1", user="alice", topic="vpn",
+                                                 queued_at=1.0),), total=1, now=3.0),
+    m.QueueDelta(version=8, joined=(m.QueueEntry(session="s2", user="bob", topic="dns",
+                                                 queued_at=2.0, note="x"),),
+                 left=("s1",), now=4.0),
+    m.Started(info=m.SessionInfo(session="s1", user="a", agent="c", topic="t",
+                                 state="verified", queued_at=1.0), resumed=True, resume="tok"),
+    m.Ended(session="s1", reason="requeued", message="you were away too long"),
+    m.Away(session="s1", who="agent", until=12.0),
+    m.Back(session="s1", who="user"),
+    m.GrantAnswer(session="s1", scope="control", allowed=True, grant="g1", restored=True),
 ]
 
 
@@ -168,3 +183,69 @@ def test_every_message_is_frozen() -> None:
         SAMPLES[0].rid = 5  # type: ignore[misc]
     assert all(type(s).__struct_config__.frozen for s in SAMPLES)
     assert msgspec.json.encode(m.Ok()) == b'{"t":"ok"}'
+
+
+# -- bounds: every value that sizes something is refused where it enters ------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "where"),
+    [
+        (b'{"t":"resize","session":"s","cols":1001,"rows":24}', "$.cols"),
+        (b'{"t":"resize","session":"s","cols":80,"rows":0}', "$.rows"),
+        (b'{"t":"ready","session":"s","cols":100000}', "$.cols"),
+        (b'{"t":"snapshot","session":"s","cols":80,"rows":99999,"data":""}', "$.rows"),
+        (b'{"t":"started","info":{"session":"s","user":"u","agent":"a","topic":"t",'
+         b'"state":"connected","queued_at":1,"cols":5000}}', "$.info.cols"),
+        (b'{"t":"chat","session":"s","text":"' + b"x" * 5000 + b'"}', "$.text"),
+        (b'{"t":"join","topic":"' + b"x" * 2000 + b'"}', "$.topic"),
+        (b'{"t":"hello","host":"' + b"h" * 200 + b'"}', "$.host"),
+        (b'{"t":"revoke","session":"s","grants":[' + b",".join([b'"g"'] * 300) + b"]}",
+         "$.grants"),
+        (b'{"t":"clear-annotations","session":"s","ids":[' + b",".join([b'"a"'] * 300)
+         + b"]}", "$.ids"),
+        (b'{"t":"survey","session":"s","score":6}', "$.score"),
+        (b'{"t":"ask-grant","session":"s","scope":"control","seconds":90000}', "$.seconds"),
+        (b'{"t":"list-queue","limit":501}', "$.limit"),
+        (b'{"t":"annotate","session":"s","grant":"g","annotation":{"id":"a","kind":"box",'
+         b'"x":1,"line":1,"ttl":0}}', "$.annotation.ttl"),
+        (b'{"t":"leave","session":"' + b"s" * 65 + b'"}', "$.session"),
+    ],
+)
+def test_sizes_are_bounded_where_they_enter(line: bytes, where: str) -> None:
+    with pytest.raises(DecodeFailure) as info:
+        decode(line)
+    assert info.value.code == "invalid"
+    assert where in info.value.message
+
+
+def test_keys_and_output_bytes_are_bounded() -> None:
+    keys = m.Keys(session="s", grant="g", data=b"k" * (m.MAX_KEYS + 1))
+    with pytest.raises(DecodeFailure, match=r"\$.data"):
+        decode(encode(keys))
+    output = m.Output(session="s", data=b"o" * (m.MAX_OUTPUT + 1))
+    with pytest.raises(DecodeFailure, match=r"\$.data"):
+        decode(encode(output))
+    assert decode(encode(m.Output(session="s", data=b"o" * m.MAX_OUTPUT))) is not None
+
+
+def test_a_page_of_long_topics_stays_under_the_size_limit() -> None:
+    entry = m.QueueEntry(session="s" * m.MAX_ID, user="u" * m.MAX_NAME,
+                         topic="\u20ac" * 200, queued_at=1.0, note="n" * 200)
+    page = m.QueuePage(version=1, entries=(entry,) * m.PAGE, total=m.PAGE)
+    assert len(encode(page)) < MAX_MESSAGE_BYTES
+
+
+@pytest.mark.parametrize("depth", [100, 1_000, 100_000])
+def test_deep_nesting_is_a_typed_error(depth: int) -> None:
+    nested = b"[" * depth + b"]" * depth
+    for line in (nested, b'{"t":"chat","rid":7,"session":"s","text":' + nested + b"}",
+                 b'{"t":"chat","rid":7,"session":"s","x":' + nested + b',"text":"hi"}'):
+        try:
+            decode(line)
+        except DecodeFailure as exc:
+            assert exc.code in ("too-deep", "invalid", "malformed")
+            if exc.code == "too-deep" and b'"rid":7' in line:
+                assert exc.rid == 7
+    with pytest.raises(DecodeFailure, match="too deeply"):
+        decode(b'{"t":"ping","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}")

@@ -277,7 +277,7 @@ async def test_attestation_needs_a_note(broker: Broker, keys: dict[str, KeyPair]
         await live.carol.verify(live.session, "attest", "called back on the desk phone")
         verified = await live.agent_event(m.Verified)
         assert isinstance(verified, m.Verified) and verified.ok
-        assert broker.hub is not None and broker.hub.sessions[live.session].verified
+        assert broker.hub is not None and broker.hub.session(live.session).verified
 
 
 async def test_annotations_need_a_grant(broker: Broker, keys: dict[str, KeyPair]) -> None:

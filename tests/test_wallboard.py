@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from assist.broker import hub
+from assist.broker import views
 from assist.broker.server import Broker
 from assist.protocol import messages as m
 from assist.tui.console_app import ConsoleApp
@@ -80,7 +80,7 @@ def test_the_strip_reads_like_a_wallboard_and_the_wait_ticks() -> None:
 async def test_the_console_shows_live_figures_from_the_broker(
         broker: Broker, keys: dict[str, KeyPair], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hub, "WALLBOARD_EVERY", 0.3)  # push often: keep the test short
+    monkeypatch.setattr(views, "WALLBOARD_EVERY", 0.3)  # push often: keep the test short
     # Today so far: one contact answered at once and settled.
     alice = await user_client(broker, keys["alice"])
     dave = await agent_client(broker, keys["dave"])

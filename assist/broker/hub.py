@@ -1,172 +1,210 @@
 """The broker's live state: who is connected, who waits, who helps whom.
 
-The hub owns the in-memory queue and roster (from :mod:`assist.core`), keeps
-the store in step with every change, and speaks the protocol with each
-connected client. It knows nothing of SSH: a client is a
-:class:`~assist.transport.MessageChannel` plus the authenticated
-:class:`~assist.transport.ssh.Peer`.
+Ownership, one owner for each live thing:
+
+* the hub owns the waiting queue, the agent roster and the connections of
+  waiting users; it makes every transition through the
+  :class:`~assist.broker.ledger.Ledger` (apply, save, audit in one place);
+* each session an agent holds is a :class:`~assist.broker.live.LiveSession`
+  that owns its participants, grants mirror, recording and timers; the
+  relay and trust handlers act on the session the hub hands them;
+* each connection is a :class:`~assist.broker.connection.Connection` with a
+  bounded outbox and a message budget;
+* queue, wallboard and position views are built once per tick in
+  :class:`~assist.broker.views.Views`.
+
+Either side of a live session may drop and come back (a network blip, a
+broker restart): the session waits for the user for ``user_grace`` seconds
+and for the agent for ``agent_grace``; an agent who does not come back
+leaves the user first in the queue. The hub knows nothing of SSH: a client
+is a :class:`~assist.transport.MessageChannel` plus the authenticated
+:class:`~assist.transport.peer.Peer`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import secrets
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from assist.broker.clients import AgentLinks, Client, Handler
+from assist.broker.connection import AgentLinks, Connection
 from assist.broker.figures import TodayFigures
-from assist.broker.relay import Relay
+from assist.broker.ledger import Ledger
+from assist.broker.live import LiveSession
+from assist.broker.presence import Presence, token_hash
+from assist.broker.relay import LiveHandler, Relay
 from assist.broker.trust import Trust
+from assist.broker.views import Views
 from assist.config import BrokerConfig
 from assist.core import metrics
+from assist.core.budget import Verdict
+from assist.core.clock import Clock, Timer
 from assist.core.queue import Queue, Roster, Waiting
 from assist.core.session import Event, Session, State
-from assist.errors import AssistError, NotFound, ProtocolError, StateError
-from assist.protocol import PROTOCOL_VERSION
+from assist.errors import AlreadyWaiting, AssistError, NotFound, ProtocolError, StateError
+from assist.protocol import PROTOCOL_VERSION, decode
 from assist.protocol import messages as m
 from assist.protocol.codec import DecodeFailure
 from assist.store import Store
 from assist.transport.channel import ChannelClosed, MessageChannel
-from assist.transport.ssh import Peer
+from assist.transport.peer import Peer
 
 log = logging.getLogger(__name__)
 
-WALLBOARD_EVERY = 5.0
-"""Seconds between wallboard pushes to connected agents."""
-QUEUE_PUSH_DELAY = 0.05
-"""Coalesce queue broadcasts: a burst of joins costs one push, not one per join."""
-POSITION_SLICE = 100
-"""Position updates sent per event-loop turn."""
+Handler = Callable[[Connection, Any], Awaitable[None]]
 
 
-def _printable(text: str, limit: int = 200) -> str:
+def printable(text: str, limit: int = 200) -> str:
     """A client's self-description, kept to one printable line (it is shown to agents)."""
     return "".join(ch for ch in text if ch.isprintable())[:limit]
-
-
-def token_hash(token: str) -> str:
-    """Resume tokens are stored hashed: the database never holds a usable token."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class Hub:
     """Queue, routing and session lifecycle for every connected client."""
 
-    def __init__(self, config: BrokerConfig, store: Store,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: BrokerConfig, store: Store, clock: Clock) -> None:
         self.config = config
         self.store = store
         self.clock = clock
+        self.ledger = Ledger(store, clock)
         self.queue = Queue()
         self.roster = Roster()
-        self.sessions: dict[str, Session] = {}
-        self.users: dict[str, Client] = {}  # session id -> user client
-        self.agents: dict[str, AgentLinks] = {}  # agent name -> its connections
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._push: asyncio.TimerHandle | None = None
-        self._positions: dict[str, int] = {}
-        self._position_task: asyncio.Task[None] | None = None
-        self._positions_stale = False
-        self._wallboard: asyncio.TimerHandle | None = None
+        self.waiting: dict[str, Session] = {}
+        """Sessions in the queue."""
+        self.users: dict[str, Connection] = {}
+        """Waiting session -> its user's connection (online users only)."""
+        self.live: dict[str, LiveSession] = {}
+        """Sessions an agent holds (offered or live)."""
+        self.agents: dict[str, AgentLinks] = {}
+        self.by_key: dict[str, set[str]] = {}
+        """Key fingerprint -> its unfinished sessions (one request per key)."""
+        self._grace: dict[str, Timer] = {}
         self.today = TodayFigures(store)
-        self.relay = Relay(self)
-        self.trust = Trust(self)
+        self.views = Views(self.queue, clock, self.wallboard, self.users.get)
+        self.presence = Presence(self)
+        self.relay = Relay(self.ledger)
+        self.trust = Trust(self.ledger, store.directory, config.require_verification)
         self._handlers: dict[str, dict[type[m.Msg], Handler]] = {
             "user": {
                 m.Join: self._on_join, m.Leave: self._on_leave, m.Ready: self._on_ready,
-                m.End: self._on_user_end, m.Ping: self._on_ping,
+                m.End: self._on_user_end, m.Ping: self._on_ping, m.Survey: self._on_survey,
             },
             "agent": {
                 m.ListQueue: self._on_list, m.SetStatus: self._on_status,
                 m.Accept: self._on_accept, m.End: self._on_agent_end, m.Ping: self._on_ping,
-                m.Handoff: self._on_handoff,
+                m.Handoff: self._on_handoff, m.ListRootCauses: self._on_root_causes,
+                m.Resync: self._on_agent_resync,
             },
         }
+        self._live_handlers: dict[str, dict[type[m.Msg], LiveHandler]] = {"user": {},
+                                                                          "agent": {}}
         for part in (self.relay, self.trust):
             for role, table in part.handlers().items():
-                self._handlers[role].update(table)
+                self._live_handlers[role].update(table)
 
     # -- lifecycle ---------------------------------------------------------------
 
     def restore(self) -> int:
-        """Load unfinished sessions after a (re)start; return how many wait again.
+        """Load unfinished sessions after a (re)start; return how many there are.
 
-        Waiting users keep their place; users who were being helped go to the
-        front. Everyone is offline until they resume with their token, and
-        is abandoned if they do not come back within ``resume_grace``.
+        Waiting users keep their place, offline until they resume with their
+        token. Live sessions go on once both sides are back (see
+        :class:`~assist.broker.presence.Presence`).
         """
-        now = self.clock()
-        for session in self.store.sessions.unfinished():
-            if session.state is State.OFFERED:
-                session.apply(Event.DECLINE, now)
-                self.store.sessions.save(session, "requeued", "broker", {"why": "restart"})
-            elif session.state.live:
-                session.apply(Event.REQUEUE, now)
-                self.store.sessions.save(session, "requeued", "broker", {"why": "restart"})
-            self.sessions[session.id] = session
-            self.queue.add(self._waiting(session, online=False))
-            self._arm(session.id, self.config.resume_grace, self._expire, session.id)
-        return len(self.queue)
+        return self.presence.restore(self.store.sessions.unfinished())
 
     def close(self) -> None:
-        """Cancel timers (the store keeps everything needed to restore)."""
-        for timer in self._timers.values():
+        """Cancel timers and close recordings (the store keeps all that restore needs)."""
+        for timer in self._grace.values():
             timer.cancel()
-        self._timers.clear()
-        if self._push:
-            self._push.cancel()
-        if self._position_task is not None:
-            self._position_task.cancel()
-        if self._wallboard is not None:
-            self._wallboard.cancel()
-        self.relay.close()
+        self._grace.clear()
+        self.views.close()
+        for live in list(self.live.values()):
+            live.close("broker stopped")
 
     async def serve(self, channel: MessageChannel, peer: Peer) -> None:
-        """Run one client's control channel until it closes."""
-        client = Client(channel, peer)
+        """Run one client's control channel until it closes.
+
+        The reader yields to the loop after every message and charges each
+        against the connection's budget, so one flooding client never
+        delays anyone else.
+        """
+        client = Connection(channel, peer, now=self.clock.now(), on_resync=self._resync)
         client.log = logging.LoggerAdapter(log, {"peer": f"{peer.role}:{peer.name}"})
         client.log.info("connected from %s", peer.address)
-        handlers = self._handlers[peer.role]
+        silent = False
         try:
-            while True:
+            while not client.closed:
+                refused: ProtocolError | None = None
                 try:
-                    msg = await channel.recv()
-                except ChannelClosed:
-                    break
+                    line = await channel.recv_line()
                 except ProtocolError as exc:
-                    rid = exc.rid if isinstance(exc, DecodeFailure) else 0
-                    client.send(m.Error(code=exc.code, message=exc.message, rid=rid))
-                    continue
-                await self._dispatch(client, handlers, msg)
+                    line, refused = b"", exc
+                verdict = client.admit(channel.last_size, self.clock.now())
+                if verdict is Verdict.DISCONNECT:
+                    client.log.warning("kept flooding past its budget: disconnected")
+                    client.kick("rate-limit", "too many messages: disconnected")
+                    break
+                if verdict is Verdict.SERVE:
+                    if refused is not None:
+                        client.error(refused.code, refused.message)
+                    else:
+                        await self._handle_line(client, line)
+                await asyncio.sleep(0)
+        except ChannelClosed as exc:
+            silent = exc.silent
         finally:
-            self._disconnected(client)
-            client.log.info("disconnected")
+            self.presence.disconnected(client, silent)
+            client.close()
+            client.log.info("disconnected%s", " (stopped answering)" if silent else "")
 
-    async def _dispatch(self, client: Client, handlers: dict[type[m.Msg], Handler],
-                        msg: m.Msg) -> None:
+    async def _handle_line(self, client: Connection, line: bytes) -> None:
+        try:
+            msg = decode(line)
+        except ProtocolError as exc:
+            rid = exc.rid if isinstance(exc, DecodeFailure) else 0
+            client.error(exc.code, exc.message, rid)
+            return
+        await self._dispatch(client, msg)
+
+    async def _dispatch(self, client: Connection, msg: m.Msg) -> None:
         try:
             if isinstance(msg, m.Hello):
                 self._on_hello(client, msg)
                 return
             if not client.hello and not isinstance(msg, m.Ping):
                 raise ProtocolError("send hello first")
-            handler = handlers.get(type(msg))
-            if handler is None:
+            role = client.peer.role
+            handler = self._handlers[role].get(type(msg))
+            if handler is not None:
+                await handler(client, msg)
+                return
+            live_handler = self._live_handlers[role].get(type(msg))
+            if live_handler is None:
                 kind = msg.__struct_config__.tag
-                raise ProtocolError(f"{client.peer.role}s cannot send {kind!r}")
-            await handler(client, msg)
+                raise ProtocolError(f"{role}s cannot send {kind!r}")
+            await live_handler(self._live_of(client, getattr(msg, "session", "")), client, msg)
         except AssistError as exc:
-            client.send(m.Error(code=exc.code, message=exc.message, rid=msg.rid))
+            client.error(exc.code, exc.message, msg.rid)
         except Exception:
             # A bug must not take the broker (or this connection) down.
             client.log.exception("handler failed for %s", type(msg).__name__)
-            client.send(m.Error(code="internal", message="the broker hit an internal error",
-                                rid=msg.rid))
+            client.error("internal", "the broker hit an internal error", msg.rid)
 
-    def _on_hello(self, client: Client, msg: m.Hello) -> None:
+    def _live_of(self, client: Connection, session_id: str) -> LiveSession:
+        """The live session ``client`` may act in, or a typed error."""
+        live = self.live.get(session_id)
+        if client.peer.role == "user":
+            if live is None or live.user is not client or not live.session.state.live:
+                raise StateError(f"session {session_id} is not live on this connection")
+        elif live is None or live.session.agent != client.peer.name \
+                or not live.session.state.live:
+            raise NotFound(f"you have no live session {session_id}")
+        return live
+
+    def _on_hello(self, client: Connection, msg: m.Hello) -> None:
         if msg.version != PROTOCOL_VERSION:
             raise ProtocolError(
                 f"protocol version {msg.version} is not supported (broker speaks "
@@ -174,290 +212,354 @@ class Hub:
         if client.hello:
             raise ProtocolError("hello was already sent")
         client.hello = True
-        client.host, client.os_user = _printable(msg.host), _printable(msg.os_user)
+        client.host, client.os_user = printable(msg.host), printable(msg.os_user)
         peer = client.peer
-        if peer.role == "agent":
-            links = self.agents.get(peer.name)
-            if links is None:
-                links = self.agents[peer.name] = AgentLinks(peer.name)
-                self.roster.join(peer.name, self.clock(), status="away")
-                self._presence(peer.name, "away")
-            links.clients.append(client)
         client.send(m.Welcome(version=PROTOCOL_VERSION, role=peer.role,  # type: ignore[arg-type]
                               name=peer.name, broker=self.config.name,
                               registered=peer.registered, rid=msg.rid))
         if peer.role == "agent":
-            client.send(self._queue_list())
-            self._push_wallboard()
+            client.watch = msg.watch
+            if client.watch:
+                self.views.watch(client)
+            self.presence.agent_connected(client)
 
-    async def _on_ping(self, client: Client, msg: m.Ping) -> None:
+    async def _on_ping(self, client: Connection, msg: m.Ping) -> None:
         client.send(m.Pong(sent=msg.sent, rid=msg.rid))
 
     # -- user side ---------------------------------------------------------------
 
-    async def _on_join(self, client: Client, msg: m.Join) -> None:
+    async def _on_join(self, client: Connection, msg: m.Join) -> None:
         if client.session is not None:
             raise StateError("this connection already has a session")
         if msg.resume:
-            self._resume(client, msg)
+            self.presence.resume(client, msg.resume, msg.takeover, msg.rid)
             return
         topic = " ".join(msg.topic.split())[:200]
         if not topic:
             raise ProtocolError("say what you need help with (a topic)")
-        now = self.clock()
-        session = Session(secrets.token_hex(6), client.peer.name, topic, now)
+        held = self.by_key.get(client.peer.fingerprint, set())
+        limit = self.config.requests_per_key
+        if limit and len(held) >= limit:
+            oldest = min(held, key=lambda s: self.session(s).queued_at)
+            if not msg.takeover:
+                raise AlreadyWaiting(self.holding(oldest), oldest)
+            self.presence.take_over(client, oldest, msg.rid)
+            return
+        now = self.clock.now()
+        session = Session(secrets.token_hex(6), client.peer.name, topic, now,
+                          key=client.peer.fingerprint, registered=client.peer.registered)
         token = secrets.token_urlsafe(24)
         self.store.sessions.insert(session, token_hash(token))
-        self.store.audit.append(now, f"user:{session.user}", "join", session.id,
-                                {"topic": topic, "key": client.peer.fingerprint,
-                                 "registered": client.peer.registered})
-        self.sessions[session.id] = session
-        position = self.queue.add(self._waiting(session, registered=client.peer.registered))
-        self._attach(client, session.id)
+        self.ledger.audit(f"user:{session.user}", "join", session.id,
+                          {"topic": topic, "key": client.peer.fingerprint,
+                           "registered": client.peer.registered})
+        self.hold(session)
+        position = self.enqueue(session, client)
         client.send(m.Queued(session=session.id, position=position, queued_at=now,
                              resume=token, rid=msg.rid))
-        self._positions[session.id] = position
-        self._changed()
 
-    def _resume(self, client: Client, msg: m.Join) -> None:
-        assert msg.resume is not None
-        stored = self.store.sessions.by_resume(token_hash(msg.resume))
-        session = self.sessions.get(stored.id) if stored else None
-        if session is None or not session.state.waiting or session.id not in self.queue:
-            raise StateError("that place in the queue has expired; join again")
-        if session.user != client.peer.name:
-            raise StateError("that place in the queue belongs to someone else")
-        old = self.users.get(session.id)
-        if old is not None and old is not client:
-            old.session = None
-            old.channel.close()
-        self._cancel(session.id)
-        self.queue.set_online(session.id, True)
-        self._attach(client, session.id)
-        position = self.queue.position(session.id)
-        self._positions[session.id] = position
-        client.send(m.Queued(session=session.id, position=position,
-                             queued_at=session.queued_at, resume=msg.resume, resumed=True,
-                             rid=msg.rid))
-        self.store.audit.append(self.clock(), f"user:{session.user}", "resume", session.id)
-        self._changed()
+    def holding(self, session_id: str) -> str:
+        """What the key already holds, in words (for the already-waiting error)."""
+        live = self.live.get(session_id)
+        if live is not None:
+            return (f"this key is already in session {session_id} with "
+                    f"{live.session.agent} ({live.session.topic!r})")
+        topic = self.waiting[session_id].topic
+        return (f"this key already waits for help (session {session_id}, place "
+                f"{self.queue.position(session_id)}: {topic!r})")
 
-    async def _on_leave(self, client: Client, msg: m.Leave) -> None:
-        session = self._own_session(client, msg.session)
-        if session.state.waiting:
-            self.queue.remove(session.id)
-        elif session.state is not State.OFFERED:
-            raise StateError("you are with an agent; end the session instead")
-        self._abandon(session, "left")
+    async def _on_leave(self, client: Connection, msg: m.Leave) -> None:
+        if msg.session in self.waiting and self.users.get(msg.session) is client:
+            self.queue.remove(msg.session)
+            self.abandon(self.waiting[msg.session], "left")
+        else:
+            live = self.live.get(msg.session)
+            if live is None or live.user is not client:
+                raise NotFound(f"you have no session {msg.session}")
+            if live.session.state is not State.OFFERED:
+                raise StateError("you are with an agent; end the session instead")
+            self.abandon(live.session, "left", live)
         client.session = None
-        self.users.pop(session.id, None)
         client.send(m.Ok(rid=msg.rid))
 
-    async def _on_ready(self, client: Client, msg: m.Ready) -> None:
-        session = self._own_session(client, msg.session)
+    async def _on_ready(self, client: Connection, msg: m.Ready) -> None:
+        live = self.live.get(msg.session)
+        if live is None or live.user is not client:
+            raise NotFound(f"you have no session {msg.session}")
+        session = live.session
         if session.state is not State.OFFERED:
             raise StateError(f"session {session.id} is {session.state}, not offered")
-        self._cancel(session.id)
-        now = self.clock()
+        live.cancel("offer")
+        now = self.clock.now()
         if session.answered_at is None:
             self.today.settle(session.queued_at, now, now)
-        session.apply(Event.CONNECT, now)
-        self.store.sessions.save(session, "connected", f"user:{session.user}", {})
-        self.store.audit.append(now, f"agent:{session.agent}", "connect", session.id)
-        info = self._info(session, msg.cols, msg.rows, self._evidence(client))
+        self.ledger.transition(session, Event.CONNECT, f"user:{session.user}", "connected",
+                               audit="connect", audit_actor=f"agent:{session.agent}")
+        live.size = (msg.cols, msg.rows)
+        live.evidence = self.evidence(client)
+        info = self.info(live)
         client.send(m.Started(info=info, rid=msg.rid))
-        agent = self.agents.get(session.agent or "")
-        if agent is not None:
-            agent.send(m.Started(info=info))
-        self.relay.started(session, msg.cols, msg.rows)
+        live.to_agent(m.Started(info=info))
+        self.record(live)
+        live.mark(f"agent:{session.agent} joined")
+        live.resync()
 
-    async def _on_user_end(self, client: Client, msg: m.End) -> None:
-        session = self._own_session(client, msg.session)
-        if not session.state.live:
-            raise StateError(f"session {session.id} is {session.state}; nothing to end")
-        self._end(session, f"user:{session.user}", "user", resolved=False, root_cause="")
+    async def _on_user_end(self, client: Connection, msg: m.End) -> None:
+        live = self.live.get(msg.session)
+        if live is None or live.user is not client:
+            raise NotFound(f"you have no session {msg.session}")
+        if not live.session.state.live:
+            raise StateError(f"session {msg.session} is {live.session.state}; nothing to end")
+        self.end(live, f"user:{live.session.user}", "user", resolved=False, root_cause="")
+        client.send(m.Ok(rid=msg.rid))
+
+    async def _on_survey(self, client: Connection, msg: m.Survey) -> None:
+        stored = self.store.sessions.get(msg.session)
+        if stored.user != client.peer.name or not stored.state.final:
+            raise NotFound(f"you have no ended session {msg.session}")
+        if self.store.sessions.csat(msg.session) is not None:
+            raise StateError("this session was already rated")
+        self.store.sessions.set_csat(msg.session, msg.score, self.clock.now())
         client.send(m.Ok(rid=msg.rid))
 
     # -- agent side --------------------------------------------------------------
 
-    async def _on_list(self, client: Client, msg: m.ListQueue) -> None:
-        listing = self._queue_list()
-        client.send(m.QueueList(entries=listing.entries, now=listing.now, rid=msg.rid))
+    async def _on_list(self, client: Connection, msg: m.ListQueue) -> None:
+        entries: list[m.QueueEntry] = []
+        for index, w in enumerate(self.queue, 1):
+            if index <= msg.offset:
+                continue
+            if len(entries) == msg.limit:
+                break
+            entries.append(m.QueueEntry(
+                session=w.session, user=w.user, topic=w.topic, queued_at=w.queued_at,
+                position=index, requeued=w.requeued, online=w.online,
+                registered=w.registered, note=w.note))
+        client.send(m.QueueList(entries=tuple(entries), now=self.clock.now(),
+                                total=len(self.queue), offset=msg.offset, rid=msg.rid))
+        if msg.offset == 0 and client.watch:
+            self.views.resend(client)  # an agent asking from the top may have seen a gap
 
-    async def _on_status(self, client: Client, msg: m.SetStatus) -> None:
-        self.roster.set_status(client.peer.name, msg.status, self.clock())
-        self._presence(client.peer.name, msg.status)
+    async def _on_status(self, client: Connection, msg: m.SetStatus) -> None:
+        self.roster.set_status(client.peer.name, msg.status, self.clock.now())
+        self.presence.audit_presence(client.peer.name, msg.status)
         client.send(m.Ok(rid=msg.rid))
-        self._push_wallboard()  # "agents available" changed
+        self.views.wallboard_soon()  # "agents available" changed
 
-    async def _on_accept(self, client: Client, msg: m.Accept) -> None:
+    async def _on_accept(self, client: Connection, msg: m.Accept) -> None:
         name = client.peer.name
         agent = self.roster.get(name)
         if agent.session is not None:
             raise StateError(f"you are already helping in session {agent.session}")
         entry = self.queue.take(msg.session)
-        now = self.clock()
-        session = self.sessions[entry.session]
-        session.apply(Event.OFFER, now, agent=name)
-        self.roster.assign(name, session.id, now)
+        session = self.waiting.pop(entry.session)
+        user = self.users.pop(session.id)
+        self.cancel_grace(session.id)
+        self.views.forget(session.id)
+        self.views.touch(session.id)
+        self.ledger.transition(session, Event.OFFER, f"agent:{name}", "offered", agent=name,
+                               audit="accept")
+        self.roster.assign(name, session.id, self.clock.now())
+        self.presence.audit_presence(name, "busy")
+        live = LiveSession(session, self.clock, user=user, agent=self.agents[name])
+        self.live[session.id] = live
         client.streams.add(session.id)  # this connection shows the user's screen
-        self._presence(name, "busy")
-        self.store.sessions.save(session, "offered", f"agent:{name}", {})
-        self.store.audit.append(now, f"agent:{name}", "accept", session.id)
-        self._positions.pop(session.id, None)
-        self.users[session.id].send(m.Offered(session=session.id, agent=name))
+        user.send(m.Offered(session=session.id, agent=name))
         client.send(m.Ok(rid=msg.rid))
-        self._arm(session.id, self.config.offer_timeout, self._offer_expired, session.id)
-        self._changed()
+        live.arm("offer", self.config.offer_timeout, self._offer_expired, session.id)
+        self.views.wallboard_soon()
 
-    async def _on_agent_end(self, client: Client, msg: m.End) -> None:
-        session = self.sessions.get(msg.session)
-        if session is None or session.agent != client.peer.name:
+    async def _on_agent_end(self, client: Connection, msg: m.End) -> None:
+        live = self.live.get(msg.session)
+        if live is None or live.session.agent != client.peer.name:
             raise NotFound(f"you have no session {msg.session}")
-        if not session.state.live:
-            raise StateError(f"session {session.id} is {session.state}; it cannot end yet")
-        self._end(session, f"agent:{client.peer.name}", "agent", msg.resolved,
-                  " ".join(msg.root_cause.split())[:200])
+        if not live.session.state.live:
+            raise StateError(f"session {msg.session} is {live.session.state}; it cannot end yet")
+        self.end(live, f"agent:{client.peer.name}", "agent", msg.resolved,
+                 " ".join(msg.root_cause.split())[:200])
         client.send(m.Ok(rid=msg.rid))
 
-    async def _on_handoff(self, client: Client, msg: m.Handoff) -> None:
-        session = self.relay.agent_live(client, msg.session)
+    async def _on_handoff(self, client: Connection, msg: m.Handoff) -> None:
+        live = self._live_of(client, msg.session)
         note = " ".join(msg.note.split())[:200] or "no note"
         name = client.peer.name
-        self.store.audit.append(self.clock(), f"agent:{name}", "handoff", session.id,
-                                {"note": note})
-        self._requeue(session, Event.REQUEUE, f"handed off by {name}", note=note)
+        self.ledger.audit(f"agent:{name}", "handoff", live.id, {"note": note})
+        self.requeue(live, Event.REQUEUE, f"handed off by {name}", note=note)
         client.send(m.Ok(rid=msg.rid))
+
+    async def _on_agent_resync(self, client: Connection, msg: m.Resync) -> None:
+        # A script, a second window or a reconnected console joins a live session
+        # midway: the session as it stands, then a fresh picture.
+        self.presence.show(self._live_of(client, msg.session), client)
+        client.send(m.Ok(rid=msg.rid))
+
+    async def _on_root_causes(self, client: Connection, msg: m.ListRootCauses) -> None:
+        client.send(m.RootCauses(tags=tuple(self.store.sessions.root_causes()), rid=msg.rid))
 
     # -- transitions shared by several paths ---------------------------------------
 
-    def _end(self, session: Session, actor: str, reason: str, resolved: bool,
-             root_cause: str) -> None:
-        now = self.clock()
+    def end(self, live: LiveSession, actor: str, reason: str, resolved: bool,
+            root_cause: str, message: str = "") -> None:
+        """End a live session (agent, user, or the user never came back)."""
+        session = live.session
         session.resolved, session.root_cause = resolved, root_cause
-        session.apply(Event.END, now)
-        self.store.sessions.save(session, "ended", actor, {"reason": reason})
-        self.store.audit.append(now, actor, "end", session.id,
-                                {"resolved": resolved, "root_cause": root_cause})
-        ended = m.Ended(session=session.id, reason=reason, resolved=resolved, survey=True)
-        user = self.users.pop(session.id, None)
-        if user is not None:
-            user.session = None
-            user.send(ended)
-        agent = self.agents.get(session.agent or "")
-        if agent is not None:
-            agent.send(m.Ended(session=session.id, reason=reason, resolved=resolved))
-        self._release(session.agent, now)
-        self.sessions.pop(session.id, None)
+        self.ledger.transition(session, Event.END, actor, "ended", {"reason": reason},
+                               audit="end",
+                               audit_data={"resolved": resolved, "root_cause": root_cause})
+        if live.user is not None:
+            live.user.session = None
+            live.user.send(m.Ended(session=session.id, reason=reason, resolved=resolved,
+                                   survey=True, message=message))
+        live.to_agent(m.Ended(session=session.id, reason=reason, resolved=resolved,
+                              message=message))
+        self.release(session.agent)
         cause = f"; root cause: {root_cause}" if root_cause else ""
-        self.relay.forget(session.id, f"session ended by the {reason}{cause}", session.agent)
-        self.trust.forget(session.id)
+        live.close(f"session ended by the {reason}{cause}")
+        del self.live[session.id]
+        self.unhold(session)
 
-    def _abandon(self, session: Session, why: str) -> None:
-        now = self.clock()
-        agent = session.agent
+    def abandon(self, session: Session, why: str, live: LiveSession | None = None) -> None:
+        """The user left (or never came back) before anyone helped."""
         if session.answered_at is None:
-            self.today.settle(session.queued_at, None, now)
-        session.apply(Event.ABANDON, now)
-        self.store.sessions.save(session, "abandoned", f"user:{session.user}", {"why": why})
-        self.store.audit.append(now, f"user:{session.user}", "abandon", session.id, {"why": why})
-        self.sessions.pop(session.id, None)
-        self._positions.pop(session.id, None)
-        self._cancel(session.id)
-        if agent:
-            self._release(agent, now)
-            client = self.agents.get(agent)
-            if client is not None:
-                client.send(m.UserLost(session=session.id))
-        self._changed()
+            self.today.settle(session.queued_at, None, self.clock.now())
+        self.ledger.transition(session, Event.ABANDON, f"user:{session.user}", "abandoned",
+                               {"why": why}, audit="abandon", audit_data={"why": why})
+        if live is not None:
+            live.to_agent(m.UserLost(session=session.id))
+            self.release(session.agent)
+            live.close(f"the user left ({why})")
+            del self.live[session.id]
+        else:
+            self.waiting.pop(session.id, None)
+            self.users.pop(session.id, None)
+            if session.id in self.queue:
+                self.queue.remove(session.id)
+            self.views.touch(session.id)
+            self.views.forget(session.id)
+            self.cancel_grace(session.id)
+        self.unhold(session)
+        self.views.wallboard_soon()
 
-    def _requeue(self, session: Session, event: Event, why: str, note: str = "") -> None:
-        """Put a session back at the front of the queue (agent dropped, handed on, no answer)."""
-        now = self.clock()
+    def requeue(self, live: LiveSession, event: Event, why: str, note: str = "",
+                lost: str = "") -> None:
+        """Put a session back at the front of the queue (agent gone, handed on, no answer).
+
+        ``lost`` is what the agent is told when it comes back.
+        """
+        session = live.session
         agent = session.agent
-        session.apply(event, now)
-        self.store.sessions.save(session, "requeued", "broker", {"why": why, "agent": agent})
-        self.store.audit.append(now, "broker", "requeue", session.id, {"why": why})
-        self._release(agent, now)
-        self.relay.forget(session.id, f"agent:{agent} left ({why}); back in the queue", agent)
-        self.trust.forget(session.id)
-        user = self.users.get(session.id)
-        position = self.queue.add(self._waiting(
-            session, online=user is not None,
-            registered=user.peer.registered if user is not None else True, note=note))
-        self._positions[session.id] = position
+        self.ledger.transition(session, event, "broker", "requeued",
+                               {"why": why, "agent": agent}, audit="requeue",
+                               audit_data={"why": why})
+        self.release(agent)
+        live.close(f"agent:{agent} left ({why}); back in the queue")
+        del self.live[session.id]
+        if lost and agent:
+            self.presence.lost[agent] = m.Ended(session=session.id, reason="requeued",
+                                                message=lost[: m.MAX_NOTE])
+        user = live.user
+        position = self.enqueue(session, user, note=note)
         if user is not None:
             user.send(m.AgentLost(session=session.id, position=position,
-                                  reason=f"{agent} handed you on: {note}" if note else ""))
+                                  reason=f"{agent} handed you on: {note}"[: m.MAX_NOTE]
+                                  if note else ""))
+
+    def enqueue(self, session: Session, user: Connection | None, note: str = "") -> int:
+        """Put a waiting session in its place; ``user`` is its connection if online."""
+        self.waiting[session.id] = session
+        position = self.queue.add(Waiting(
+            session.id, session.user, session.topic, session.queued_at,
+            requeued=session.state is State.REQUEUED, online=user is not None,
+            registered=session.registered, note=note))
+        if user is not None:
+            user.session = session.id
+            self.users[session.id] = user
+            self.views.placed(session.id, position)
         else:
-            self._arm(session.id, self.config.resume_grace, self._expire, session.id)
-        self._changed()
+            self.arm_grace(session.id)
+        self.views.touch(session.id)
+        return position
 
     def _offer_expired(self, session_id: str) -> None:
-        session = self.sessions.get(session_id)
-        if session is None or session.state is not State.OFFERED:
+        live = self.live.get(session_id)
+        if live is None or live.session.state is not State.OFFERED:
             return
-        agent = self.agents.get(session.agent or "")
-        if agent is not None:
-            agent.send(m.UserLost(session=session_id))
-        self._requeue(session, Event.DECLINE, "user did not answer the offer")
+        live.to_agent(m.UserLost(session=session_id))
+        self.requeue(live, Event.DECLINE, "user did not answer the offer")
+
+    def arm_grace(self, session_id: str) -> None:
+        """A waiting user is offline: their place is kept for ``resume_grace`` seconds."""
+        self.cancel_grace(session_id)
+        self._grace[session_id] = self.clock.call_later(self.config.resume_grace,
+                                                        self._expire, session_id)
+
+    def cancel_grace(self, session_id: str) -> None:
+        """The waiting user is back (or the session no longer waits)."""
+        timer = self._grace.pop(session_id, None)
+        if timer is not None:
+            timer.cancel()
 
     def _expire(self, session_id: str) -> None:
         """The resume grace ran out: the user is not coming back."""
-        session = self.sessions.get(session_id)
-        if session is None or session.id in self.users:
+        self._grace.pop(session_id, None)
+        session = self.waiting.get(session_id)
+        if session is None or session_id in self.users:
             return
-        if session.id in self.queue:
-            self.queue.remove(session.id)
-        self._abandon(session, "did not come back")
-
-    def _disconnected(self, client: Client) -> None:
-        if client.peer.role == "agent":
-            links = self.agents.get(client.peer.name)
-            if links is not None and client in links.clients:
-                links.clients.remove(client)
-                if not links.clients:
-                    self._agent_gone(client.peer.name)
-            return
-        session = self.sessions.get(client.session or "")
-        if session is None or self.users.get(session.id) is not client:
-            return
-        del self.users[session.id]
-        if session.state.waiting:
-            # Keep the place: the client reconnects with its resume token.
-            self.queue.set_online(session.id, False)
-            self._arm(session.id, self.config.resume_grace, self._expire, session.id)
-            self._changed()
-        elif session.state is State.OFFERED:
-            self._abandon(session, "disconnected while offered")
-        elif session.state.live:
-            self._end(session, f"user:{session.user}", "user-lost", False, "")
-
-    def _agent_gone(self, name: str) -> None:
-        """The agent's last connection closed: its user goes back to the front."""
-        agent = self.roster.leave(name)
-        self.agents.pop(name, None)
-        self._presence(name, "offline")
-        session = self.sessions.get(agent.session or "") if agent else None
-        if session is None:
-            return
-        if session.state is State.OFFERED:
-            self._cancel(session.id)
-            self._requeue(session, Event.DECLINE, "agent disconnected")
-        elif session.state.live:
-            self._requeue(session, Event.REQUEUE, "agent disconnected")
+        self.abandon(session, "did not come back")
 
     # -- helpers -----------------------------------------------------------------
 
-    def _release(self, agent: str | None, now: float) -> None:
+    def session(self, session_id: str) -> Session:
+        """An unfinished session, waiting or held by an agent.
+
+        Raises:
+            NotFound: if there is no such unfinished session.
+        """
+        live = self.live.get(session_id)
+        if live is not None:
+            return live.session
+        try:
+            return self.waiting[session_id]
+        except KeyError:
+            raise NotFound(f"no unfinished session {session_id}") from None
+
+    def hold(self, session: Session) -> None:
+        """Count ``session`` against its key's limit."""
+        self.by_key.setdefault(session.key, set()).add(session.id)
+
+    def unhold(self, session: Session) -> None:
+        """The session is over: its key may ask again."""
+        held = self.by_key.get(session.key)
+        if held is not None:
+            held.discard(session.id)
+            if not held:
+                del self.by_key[session.key]
+
+    def release(self, agent: str | None) -> None:
         """An agent's session is over: available again (and audited as such)."""
         if agent and agent in self.roster:
-            self.roster.release(agent, now)
-            self._presence(agent, "available")
+            self.roster.release(agent, self.clock.now())
+            self.presence.audit_presence(agent, "available")
+
+    def record(self, live: LiveSession) -> None:
+        """Start (or continue) recording a live session, if the broker records."""
+        if not self.config.record or live.recorder is not None:
+            return
+        session = live.session
+        error = live.record_start(self.config.recordings, f"{session.user}: {session.topic}")
+        if error:
+            # The session goes on unrecorded; the audit log says so.
+            self.ledger.audit("broker", "record-failed", session.id, {"error": error})
+
+    def _resync(self, session_id: str) -> None:
+        """A watcher of ``session_id`` dropped frames and caught up: send it a fresh picture."""
+        live = self.live.get(session_id)
+        if live is not None:
+            live.resync()
 
     def wallboard(self) -> m.Wallboard:
         """The live figures for agents: queue, longest wait, service level today, agents."""
-        now = self.clock()
+        now = self.clock.now()
         board = metrics.wallboard((w.queued_at for w in self.queue), (),
                                   (a.status for a in self.roster), now)
         level = self.today.level(now)
@@ -466,112 +568,19 @@ class Hub:
                            agents_available=board.agents_available,
                            target=self.today.target, now=now)
 
-    def _push_wallboard(self) -> None:
-        """Send the wallboard to every agent, then again in a few seconds while any is on."""
-        if self._wallboard is not None:
-            self._wallboard.cancel()
-            self._wallboard = None
-        if not self.agents:
-            return
-        try:
-            board = self.wallboard()
-        except AssistError as exc:  # the store hiccupped: try again next time
-            log.warning("wallboard not sent: %s", exc.message)
-        else:
-            for agent in self.agents.values():
-                agent.send(board)
-        self._wallboard = asyncio.get_running_loop().call_later(WALLBOARD_EVERY,
-                                                                self._push_wallboard)
-
-    def _presence(self, agent: str, status: str) -> None:
-        """Audit an agent's presence change (the report's occupancy is built from these)."""
-        self.store.audit.append(self.clock(), f"agent:{agent}", "presence", None,
-                                {"status": status})
-
-    def _own_session(self, client: Client, session_id: str) -> Session:
-        session = self.sessions.get(session_id)
-        if session is None or client.session != session_id:
-            raise NotFound(f"you have no session {session_id}")
-        return session
-
-    def _attach(self, client: Client, session_id: str) -> None:
-        client.session = session_id
-        self.users[session_id] = client
-
-    def _waiting(self, session: Session, online: bool = True,
-                 registered: bool = True, note: str = "") -> Waiting:
-        return Waiting(session.id, session.user, session.topic, session.queued_at,
-                       requeued=session.state is State.REQUEUED, online=online,
-                       registered=registered, note=note)
-
-    def _evidence(self, user: Client) -> m.Evidence:
+    def evidence(self, user: Connection) -> m.Evidence:
         """What the agent is shown of the user's identity before verifying it."""
         peer = user.peer
         totp = peer.registered and bool(self.store.directory.totp_secret(peer.name))
         return m.Evidence(registered=peer.registered, fingerprint=peer.fingerprint,
                           host=user.host, os_user=user.os_user, totp=totp)
 
-    def _info(self, session: Session, cols: int = 80, rows: int = 24,
-              evidence: m.Evidence | None = None) -> m.SessionInfo:
+    def info(self, live: LiveSession) -> m.SessionInfo:
+        """The session as both sides see it."""
+        session = live.session
+        cols, rows = live.size
         return m.SessionInfo(session=session.id, user=session.user, agent=session.agent or "",
                              topic=session.topic, state=session.state.value,
                              queued_at=session.queued_at, answered_at=session.answered_at,
-                             cols=cols, rows=rows, verified=session.verified, evidence=evidence,
-                             ice_servers=self.config.ice_urls)
-
-    def _queue_list(self) -> m.QueueList:
-        entries = tuple(
-            m.QueueEntry(session=w.session, user=w.user, topic=w.topic, queued_at=w.queued_at,
-                         position=i, requeued=w.requeued, online=w.online,
-                         registered=w.registered, note=w.note)
-            for i, w in enumerate(self.queue, 1)
-        )
-        return m.QueueList(entries=entries, now=self.clock())
-
-    def _arm(self, key: str, delay: float, callback: Callable[[str], None], arg: str) -> None:
-        self._cancel(key)
-        self._timers[key] = asyncio.get_running_loop().call_later(delay, callback, arg)
-
-    def _cancel(self, key: str) -> None:
-        timer = self._timers.pop(key, None)
-        if timer is not None:
-            timer.cancel()
-
-    def _changed(self) -> None:
-        """Schedule one coalesced push of queue and positions."""
-        if self._push is None:
-            self._push = asyncio.get_running_loop().call_later(QUEUE_PUSH_DELAY, self._flush)
-
-    def _flush(self) -> None:
-        self._push = None
-        listing = self._queue_list()
-        for agent in self.agents.values():
-            agent.send(listing)
-        if self._position_task is None or self._position_task.done():
-            self._position_task = asyncio.get_running_loop().create_task(
-                self._push_positions(listing))
-        else:
-            self._positions_stale = True
-
-    async def _push_positions(self, listing: m.QueueList) -> None:
-        """Tell each waiting user their new place, a slice at a time.
-
-        With thousands waiting, one accept moves everybody up by one; sending
-        all those messages in one go would stall routing for everyone else.
-        """
-        while True:
-            self._positions_stale = False
-            waiting = len(listing.entries)
-            for index, entry in enumerate(listing.entries):
-                if index % POSITION_SLICE == POSITION_SLICE - 1:
-                    await asyncio.sleep(0)
-                if self._positions.get(entry.session, 0) in (0, entry.position):
-                    continue
-                self._positions[entry.session] = entry.position
-                user = self.users.get(entry.session)
-                if user is not None:
-                    user.send(m.Position(session=entry.session, position=entry.position,
-                                         waiting=waiting))
-            if not self._positions_stale:
-                return
-            listing = self._queue_list()
+                             cols=cols, rows=rows, verified=session.verified,
+                             evidence=live.evidence, ice_servers=self.config.ice_urls)

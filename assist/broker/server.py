@@ -19,9 +19,11 @@ import asyncssh
 
 from assist.broker.hub import Hub
 from assist.config import BrokerConfig
+from assist.core.clock import LoopClock
 from assist.errors import StateError
 from assist.store import Store
 from assist.transport import ssh
+from assist.transport.peer import Peer
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ class Broker:
             StoreError, ConfigError: if the store, host key or address is unusable.
         """
         self.store = Store(self.config.db)
-        self.hub = Hub(self.config, self.store, self.clock)
+        self.hub = Hub(self.config, self.store, LoopClock(self.clock))
         restored = self.hub.restore()
         self.host_key = ssh.load_or_create_host_key(self.config.host_key_path)
         try:
@@ -80,7 +82,7 @@ class Broker:
         log.info("listening on %s:%d (%d waiting restored)", self.config.host, self.port,
                  restored)
 
-    def _authorize(self, role: str, fingerprint: str) -> ssh.Peer | None:
+    def _authorize(self, role: str, fingerprint: str) -> Peer | None:
         assert self.store is not None
         identity = self.store.directory.lookup(fingerprint)
         if identity is not None:
@@ -88,9 +90,9 @@ class Broker:
                 log.warning("refused %s key %s asking for the %s role", identity.role,
                             fingerprint, role)
                 return None
-            return ssh.Peer(role, identity.name, fingerprint, True, "")
+            return Peer(role, identity.name, fingerprint, True, "")
         if role == "user" and self.config.allow_unregistered_users:
-            return ssh.Peer(role, f"guest-{fingerprint[7:15]}", fingerprint, False, "")
+            return Peer(role, f"guest-{fingerprint[7:15]}", fingerprint, False, "")
         log.info("refused unknown key %s for the %s role", fingerprint, role)
         return None
 

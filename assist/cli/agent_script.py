@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,7 +36,7 @@ from assist.client.connect import open_link
 from assist.client.link import BrokerError
 from assist.client.runbook import RunbookRunner, Step, load_runbook
 from assist.core.grants import EXPLAIN
-from assist.errors import AssistError, StateError
+from assist.errors import AssistError, ConnectionFailed, StateError
 from assist.log import setup
 from assist.protocol import messages as m
 
@@ -59,7 +60,7 @@ def _connect(broker: str | None, key: Path | None, yes: bool, verbose: int,
         link, _ = await open_link(client_config(broker, key), "agent", trust_prompt(yes))
         try:
             client = AgentClient(link)
-            await client.hello(client="assist agent")
+            await client.hello(client="assist agent", watch=False)
             return await work(client)
         finally:
             await link.close()
@@ -105,8 +106,11 @@ def accept(
 ) -> None:
     """Take a user and hold the session, printing its events until it ends.
 
-    The session lasts as long as this command runs (Ctrl-C drops it: the user
-    goes back to the front of the queue). Act on it from other commands.
+    The session lasts as long as this command runs: Ctrl-C hands the user
+    back to the front of the queue. Act on it from other commands. If the
+    connection to the broker drops, a last ``{"t": "connection-lost"}``
+    event is printed and the command exits non-zero (the broker keeps the
+    session for the agent's grace period; `assist console` can take it back).
     """
 
     async def work(client: AgentClient) -> None:
@@ -115,21 +119,45 @@ def accept(
             print(json.dumps({"t": "started", **msgspec.to_builtins(info)}), flush=True)
         else:
             out.print(f"with [b]{info.user}[/] ({info.topic}), session [b]{info.session}[/]; "
-                      "Ctrl-C drops the session")
-        async for event in client.events():
-            if getattr(event, "session", None) != info.session:
-                continue
-            if isinstance(event, m.Output | m.Snapshot):
-                continue  # screen bytes: see `assist agent screen`
+                      "Ctrl-C hands the user back to the queue")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+        events = asyncio.ensure_future(_print_events(client, info.session, as_json))
+        stopper = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait({events, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if stopper in done:
+            events.cancel()
+            with contextlib.suppress(AssistError):
+                await client.handoff(info.session, "the agent stopped `assist agent accept`")
+            return
+        if not events.result():
+            reason = client.link.close_reason or "the connection dropped"
             if as_json:
-                print(json.dumps(_event_json(event)), flush=True)
-            else:
-                out.print(f"{type(event).__name__}: {_event_json(event)}")
-            if isinstance(event, m.Ended | m.UserLost):
-                return
+                print(json.dumps({"t": "connection-lost", "session": info.session,
+                                  "reason": reason}), flush=True)
+            raise ConnectionFailed(f"lost the connection to the broker ({reason}) during "
+                                   f"session {info.session}")
 
-    with contextlib.suppress(KeyboardInterrupt):
-        _connect(broker, key, yes, verbose, work)
+    _connect(broker, key, yes, verbose, work)
+
+
+async def _print_events(client: AgentClient, session: str, as_json: bool) -> bool:
+    """Print the session's events; True once it ended, False if the connection dropped."""
+    async for event in client.events():
+        if getattr(event, "session", None) != session:
+            continue
+        if isinstance(event, m.Output | m.Snapshot):
+            continue  # screen bytes: see `assist agent screen`
+        if as_json:
+            print(json.dumps(_event_json(event)), flush=True)
+        else:
+            out.print(f"{type(event).__name__}: {_event_json(event)}")
+        if isinstance(event, m.Ended | m.UserLost):
+            return True
+    return False
 
 
 @agent_app.command("chat")

@@ -36,10 +36,10 @@ def bot(
     books = load_flows(flows)
     config = [client_config(broker, key)]
 
-    async def connect() -> AgentClient:
+    async def connect(watch: bool) -> AgentClient:
         link, config[0] = await open_link(config[0], "agent", trust_prompt(yes))
         client = AgentClient(link)
-        await client.hello(client="assist bot")
+        await client.hello(client="assist bot", watch=watch)
         return client
 
     def show(outcome: Outcome) -> None:

@@ -42,7 +42,8 @@ F7 stops it; F9 takes back every permission.
 
 [b]--json-events[/b] (implies --no-tui) prints one JSON object per line on stdout,
 for wrappers. Every line has "event" and "at" (Unix time). Events: "status"
-(phase: connecting, queued, offered, connected, reconnecting, ended, left; with
+(phase: connecting, queued, offered, connected, reconnecting, ended, left,
+taken-over; with
 session, position, waiting, agent, broker, message), "chat" (sender, text),
 "grant-asked" (scope, seconds, agent), "code-asked" (agent), "verified" (method,
 ok, message), "annotation" (agent, surface, kind, x, y, x2, y2, text,
@@ -164,6 +165,9 @@ def help_(
     json_events: bool = typer.Option(False, "--json-events",
                                      help="One JSON event per line on stdout, for wrappers "
                                           "(implies --no-tui; see below)."),
+    take_over: bool = typer.Option(False, "--take-over",
+                                   help="If your key already waits for help from another "
+                                        "terminal, move that request here without asking."),
     broker: str | None = BROKER_OPTION,
     key: Path | None = KEY_OPTION,
     yes: bool = YES_OPTION,
@@ -180,23 +184,44 @@ def help_(
         if not topic:
             raise ConfigError("a topic is needed so the helpdesk can route you")
     if no_tui or json_events:
-        asyncio.run(_plain(config, topic, yes, desktop, json_events))
+        asyncio.run(_plain(config, topic, yes, desktop, json_events, take_over))
         return
     from assist.tui.help_app import HelpApp
 
     config = app_config(broker, key, yes, "user")
     app_ = HelpApp(config, topic, shlex.split(cmd) if cmd else None, trust_prompt(yes),
-                   desktop=desktop)
+                   desktop=desktop, take_over=take_over)
     app_.run()
     if app_.error:
         raise ConnectionFailed(app_.error)
     if app_.final is not None and app_.final.phase == "ended":
         out.print("Session ended. Thank you for contacting the helpdesk.")
+    elif app_.final is not None and app_.final.phase == "taken-over":
+        out.print(TAKEN_OVER)
+
+
+TAKEN_OVER = "Another `assist help` with your key took this request over; this one stops."
+
+
+def takeover_prompt(take_over: bool, interactive: bool) -> Callable[[str], Any]:
+    """Answer "take over the request this key holds elsewhere?": the flag, or ask on a tty."""
+
+    async def ask(question: str) -> bool:
+        if take_over:
+            return True
+        if not interactive:
+            return False
+        prompt = f"You already asked for help elsewhere: {question}.\nMove it here? [y/N] "
+        answer = await asyncio.get_running_loop().run_in_executor(None, input, prompt)
+        return answer.strip().lower() in ("y", "yes")
+
+    return ask
 
 
 
 async def _plain(config: ClientConfig, topic: str, yes: bool,
-                 desktop: DesktopRequest | None = None, json_events: bool = False) -> None:
+                 desktop: DesktopRequest | None = None, json_events: bool = False,
+                 take_over: bool = False) -> None:
     interactive = sys.stdout.isatty() and not json_events
     live = Live(Text(""), console=out, auto_refresh=False, transient=False) if interactive \
         else None
@@ -204,7 +229,7 @@ async def _plain(config: ClientConfig, topic: str, yes: bool,
     sharing: list[DesktopSender] = []
 
     def show(status: Status) -> None:
-        if sharing and status.phase not in ("offered", "connected") \
+        if sharing and status.phase != "offered" and not request.in_session \
                 and sharing[0].state not in ("ended", "failed"):
             # The agent is gone: the desktop goes with them.
             tasks.add(asyncio.ensure_future(sharing[0].stop()))
@@ -245,7 +270,8 @@ async def _plain(config: ClientConfig, topic: str, yes: bool,
 
     tasks: set[asyncio.Future[Any]] = set()
     request = HelpRequest(config, topic, show, trust_prompt(yes), on_started=started,
-                          on_event=event)
+                          on_event=event,
+                          takeover=takeover_prompt(take_over, interactive and sys.stdin.isatty()))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -294,4 +320,6 @@ async def _plain(config: ClientConfig, topic: str, yes: bool,
                 await request.survey(int(answer))
     elif final.phase == "left":
         out.print("You left the queue.")
+    elif final.phase == "taken-over":
+        out.print(TAKEN_OVER)
     await request.close()

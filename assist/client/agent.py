@@ -17,15 +17,32 @@ class AgentClient:
         self.link = link
         self.welcome: m.Welcome | None = None
 
-    async def hello(self, host: str = "", os_user: str = "", client: str = "") -> m.Welcome:
-        """Introduce ourselves as an agent."""
+    async def hello(self, host: str = "", os_user: str = "", client: str = "",
+                    watch: bool = True) -> m.Welcome:
+        """Introduce ourselves as an agent.
+
+        ``watch``: receive the queue (pages, then deltas) and the wallboard; a
+        script that only acts on one session says no.
+        """
         self.welcome = await self.link.request(
-            m.Hello(host=host, os_user=os_user, client=client), m.Welcome)
+            m.Hello(host=host, os_user=os_user, client=client, watch=watch), m.Welcome)
         return self.welcome
 
-    async def queue(self) -> m.QueueList:
-        """The queue now, head first."""
-        return await self.link.request(m.ListQueue(), m.QueueList)
+    async def queue(self, limit: int | None = None) -> m.QueueList:
+        """The queue now, head first, fetched page by page (all of it, or ``limit``)."""
+        entries: list[m.QueueEntry] = []
+        while True:
+            want = m.PAGE if limit is None else min(m.PAGE, limit - len(entries))
+            page = await self.link.request(m.ListQueue(offset=len(entries), limit=want),
+                                           m.QueueList)
+            entries.extend(page.entries)
+            done = not page.entries or len(entries) >= page.total
+            if done or (limit is not None and len(entries) >= limit):
+                return m.QueueList(entries=tuple(entries), now=page.now, total=page.total)
+
+    async def queue_pages(self) -> None:
+        """Ask for the whole queue again as pages (after a gap in the deltas)."""
+        await self.link.request(m.ListQueue(limit=1), m.QueueList)
 
     async def set_status(self, status: str) -> None:
         """Become ``available`` or ``away``."""

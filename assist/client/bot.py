@@ -8,8 +8,9 @@ The flows file holds runbooks with a ``match`` pattern over the help topic::
         steps: [...]
 
 The bot is an agent like any other (registered with ``assist agents add``).
-It watches the queue on one connection and serves each user on a connection
-of its own, one user at a time. When a flow finishes the session ends with
+It watches the queue on one connection (pages, then deltas, kept in a
+:class:`~assist.core.queueview.QueueMirror`) and serves each user on a
+connection of its own, one user at a time. When a flow finishes the session ends with
 the flow's root cause; when it cannot (a step fails, the user declines or
 revokes), the user is handed to the human queue at the front.
 """
@@ -32,13 +33,14 @@ from assist.client.runbook import (
     parse_runbook,
     read_yaml,
 )
+from assist.core.queueview import QueueMirror
 from assist.errors import AssistError, ConfigError
 from assist.protocol import messages as m
 
 log = logging.getLogger(__name__)
 
-Connect = Callable[[], Awaitable[AgentClient]]
-"""Opens a new connection of the bot's agent, said hello."""
+Connect = Callable[[bool], Awaitable[AgentClient]]
+"""Opens a new connection of the bot's agent, said hello; the flag: watch the queue."""
 
 
 @dataclass(frozen=True)
@@ -100,40 +102,47 @@ class Bot:
         return next((f for f in self.flows if f.matches(entry.topic)), None)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Watch the queue and serve users until ``stop`` is set."""
+        """Watch the queue and serve users until ``stop`` is set.
+
+        Raises:
+            AssistError: if the connection that watches the queue is lost.
+        """
         stop = stop or asyncio.Event()
-        watcher = await self.connect()
+        watcher = await self.connect(True)
+        mirror = QueueMirror()
+        changed = asyncio.Event()
+        follow = asyncio.ensure_future(self._follow(watcher, mirror, changed))
+        stopper = asyncio.ensure_future(stop.wait())
         try:
             await watcher.set_status("available")
-            listing = await watcher.queue()
-            events = watcher.events().__aiter__()
             while not stop.is_set():
-                served = await self._serve_first(listing)
-                if served:
-                    listing = await watcher.queue()  # the queue moved on meanwhile
-                    continue
-                listing = await self._next_listing(events, stop) or listing
+                changed.clear()
+                if mirror.ready and await self._serve_first(mirror.entries()):
+                    continue  # the queue moved on meanwhile: look again
+                waiter = asyncio.ensure_future(changed.wait())
+                done, _ = await asyncio.wait({waiter, stopper, follow},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if follow in done:
+                    raise AssistError("lost the connection to the broker")
         finally:
+            follow.cancel()
+            stopper.cancel()
             await watcher.link.close()
 
-    async def _next_listing(self, events: object, stop: asyncio.Event) -> m.QueueList | None:
-        stopper = asyncio.ensure_future(stop.wait())
-        getter = asyncio.ensure_future(events.__anext__())  # type: ignore[attr-defined]
-        try:
-            done, _ = await asyncio.wait({stopper, getter}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-        if getter not in done:
-            getter.cancel()
-            return None
-        try:
-            msg = getter.result()
-        except StopAsyncIteration:
-            raise AssistError("lost the connection to the broker") from None
-        return msg if isinstance(msg, m.QueueList) else None
+    @staticmethod
+    async def _follow(watcher: AgentClient, mirror: QueueMirror,
+                      changed: asyncio.Event) -> None:
+        """Keep ``mirror`` up to date from the watcher's queue views."""
+        async for msg in watcher.events():
+            result = mirror.apply(msg)
+            if result is None:
+                await watcher.queue_pages()  # a gap: the pages come again
+            elif result:
+                changed.set()
 
-    async def _serve_first(self, listing: m.QueueList) -> bool:
-        for entry in listing.entries:
+    async def _serve_first(self, entries: list[m.QueueEntry]) -> bool:
+        for entry in entries:
             flow = self.flow_for(entry)
             if flow is not None and await self._serve(entry, flow):
                 return True
@@ -146,7 +155,7 @@ class Bot:
         connection drops) is that user's outcome, not the end of the bot.
         """
         try:
-            worker = await self.connect()
+            worker = await self.connect(False)
         except AssistError as exc:
             log.warning("cannot open a connection for %s: %s", entry.session, exc.message)
             return False

@@ -26,6 +26,32 @@ async def open_link(config: ClientConfig, role: str,
     Raises:
         ConnectionFailed: (or a subclass) if the broker cannot be used.
     """
+    conn, config = await open_connection(config, role, trust)
+    link = Link(conn.channel, on_close=conn.close)
+    link.start()
+    return link, config
+
+
+async def reconnect(link: Link, config: ClientConfig, role: str,
+                    trust: TrustPrompt | None = None) -> ClientConfig:
+    """Carry ``link`` on over a new connection to the broker (after it dropped).
+
+    Raises:
+        ConnectionFailed: (or a subclass) if the broker cannot be used.
+    """
+    conn, config = await open_connection(config, role, trust)
+    await link.close()
+    link.rebind(conn.channel, on_close=conn.close)
+    return config
+
+
+async def open_connection(config: ClientConfig, role: str, trust: TrustPrompt | None = None
+                          ) -> tuple[ssh.ClientConnection, ClientConfig]:
+    """Open an SSH connection and control channel to the broker (see :func:`open_link`).
+
+    Raises:
+        ConnectionFailed: (or a subclass) if the broker cannot be used.
+    """
     try:
         conn = await ssh.connect(config.host, config.port, role, config.host_key, config.key)
     except HostKeyUnknown as exc:
@@ -38,6 +64,4 @@ async def open_link(config: ClientConfig, role: str,
             ) from None
         config = config.pinned(exc.public_key)
         conn = await ssh.connect(config.host, config.port, role, config.host_key, config.key)
-    link = Link(conn.channel, on_close=conn.close)
-    link.start()
-    return link, config
+    return conn, config

@@ -83,10 +83,10 @@ class DemoUser:
         tasks: list[asyncio.Task[None]] = [asyncio.ensure_future(parse())]
 
         async def started(client: UserClient, info: m.SessionInfo) -> None:
-            channel = client.link.channel
-            parts["share"] = TerminalShare(channel, info.session, emulator,
+            link = client.link  # it carries on over a new connection after a drop
+            parts["share"] = TerminalShare(link, info.session, emulator,
                                            secret=pty.secret_input)
-            guard = Guard(channel, info.session, lambda data: pty.write(data, agent=True),
+            guard = Guard(link, info.session, lambda data: pty.write(data, agent=True),
                           pty.secret_input, drop=pty.drop_agent_input,
                           on_ask=lambda msg: tasks.append(asyncio.ensure_future(
                               self._answer(guard, msg))),
@@ -101,11 +101,18 @@ class DemoUser:
 
         def status(s: Status) -> None:
             self.statuses.append(s)
-            if s.phase != "connected":
+            if not request.in_session:
+                for part in parts.values():
+                    part.stop()
                 parts.clear()
 
+        def resumed(info: m.SessionInfo) -> None:
+            for part in parts.values():
+                part.reannounce()
+
         request = HelpRequest(self.config, self.topic, status, on_started=started,
-                              size=(self.cols, self.rows), on_event=event)
+                              size=(self.cols, self.rows), on_event=event,
+                              on_resumed=resumed)
         try:
             final = await request.run()
             if final.survey:

@@ -28,7 +28,7 @@ from assist.core.grants import (
 )
 from assist.errors import ConnectionFailed
 from assist.protocol import messages as m
-from assist.transport.channel import ChannelClosed, MessageChannel
+from assist.transport.channel import ChannelClosed, Outlet
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,8 @@ class Guard:
     """Decide what the agent may do on this machine, in one session.
 
     Args:
-        channel: the control channel to the broker.
+        channel: where messages to the broker go (the link, which outlives
+            reconnects, or a channel).
         session: the live session id.
         write: types the agent's bytes into the user's pty (only ever called for
             allowed keys), e.g. ``lambda data: pty.write(data, agent=True)``.
@@ -58,7 +59,7 @@ class Guard:
 
     def __init__(
         self,
-        channel: MessageChannel,
+        channel: Outlet,
         session: str,
         write: Callable[[bytes], None],
         secret: Callable[[], bool],
@@ -182,6 +183,18 @@ class Guard:
         self._send(m.Revoke(session=self.session, grants=tuple(g.id for g in gone)))
         self.on_change()
         return len(gone)
+
+    def reannounce(self) -> int:
+        """Tell the broker again which grants are live (after a reconnect); return how many.
+
+        The broker forgets its copy when the user's connection comes back;
+        this table is the authority, so it says what still holds.
+        """
+        live = self.table.live(self.clock())
+        for g in live:
+            self._send(m.GrantAnswer(session=self.session, scope=g.scope, allowed=True,
+                                     grant=g.id, expires_at=g.expires_at, restored=True))
+        return len(live)
 
     def code(self, code: str) -> None:
         """Send the authenticator code the user typed (it is never logged)."""

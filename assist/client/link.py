@@ -1,9 +1,13 @@
-"""A request/reply and event link to the broker over one message channel.
+"""A request/reply and event link to the broker, over one channel at a time.
 
 Requests carry a fresh ``rid``; the broker's answer with the same ``rid``
 completes the request (an ``Error`` answer raises). Everything else the
 broker sends is an event: delivered to :meth:`Link.events` consumers and to
 any :meth:`Link.wait_for` waiters.
+
+A link outlives its channel: after a reconnect, :meth:`Link.rebind` carries
+it on over the new one, so the parts that send through it (the terminal
+share, the grant guard, media signalling) never hold a dead connection.
 """
 
 from __future__ import annotations
@@ -55,11 +59,44 @@ class Link:
         self._on_close = on_close
         self.closed = asyncio.Event()
         self.close_reason = ""
+        self.fast: Callable[[m.Msg], bool] | None = None
+        """Handles hot-path events (keystrokes, terminal output) in the reader itself,
+        skipping the event queue and a task switch; returns True if it took the
+        event. Used only while the queue is empty, so events keep their order."""
 
     def start(self) -> None:
         """Start reading from the channel."""
         if self._reader is None:
             self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    def rebind(self, channel: MessageChannel,
+               on_close: Callable[[], object] | None = None) -> None:
+        """Carry on over ``channel`` (a new connection) once the old one is closed.
+
+        Raises:
+            StateError: if the link is still reading from a live channel.
+        """
+        if self._reader is not None and not self._reader.done():
+            raise StateError("the link is still connected")
+        self.channel = channel
+        self._on_close = on_close
+        self._reader = None
+        self.closed = asyncio.Event()
+        self.close_reason = ""
+        self.start()
+
+    def send_nowait(self, msg: m.Msg) -> None:
+        """Queue ``msg`` on the current channel.
+
+        Raises:
+            ChannelClosed: while there is no connection.
+            MessageTooLarge: if the message is over the size limit.
+        """
+        self.channel.send_nowait(msg)
+
+    def buffered(self) -> int:
+        """Bytes queued for the broker but not yet sent."""
+        return self.channel.buffered()
 
     async def _read(self) -> None:
         reason = "the broker closed the connection"
@@ -96,6 +133,8 @@ class Link:
         for waiter in list(self._waiters):
             if not waiter.future.done() and waiter.match(msg):
                 waiter.future.set_result(msg)
+        if self.fast is not None and self._events.empty() and self.fast(msg):
+            return
         self._push(msg)
 
     def _push(self, msg: m.Msg | None) -> None:
@@ -106,6 +145,18 @@ class Link:
 
     async def request(self, msg: m.Msg, expect: type[T], timeout: float = 10.0) -> T:
         """Send a request and return the broker's typed answer.
+
+        Raises:
+            BrokerError: if the broker answered with an error.
+            ConnectionFailed: if the connection is lost or the broker is silent.
+        """
+        reply = await self.request_any(msg, (expect,), timeout)
+        assert isinstance(reply, expect)
+        return reply
+
+    async def request_any(self, msg: m.Msg, expect: tuple[type[m.Msg], ...],
+                          timeout: float = 10.0) -> m.Msg:
+        """Send a request whose answer may be one of several types.
 
         Raises:
             BrokerError: if the broker answered with an error.
@@ -126,7 +177,8 @@ class Link:
         if isinstance(reply, m.Error):
             raise BrokerError(reply.code, reply.message)
         if not isinstance(reply, expect):
-            raise ProtocolError(f"expected {expect.__name__} from the broker, got "
+            names = " or ".join(t.__name__ for t in expect)
+            raise ProtocolError(f"expected {names} from the broker, got "
                                 f"{type(reply).__name__}")
         return reply
 

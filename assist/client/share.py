@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from assist.errors import ConfigError, ConnectionFailed, ProtocolError
 from assist.protocol import messages as m
 from assist.share.emulator import Emulator
-from assist.transport.channel import ChannelClosed, MessageChannel
+from assist.transport.channel import ChannelClosed, Outlet
 
 SEND_LIMIT = 1024 * 1024
 """Unsent bytes to the broker beyond which output is dropped (then resynced)."""
@@ -72,7 +72,8 @@ class TerminalShare:
     """Stream one session's terminal from the user's machine.
 
     Args:
-        channel: the control channel to the broker.
+        channel: where messages to the broker go (the link, which outlives
+            reconnects, or a channel).
         session: the live session id.
         emulator: the user's own screen model (shared with their view).
         secret: True while the pty reads a secret (echo off); output is then
@@ -80,7 +81,7 @@ class TerminalShare:
         redact: patterns masked in everything that leaves the machine.
     """
 
-    def __init__(self, channel: MessageChannel, session: str, emulator: Emulator,
+    def __init__(self, channel: Outlet, session: str, emulator: Emulator,
                  secret: Callable[[], bool] | None = None,
                  redact: Sequence[re.Pattern[bytes]] = ()) -> None:
         self.channel = channel
@@ -230,6 +231,12 @@ class TerminalShare:
                 self.snapshot()
             return True
         return False
+
+    def reannounce(self) -> None:
+        """Say again whether a secret is being read (after a reconnect the broker
+        may not know); the broker then asks for a fresh picture."""
+        if self.active and self.hidden:
+            self._send(m.Hidden(session=self.session, on=True))
 
     def stop(self) -> None:
         """Stop sending (session over); the local screen goes on."""

@@ -23,11 +23,28 @@ class UserClient:
             m.Hello(host=host, os_user=os_user, client=client), m.Welcome)
         return self.welcome
 
-    async def join(self, topic: str, resume: str | None = None) -> m.Queued:
-        """Join the queue (or reclaim a place with a resume token)."""
-        queued = await self.link.request(m.Join(topic=topic, resume=resume), m.Queued)
-        self.session, self.resume = queued.session, queued.resume
-        return queued
+    async def join(self, topic: str, resume: str | None = None,
+                   takeover: bool = False) -> m.Queued | m.Started:
+        """Join the queue, or come back to a place with its resume token.
+
+        A place that is a live session answers with ``Started`` (``resumed``).
+        ``takeover`` moves the request this key already holds (or the one
+        the token names, if another connection holds it) to this client.
+
+        Raises:
+            BrokerError: ``already-waiting`` if the key (or the token's place)
+                is held by another client and ``takeover`` is not set;
+                another code if the place expired.
+        """
+        reply = await self.link.request_any(
+            m.Join(topic=topic, resume=resume, takeover=takeover), (m.Queued, m.Started))
+        if isinstance(reply, m.Queued):
+            self.session, self.resume = reply.session, reply.resume
+        else:
+            assert isinstance(reply, m.Started)
+            self.session = reply.info.session
+            self.resume = reply.resume or resume
+        return reply
 
     async def leave(self) -> None:
         """Leave the queue; the broker records the session as abandoned."""

@@ -114,6 +114,10 @@ class Session:
     resolved: bool | None = None
     root_cause: str = ""
     requeues: int = 0
+    key: str = ""
+    """Fingerprint of the key the user joined with (one request per key)."""
+    registered: bool = True
+    """The key was in the directory when the user joined."""
     history: list[tuple[float, State]] = field(default_factory=list)
 
     def apply(self, event: Event, now: float, agent: str | None = None) -> State:

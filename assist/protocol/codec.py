@@ -1,13 +1,16 @@
 """Encode and decode protocol messages as JSON lines.
 
 A message is one line of compact JSON terminated by ``\\n``. Lines over
-:data:`MAX_MESSAGE_BYTES` are refused. Decoding never raises anything but
-:class:`~assist.errors.ProtocolError` (or its subclass ``MessageTooLarge``),
-so a peer can always answer a bad line with an ``Error`` reply and go on.
+:data:`MAX_MESSAGE_BYTES` are refused, and so is a document nested deeper
+than the decoder's recursion allows (``too-deep``). Decoding never raises
+anything but :class:`~assist.errors.ProtocolError` (or its subclass
+``MessageTooLarge``), so a peer can always answer a bad line with an
+``Error`` reply and go on.
 """
 
 from __future__ import annotations
 
+import re
 import typing
 from typing import Any
 
@@ -22,6 +25,7 @@ MAX_MESSAGE_BYTES = 1024 * 1024
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[Message] = msgspec.json.Decoder(Message)
 _raw_decoder = msgspec.json.Decoder()
+_RID = re.compile(rb'"rid":\s*(\d{1,15})')
 
 KNOWN_TYPES: frozenset[str] = frozenset(
     typing.cast(str, cls.__struct_config__.tag) for cls in typing.get_args(Message)
@@ -71,6 +75,15 @@ def decode(line: bytes) -> Message:
         return _decoder.decode(line)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise _explain(line, exc) from None
+    except RecursionError:
+        raise _too_deep(line) from None
+
+
+def _too_deep(line: bytes) -> DecodeFailure:
+    """A document nested past the decoder's recursion limit (a typed error, never a crash)."""
+    found = _RID.search(line[:4096])
+    rid = int(found.group(1)) if found else 0
+    return DecodeFailure("message is nested too deeply", "too-deep", rid)
 
 
 def _explain(line: bytes, exc: Exception) -> DecodeFailure:
@@ -79,6 +92,8 @@ def _explain(line: bytes, exc: Exception) -> DecodeFailure:
         raw: Any = _raw_decoder.decode(line)
     except msgspec.DecodeError:
         return DecodeFailure("message is not valid JSON", "malformed")
+    except RecursionError:
+        return _too_deep(line)
     if not isinstance(raw, dict):
         return DecodeFailure("message is not a JSON object", "malformed")
     rid = raw.get("rid")

@@ -7,16 +7,60 @@ replies to requests while events (``rid == 0``) flow in between.
 
 Direction is noted on each class: U = user client, A = agent client,
 B = broker.
+
+Every value that sizes something (terminal cols/rows, text, byte strings,
+lists, numbers) carries its bound in its type, so the codec refuses an
+oversized value with a typed ``invalid`` error where it enters, before any
+handler sees it. Queue views go to agents as a first page and then deltas
+(:class:`QueuePage`, :class:`QueueDelta`); no message grows with the queue.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 """Bumped on incompatible changes; a broker refuses a client of another version."""
+
+MAX_COLS = 1000
+"""Widest terminal accepted (columns); the same bound holds for rows."""
+MAX_ROWS = 1000
+MAX_ID = 64
+"""Session ids, grant ids, request tokens."""
+MAX_NAME = 128
+"""User, agent and broker names, host names, client descriptions."""
+MAX_TOPIC = 1000
+"""A topic as sent; the broker keeps the first 200 characters on one line."""
+MAX_TEXT = 4000
+"""A chat line as sent; the broker keeps 2000 characters."""
+MAX_NOTE = 1000
+"""Notes, root causes, reasons and error messages."""
+MAX_OUTPUT = 512 * 1024
+"""Raw terminal bytes in one message (base64 keeps it under the 1 MiB line limit)."""
+MAX_SNAPSHOT = 700 * 1024
+"""Bytes of one screen picture."""
+MAX_KEYS = 64 * 1024
+"""Keystroke bytes in one message."""
+MAX_SDP = 64 * 1024
+"""One WebRTC session description."""
+MAX_LIST = 256
+"""Ids in one list (grants to revoke, marks to clear), tags, servers."""
+PAGE = 500
+"""Queue entries in one message (pages and deltas); a page of 500 long topics
+stays far below the 1 MiB limit."""
+MAX_COUNT = 10_000_000
+"""Positions, counts and totals."""
+
+Id = Annotated[str, msgspec.Meta(max_length=MAX_ID)]
+Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME)]
+Note = Annotated[str, msgspec.Meta(max_length=MAX_NOTE)]
+Cols = Annotated[int, msgspec.Meta(ge=1, le=MAX_COLS)]
+Rows = Annotated[int, msgspec.Meta(ge=1, le=MAX_ROWS)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
+Coord = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
+Line = Annotated[int, msgspec.Meta(ge=-(2**40), le=2**40)]
 
 Role = Literal["user", "agent"]
 AgentStatus = Literal["available", "away", "busy"]
@@ -29,7 +73,7 @@ SignalKind = Literal["offer", "answer", "bye", "pause", "resume"]
 class Msg(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", omit_defaults=True):
     """Base of all messages."""
 
-    rid: int = 0
+    rid: Annotated[int, msgspec.Meta(ge=0, le=2**53)] = 0
 
 
 # -- handshake -----------------------------------------------------------------
@@ -38,10 +82,12 @@ class Msg(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", omit_default
 class Hello(Msg, tag="hello", frozen=True):
     """U/A -> B: first message on a control channel."""
 
-    version: int = PROTOCOL_VERSION
-    client: str = ""
-    host: str = ""
-    os_user: str = ""
+    version: Annotated[int, msgspec.Meta(ge=0, le=2**31)] = PROTOCOL_VERSION
+    client: Name = ""
+    host: Name = ""
+    os_user: Name = ""
+    watch: bool = True
+    """Agents: receive queue views (a script that only acts on a session says no)."""
 
 
 class Welcome(Msg, tag="welcome", frozen=True):
@@ -49,8 +95,8 @@ class Welcome(Msg, tag="welcome", frozen=True):
 
     version: int
     role: Role
-    name: str
-    broker: str
+    name: Name
+    broker: Name
     registered: bool = True
 
 
@@ -59,10 +105,18 @@ class Ok(Msg, tag="ok", frozen=True):
 
 
 class Error(Msg, tag="error", frozen=True):
-    """B -> U/A (or U/A -> B): a request failed; ``code`` is machine readable."""
+    """B -> U/A (or U/A -> B): a request failed; ``code`` is machine readable.
 
-    code: str
-    message: str
+    Codes include ``invalid`` (a field out of its bound), ``malformed``,
+    ``too-large``, ``too-deep``, ``unknown-type``, ``state``, ``not-found``,
+    ``rate-limit`` (too many messages: slow down or be disconnected),
+    ``slow-consumer`` (replies were not read: the connection is closed),
+    ``already-waiting`` (this key already holds a request; join with
+    ``takeover`` to move it here) and ``internal``.
+    """
+
+    code: Annotated[str, msgspec.Meta(max_length=MAX_NAME)]
+    message: Note
 
 
 class Ping(Msg, tag="ping", frozen=True):
@@ -81,77 +135,136 @@ class Pong(Msg, tag="pong", frozen=True):
 
 
 class Join(Msg, tag="join", frozen=True):
-    """U -> B: join the queue with a topic, or resume a place with ``resume``."""
+    """U -> B: join the queue with a topic, or resume a place with ``resume``.
 
-    topic: str
-    resume: str | None = None
+    A resumed place that is a live session is answered with :class:`Started`
+    (``resumed``), a waiting one with :class:`Queued`. ``takeover`` moves the
+    request this key already holds (waiting or live) to this connection; the
+    connection that held it is told with :class:`TakenOver`.
+    """
+
+    topic: Annotated[str, msgspec.Meta(max_length=MAX_TOPIC)]
+    resume: Id | None = None
+    takeover: bool = False
 
 
 class Queued(Msg, tag="queued", frozen=True):
     """B -> U: you are in the queue. Keep ``resume`` to reclaim the place."""
 
-    session: str
-    position: int
+    session: Id
+    position: Count
     queued_at: float
-    resume: str
+    resume: Id
     resumed: bool = False
 
 
-class Position(Msg, tag="position", frozen=True):
-    """B -> U: your place in the queue changed."""
+class TakenOver(Msg, tag="taken-over", frozen=True):
+    """B -> U: another ``assist help`` with the same key took this request over; stop."""
 
-    session: str
-    position: int
-    waiting: int
+    session: Id
+
+
+class Position(Msg, tag="position", frozen=True):
+    """B -> U: your place in the queue changed (sent a few times a second at most)."""
+
+    session: Id
+    position: Count
+    waiting: Count
 
 
 class Leave(Msg, tag="leave", frozen=True):
     """U -> B: leave the queue (the session is recorded as abandoned)."""
 
-    session: str
+    session: Id
 
 
 class Offered(Msg, tag="offered", frozen=True):
     """B -> U: an agent picked you; answer with :class:`Ready`."""
 
-    session: str
-    agent: str
+    session: Id
+    agent: Name
 
 
 class Ready(Msg, tag="ready", frozen=True):
     """U -> B: the user's side is set up; the session becomes connected."""
 
-    session: str
-    cols: int = 80
-    rows: int = 24
+    session: Id
+    cols: Cols = 80
+    rows: Rows = 24
 
 
 # -- queue (agent side) --------------------------------------------------------
 
 
 class QueueEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """One waiting user as agents see it."""
+    """One waiting user as agents see it.
 
-    session: str
-    user: str
-    topic: str
+    The order of service follows from the entry itself: requeued users first,
+    then by ``queued_at`` (then ``session``); ``position`` is filled in
+    :class:`QueueList` replies and left 0 in pushed views.
+    """
+
+    session: Id
+    user: Name
+    topic: Annotated[str, msgspec.Meta(max_length=MAX_TOPIC)]
     queued_at: float
-    position: int
+    position: Count = 0
     requeued: bool = False
     online: bool = True
     registered: bool = True
-    note: str = ""
+    note: Note = ""
+
+
+Entries = Annotated[tuple[QueueEntry, ...], msgspec.Meta(max_length=PAGE)]
 
 
 class ListQueue(Msg, tag="list-queue", frozen=True):
-    """A -> B: ask for the queue; answered by :class:`QueueList`."""
+    """A -> B: ask for a page of the queue; answered by :class:`QueueList`."""
+
+    offset: Count = 0
+    limit: Annotated[int, msgspec.Meta(ge=1, le=PAGE)] = PAGE
 
 
 class QueueList(Msg, tag="queue-list", frozen=True):
-    """B -> A: the queue, head first. Also pushed to agents when it changes."""
+    """B -> A: a page of the queue, head first: ``entries`` from place ``offset + 1``
+    of ``total`` waiting."""
 
-    entries: tuple[QueueEntry, ...]
+    entries: Entries
     now: float
+    total: Count = 0
+    offset: Count = 0
+
+
+class QueuePage(Msg, tag="queue-page", frozen=True):
+    """B -> A: the whole queue at ``version``, pushed in pages (``last`` on the final one).
+
+    Sent when an agent connects, and again instead of deltas it could not
+    keep up with; the pages replace what the agent had.
+    """
+
+    version: Count
+    entries: Entries
+    total: Count
+    offset: Count = 0
+    last: bool = True
+    now: float = 0.0
+
+
+class QueueDelta(Msg, tag="queue-delta", frozen=True):
+    """B -> A: what changed in the queue since ``version - 1``.
+
+    ``joined`` entries are new (or back); ``left`` sessions were taken,
+    abandoned or moved; ``changed`` entries replace the entry of the same
+    session (online again, a note). A gap in versions means the agent missed
+    something: it asks again with :class:`ListQueue` (or waits for the pages
+    the broker pushes after a lag).
+    """
+
+    version: Count
+    joined: Entries = ()
+    left: Annotated[tuple[Id, ...], msgspec.Meta(max_length=PAGE)] = ()
+    changed: Entries = ()
+    now: float = 0.0
 
 
 class Wallboard(Msg, tag="wallboard", frozen=True):
@@ -161,11 +274,11 @@ class Wallboard(Msg, tag="wallboard", frozen=True):
     service-level target (``target`` seconds); abandoned ones count as misses.
     """
 
-    queue_length: int
+    queue_length: Count
     longest_wait: float | None
-    answered_within: int
-    settled: int
-    agents_available: int
+    answered_within: Count
+    settled: Count
+    agents_available: Count
     target: float
     now: float
 
@@ -179,7 +292,7 @@ class SetStatus(Msg, tag="set-status", frozen=True):
 class Accept(Msg, tag="accept", frozen=True):
     """A -> B: take ``session`` (or the head of the queue when ``None``)."""
 
-    session: str | None = None
+    session: Id | None = None
 
 
 # -- session -------------------------------------------------------------------
@@ -197,50 +310,83 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     registered: bool
-    fingerprint: str
-    host: str = ""
-    os_user: str = ""
+    fingerprint: Name
+    host: Name = ""
+    os_user: Name = ""
     totp: bool = False
 
 
 class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     """A session as both sides see it."""
 
-    session: str
-    user: str
-    agent: str
-    topic: str
-    state: str
+    session: Id
+    user: Name
+    agent: Name
+    topic: Annotated[str, msgspec.Meta(max_length=MAX_TOPIC)]
+    state: Name
     queued_at: float
     answered_at: float | None = None
-    cols: int = 80
-    rows: int = 24
+    cols: Cols = 80
+    rows: Rows = 24
     evidence: Evidence | None = None
     verified: bool = False
-    ice_servers: tuple[str, ...] = ()
+    ice_servers: Annotated[tuple[Note, ...], msgspec.Meta(max_length=MAX_LIST)] = ()
 
 
 class Started(Msg, tag="started", frozen=True):
-    """B -> U/A: the session is connected."""
+    """B -> U/A: the session is connected.
+
+    ``resumed``: the session was live before and goes on (after a reconnect
+    of either side or a broker restart); grants still live follow as
+    :class:`GrantAnswer` messages.
+    """
 
     info: SessionInfo
+    resumed: bool = False
+    resume: Id = ""
+    """To the user after a takeover: the new token for coming back to this session."""
 
 
 class End(Msg, tag="end", frozen=True):
     """A -> B: end the session with a root cause (U may send it without one)."""
 
-    session: str
-    root_cause: str = ""
+    session: Id
+    root_cause: Note = ""
     resolved: bool = True
 
 
 class Ended(Msg, tag="ended", frozen=True):
-    """B -> U/A: the session ended; ``reason`` is ``"agent"``, ``"user"`` or ``"requeued"``."""
+    """B -> U/A: the session ended for this side.
 
-    session: str
-    reason: str
+    ``reason`` is ``"agent"``, ``"user"``, ``"user-lost"`` or, to an agent,
+    ``"requeued"`` (the user went back to the queue while the agent was away);
+    ``message`` says it in words.
+    """
+
+    session: Id
+    reason: Name
     resolved: bool = False
     survey: bool = False
+    message: Note = ""
+
+
+class Away(Msg, tag="away", frozen=True):
+    """B -> U/A: the other side's connection dropped; the session waits until ``until``.
+
+    If they are not back by then, the user goes first in the queue (agent
+    away) or the session ends (user away).
+    """
+
+    session: Id
+    who: Role
+    until: float
+
+
+class Back(Msg, tag="back", frozen=True):
+    """B -> U/A: the other side is connected again; the session goes on."""
+
+    session: Id
+    who: Role
 
 
 class Handoff(Msg, tag="handoff", frozen=True):
@@ -250,22 +396,22 @@ class Handoff(Msg, tag="handoff", frozen=True):
     and is shown to the next agent.
     """
 
-    session: str
-    note: str = ""
+    session: Id
+    note: Note = ""
 
 
 class AgentLost(Msg, tag="agent-lost", frozen=True):
     """B -> U: the agent dropped (or handed you on); you are back at the front of the queue."""
 
-    session: str
-    position: int
-    reason: str = ""
+    session: Id
+    position: Count
+    reason: Note = ""
 
 
 class UserLost(Msg, tag="user-lost", frozen=True):
-    """B -> A: the user's connection dropped."""
+    """B -> A: the user left before the offered session started."""
 
-    session: str
+    session: Id
 
 
 # -- live session: terminal stream, chat, survey --------------------------------
@@ -274,8 +420,8 @@ class UserLost(Msg, tag="user-lost", frozen=True):
 class Output(Msg, tag="output", frozen=True):
     """U -> B -> A: raw bytes the user's pty wrote (relayed, never emulated on the way)."""
 
-    session: str
-    data: bytes
+    session: Id
+    data: Annotated[bytes, msgspec.Meta(max_length=MAX_OUTPUT)]
 
 
 class Snapshot(Msg, tag="snapshot", frozen=True):
@@ -285,41 +431,41 @@ class Snapshot(Msg, tag="snapshot", frozen=True):
     began, so annotations anchored to lines stay on their text.
     """
 
-    session: str
-    cols: int
-    rows: int
-    data: bytes
-    top: int = 0
+    session: Id
+    cols: Cols
+    rows: Rows
+    data: Annotated[bytes, msgspec.Meta(max_length=MAX_SNAPSHOT)]
+    top: Annotated[int, msgspec.Meta(ge=0, le=2**40)] = 0
 
 
 class Resync(Msg, tag="resync", frozen=True):
     """B -> U (or A -> B): a viewer missed output (or just joined); send a :class:`Snapshot`."""
 
-    session: str
+    session: Id
 
 
 class Resize(Msg, tag="resize", frozen=True):
     """U -> B -> A: the user's terminal changed size."""
 
-    session: str
-    cols: int
-    rows: int
+    session: Id
+    cols: Cols
+    rows: Rows
 
 
 class Chat(Msg, tag="chat", frozen=True):
     """U/A -> B -> A/U: a chat line; the broker fills in ``sender``."""
 
-    session: str
-    text: str
-    sender: str = ""
+    session: Id
+    text: Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
+    sender: Name = ""
     at: float = 0.0
 
 
 class Survey(Msg, tag="survey", frozen=True):
     """U -> B: the user's satisfaction answer (1-5) after the session ended."""
 
-    session: str
-    score: int
+    session: Id
+    score: Annotated[int, msgspec.Meta(ge=1, le=5)]
 
 
 class ListRootCauses(Msg, tag="list-root-causes", frozen=True):
@@ -329,7 +475,7 @@ class ListRootCauses(Msg, tag="list-root-causes", frozen=True):
 class RootCauses(Msg, tag="root-causes", frozen=True):
     """B -> A: answer to :class:`ListRootCauses`."""
 
-    tags: tuple[str, ...]
+    tags: Annotated[tuple[Note, ...], msgspec.Meta(max_length=MAX_LIST)]
 
 
 # -- trust: identity verification ----------------------------------------------
@@ -338,32 +484,32 @@ class RootCauses(Msg, tag="root-causes", frozen=True):
 class Verify(Msg, tag="verify", frozen=True):
     """A -> B: verify the user's identity by ``method``; ``note`` is the attestation text."""
 
-    session: str
+    session: Id
     method: VerifyMethod
-    note: str = ""
+    note: Note = ""
 
 
 class AskCode(Msg, tag="ask-code", frozen=True):
     """B -> U: the agent asks for the current code of the user's authenticator app."""
 
-    session: str
-    agent: str
+    session: Id
+    agent: Name
 
 
 class Code(Msg, tag="code", frozen=True):
     """U -> B: the authenticator code the user typed (never logged, never stored)."""
 
-    session: str
-    code: str
+    session: Id
+    code: Annotated[str, msgspec.Meta(max_length=MAX_ID)]
 
 
 class Verified(Msg, tag="verified", frozen=True):
     """B -> U/A: the outcome of a verification."""
 
-    session: str
+    session: Id
     method: VerifyMethod
     ok: bool
-    message: str = ""
+    message: Note = ""
 
 
 # -- trust: grants, keys, annotations ----------------------------------------------
@@ -372,30 +518,32 @@ class Verified(Msg, tag="verified", frozen=True):
 class AskGrant(Msg, tag="ask-grant", frozen=True):
     """A -> B -> U: the agent asks for a permission; ``seconds`` 0 means until revoked."""
 
-    session: str
+    session: Id
     scope: Scope
-    seconds: float = 0.0
-    agent: str = ""
+    seconds: Annotated[float, msgspec.Meta(ge=0, le=24 * 3600)] = 0.0
+    agent: Name = ""
 
 
 class GrantAnswer(Msg, tag="grant", frozen=True):
     """U -> B -> A: the user's decision; ``grant`` is the id later messages must carry."""
 
-    session: str
+    session: Id
     scope: Scope
     allowed: bool
-    grant: str = ""
+    grant: Id = ""
     expires_at: float | None = None
-    reason: str = ""
+    reason: Note = ""
     """Why it was refused without asking the user (e.g. ``not-verified``), if so."""
+    restored: bool = False
+    """A grant the user gave earlier in this session, announced again after a reconnect."""
 
 
 class Revoke(Msg, tag="revoke", frozen=True):
     """U -> B -> A: the user revoked grants (all of them when ``grants`` is empty)."""
 
-    session: str
-    grants: tuple[str, ...] = ()
-    reason: str = "revoked by the user"
+    session: Id
+    grants: Annotated[tuple[Id, ...], msgspec.Meta(max_length=MAX_LIST)] = ()
+    reason: Note = "revoked by the user"
 
 
 class Keys(Msg, tag="keys", frozen=True):
@@ -406,18 +554,18 @@ class Keys(Msg, tag="keys", frozen=True):
     checks it).
     """
 
-    session: str
-    grant: str
-    data: bytes
-    agent: str = ""
+    session: Id
+    grant: Id
+    data: Annotated[bytes, msgspec.Meta(max_length=MAX_KEYS)]
+    agent: Name = ""
 
 
 class KeysRefused(Msg, tag="keys-refused", frozen=True):
     """U -> B -> A: the user's client refused keystrokes; ``reason`` says why."""
 
-    session: str
-    grant: str
-    reason: str
+    session: Id
+    grant: Id
+    reason: Note
 
 
 class Annotation(msgspec.Struct, frozen=True, kw_only=True):
@@ -428,14 +576,14 @@ class Annotation(msgspec.Struct, frozen=True, kw_only=True):
     Desktop coordinates are pixels of the shared desktop.
     """
 
-    id: str
+    id: Annotated[str, msgspec.Meta(max_length=40)]
     kind: Literal["box", "arrow", "highlight", "label"]
-    x: int
-    line: int
-    x2: int = 0
-    line2: int = 0
-    text: str = ""
-    ttl: float = 30.0
+    x: Coord
+    line: Line
+    x2: Coord = 0
+    line2: Line = 0
+    text: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    ttl: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
     surface: Literal["terminal", "desktop"] = "terminal"
     relative: bool = False
     """``line``/``line2`` are rows of the user's screen as it is when the mark arrives
@@ -445,23 +593,24 @@ class Annotation(msgspec.Struct, frozen=True, kw_only=True):
 class Annotate(Msg, tag="annotate", frozen=True):
     """A -> B -> U: draw ``annotation`` under an ``annotate`` grant."""
 
-    session: str
-    grant: str
+    session: Id
+    grant: Id
     annotation: Annotation
-    agent: str = ""
+    agent: Name = ""
 
 
 class ClearAnnotations(Msg, tag="clear-annotations", frozen=True):
     """U/A -> B -> A/U: remove annotations (all when ``ids`` is empty)."""
 
-    session: str
-    ids: tuple[str, ...] = ()
+    session: Id
+    ids: Annotated[tuple[Annotated[str, msgspec.Meta(max_length=40)], ...],
+                   msgspec.Meta(max_length=MAX_LIST)] = ()
 
 
 class Hidden(Msg, tag="hidden", frozen=True):
     """U -> B -> A: the user's terminal reads a secret (echo off); output is withheld."""
 
-    session: str
+    session: Id
     on: bool
 
 
@@ -471,10 +620,10 @@ class Hidden(Msg, tag="hidden", frozen=True):
 class Signal(Msg, tag="signal", frozen=True):
     """U/A -> B -> A/U: WebRTC signalling (SDP offer/answer) and share control."""
 
-    session: str
+    session: Id
     kind: SignalKind
-    sdp: str = ""
-    media: str = ""
+    sdp: Annotated[str, msgspec.Meta(max_length=MAX_SDP)] = ""
+    media: Name = ""
 
 
 Message = (
@@ -486,18 +635,23 @@ Message = (
     | Pong
     | Join
     | Queued
+    | TakenOver
     | Position
     | Leave
     | Offered
     | Ready
     | ListQueue
     | QueueList
+    | QueuePage
+    | QueueDelta
     | Wallboard
     | SetStatus
     | Accept
     | Started
     | End
     | Ended
+    | Away
+    | Back
     | Handoff
     | AgentLost
     | UserLost

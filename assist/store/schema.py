@@ -77,5 +77,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     """,
+    # 2: the key a request came with, so one key holds one request across restarts.
+    """
+    ALTER TABLE sessions ADD COLUMN user_key TEXT NOT NULL DEFAULT '';
+    ALTER TABLE sessions ADD COLUMN registered INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX sessions_key ON sessions (user_key, state);
+    """,
 )
 """Migration ``i`` takes a database from version ``i`` to ``i + 1``."""

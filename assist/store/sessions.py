@@ -13,7 +13,7 @@ from assist.store.tx import transaction
 
 _COLUMNS = (
     "id, user, topic, state, queued_at, offered_at, answered_at, ended_at, agent,"
-    " requeued, requeues, verified, resolved, root_cause, csat"
+    " requeued, requeues, verified, resolved, root_cause, csat, user_key, registered"
 )
 
 
@@ -32,6 +32,8 @@ def _from_row(row: sqlite3.Row) -> Session:
         resolved=None if row["resolved"] is None else bool(row["resolved"]),
         root_cause=row["root_cause"],
         requeues=row["requeues"],
+        key=row["user_key"],
+        registered=bool(row["registered"]),
     )
 
 
@@ -45,10 +47,10 @@ class SessionRepo:
         """Store a new session."""
         with transaction(self._db) as db:
             db.execute(
-                "INSERT INTO sessions (id, user, topic, state, queued_at, resume_hash)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO sessions (id, user, topic, state, queued_at, resume_hash, user_key,"
+                " registered) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (session.id, session.user, session.topic, session.state, session.queued_at,
-                 resume_hash),
+                 resume_hash, session.key, int(session.registered)),
             )
             self._event(session.id, session.queued_at, "queued", session.user, {})
 
@@ -113,6 +115,11 @@ class SessionRepo:
         """Return the survey answer of a session, if given."""
         row = self._db.execute("SELECT csat FROM sessions WHERE id = ?", (session,)).fetchone()
         return None if row is None else row["csat"]
+
+    def set_resume(self, session: str, resume_hash: str) -> None:
+        """Replace the resume token (by hash) of a session: its place moved to a new client."""
+        with transaction(self._db) as db:
+            db.execute("UPDATE sessions SET resume_hash = ? WHERE id = ?", (resume_hash, session))
 
     def by_resume(self, resume_hash: str) -> Session | None:
         """Return the session a resume token (by hash) belongs to."""

@@ -11,7 +11,7 @@ from collections import deque
 from typing import Protocol
 
 from assist.errors import ConnectionFailed, ProtocolError
-from assist.protocol import LineBuffer, Message, decode, encode
+from assist.protocol import MAX_MESSAGE_BYTES, LineBuffer, Message, decode, encode
 from assist.protocol.messages import Msg
 
 READ_SIZE = 256 * 1024
@@ -42,9 +42,30 @@ class ByteStream(Protocol):
 
 
 class ChannelClosed(ConnectionFailed):
-    """The peer closed the channel or the connection was lost."""
+    """The peer closed the channel or the connection was lost.
+
+    Attributes:
+        silent: the peer stopped answering (keepalive timeout) rather than
+            closing: a stopped process or a cut network.
+    """
 
     code = "closed"
+
+    def __init__(self, message: str, silent: bool = False) -> None:
+        super().__init__(message)
+        self.silent = silent
+
+
+class Outlet(Protocol):
+    """Where a client part sends its messages: a channel, or a link that outlives channels."""
+
+    def send_nowait(self, msg: Msg) -> None:
+        """Queue ``msg``; raises ``ChannelClosed`` when there is no connection."""
+        ...
+
+    def buffered(self) -> int:
+        """Bytes queued for the broker but not yet sent."""
+        ...
 
 
 class MessageChannel:
@@ -55,6 +76,8 @@ class MessageChannel:
         self._buffer = LineBuffer()
         self._pending: deque[bytes | ProtocolError] = deque()
         self._closed = False
+        self.last_size = 0
+        """Size in bytes of the line :meth:`recv` last returned (or refused)."""
 
     @property
     def closed(self) -> bool:
@@ -64,6 +87,18 @@ class MessageChannel:
     def buffered(self) -> int:
         """Bytes queued for the peer but not yet sent (for lag detection)."""
         return self._stream.buffered()
+
+    async def drain(self) -> None:
+        """Wait until the transport takes more (its buffer is under the high-water mark).
+
+        Raises:
+            ChannelClosed: if the connection was lost.
+        """
+        try:
+            await self._stream.drain()
+        except (ConnectionError, BrokenPipeError, OSError) as exc:
+            self._closed = True
+            raise ChannelClosed(f"the connection was lost: {exc}") from None
 
     def send_nowait(self, msg: Msg) -> None:
         """Queue ``msg`` without waiting for the transport to drain.
@@ -85,19 +120,25 @@ class MessageChannel:
     async def send(self, msg: Msg) -> None:
         """Send ``msg`` and wait for the transport to accept it (backpressure)."""
         self.send_nowait(msg)
-        try:
-            await self._stream.drain()
-        except (ConnectionError, BrokenPipeError, OSError) as exc:
-            self._closed = True
-            raise ChannelClosed(f"the connection was lost: {exc}") from None
+        await self.drain()
 
     async def recv(self) -> Message:
-        """Return the next message.
+        """Return the next message (see :meth:`recv_line`, then decoded).
 
         Raises:
             ChannelClosed: at end of stream.
             ProtocolError: for a line that is not a valid message; the
                 channel stays usable and the next call reads the next line.
+        """
+        return decode(await self.recv_line())
+
+    async def recv_line(self) -> bytes:
+        """Return the next message line, not yet decoded (the broker budgets it first).
+
+        Raises:
+            ChannelClosed: at end of stream.
+            MessageTooLarge: for a line over the size limit; the channel stays
+                usable and the next call reads the next line.
         """
         while not self._pending:
             if self._closed:
@@ -111,12 +152,17 @@ class MessageChannel:
                 reason = "the peer closed the connection"
             if not data:
                 self._closed = True
-                raise ChannelClosed(reason)
+                lost = str(getattr(self._stream, "lost", "") or "")
+                if lost == "silent":
+                    raise ChannelClosed("the peer stopped answering", silent=True)
+                raise ChannelClosed(f"the connection was lost: {lost}" if lost else reason)
             self._pending.extend(self._buffer.feed(data))
         item = self._pending.popleft()
         if isinstance(item, ProtocolError):
+            self.last_size = MAX_MESSAGE_BYTES
             raise item
-        return decode(item)
+        self.last_size = len(item)
+        return item
 
     def close(self) -> None:
         """Close the channel and its stream."""

@@ -1,15 +1,20 @@
 """``assist console``: the agent's queue and wallboard, the live session, chat and end.
 
-The app connects to the broker and routes events: the queue and the wallboard
-go to the queue view; a session's terminal stream to its
+The app connects to the broker and routes events: the queue (pages, then
+deltas, kept in a :class:`~assist.core.queueview.QueueMirror`) and the
+wallboard go to the queue view; a session's terminal stream to its
 :class:`~assist.client.share.TerminalViewer`; its desktop share signalling to
 a :class:`~assist.tui.desktop.DesktopReceiver` feeding the
 :class:`~assist.tui.video.VideoView` (F4 switches between terminal and
 desktop); trust events to :class:`~assist.tui.console_session.SessionConsole`.
+When the connection drops the console says so and reconnects with backoff;
+the broker gives a live session back to its agent within the grace period.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import ClassVar
 
@@ -31,10 +36,12 @@ from textual.widgets import (
 )
 
 from assist.client.agent import AgentClient
-from assist.client.connect import TrustPrompt, open_link
+from assist.client.connect import TrustPrompt, open_link, reconnect
+from assist.client.helpflow import backoff
 from assist.client.share import TerminalViewer
 from assist.config import ClientConfig
-from assist.errors import AssistError
+from assist.core.queueview import QueueMirror
+from assist.errors import AssistError, AuthRefused, HostKeyMismatch
 from assist.protocol import messages as m
 from assist.tui.console_session import TRUST_EVENTS, SessionConsole, wait_text
 from assist.tui.desktop import DesktopReceiver
@@ -45,6 +52,9 @@ from assist.tui.video import VideoView
 from assist.tui.wallboard import WallboardStrip
 
 __all__ = ["ConsoleApp", "EndScreen"]
+
+SHOWN = 200
+"""Queue rows shown (agents take from the head; the status line counts them all)."""
 
 
 class EndScreen(Dialog[tuple[str, bool] | None]):
@@ -139,10 +149,13 @@ class ConsoleApp(SessionConsole):
         self.trust = trust
         self.audio = audio
         self.status = "away"
-        self.listing: m.QueueList | None = None
+        self.queue = QueueMirror()
+        self.connection = "connecting..."
+        """How the link to the broker stands, when it is not simply up."""
         self.error: str | None = None
         self.agent_name = ""
         self.broker_name = ""
+        self.away = ""
 
     def compose(self) -> ComposeResult:
         yield Static("connecting...", id="status")
@@ -171,33 +184,101 @@ class ConsoleApp(SessionConsole):
 
     @work(exclusive=True, group="link")
     async def _connect(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                welcome = await self._open()
+            except (HostKeyMismatch, AuthRefused) as exc:
+                self.error = exc.message
+                self.exit()
+                return
+            except AssistError as exc:
+                if self.client is None:  # never connected: nothing to go back to
+                    self.error = exc.message
+                    self.exit()
+                    return
+                delay = backoff(attempt)
+                attempt += 1
+                self.connection = f"reconnecting ({exc.message}); next try in {delay:.1f} s"
+                self._tick()
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            self.connection = ""
+            if self.info is not None:
+                self._rejoin(self.info.session)
+            self.agent_name = welcome.name
+            self.broker_name = welcome.broker
+            self._tick()
+            assert self.client is not None
+            async for event in self.client.events():
+                self._event(event)
+            reason = self.client.link.close_reason or "the connection dropped"
+            self.connection = f"reconnecting: lost the connection to the broker ({reason})"
+            self.notify("Lost the connection to the broker; reconnecting. A live session "
+                        "waits for you for a few seconds.", severity="warning")
+            self._tick()
+
+    @work(group="rejoin")
+    async def _rejoin(self, session: str) -> None:
+        """Back after a reconnect while in a session: is it still ours?"""
+        assert self.client is not None
         try:
-            link, self.config = await open_link(self.config, "agent", self.trust)
-            self.client = AgentClient(link)
-            welcome = await self.client.hello(self.config.hostname, self.config.os_user,
-                                              "assist console")
-            await self.client.set_status("available")
+            await self.client.resync(session)
         except AssistError as exc:
-            self.error = exc.message
-            self.exit()
-            return
-        self.status = "available"
-        self.agent_name = welcome.name
-        self.broker_name = welcome.broker
-        self._tick()
-        async for event in self.client.events():
-            self._event(event)
-        self.error = f"lost the connection to the broker ({link.close_reason})"
-        self.exit()
+            if self.info is not None and self.info.session == session:
+                self.notify(f"Session {session} is no longer yours: {exc.message}",
+                            severity="warning")
+                self._leave_session()
+
+    async def _open(self) -> m.Welcome:
+        """Connect (or reconnect) and say hello; the queue arrives as pages after it."""
+        if self.client is None:
+            link, self.config = await open_link(self.config, "agent", self.trust)
+            client = AgentClient(link)
+        else:
+            client = self.client
+            self.config = await reconnect(client.link, self.config, "agent", self.trust)
+        self.queue = QueueMirror()
+        client.link.fast = self._fast
+        welcome = await client.hello(self.config.hostname, self.config.os_user,
+                                     "assist console")
+        self.client = client
+        if self.info is None:
+            # A console comes up available; after a reconnect an idle agent says
+            # again what it was (in a session the broker knows it is busy).
+            first = self.agent_name == ""
+            status = "available" if first or self.status == "busy" else self.status
+            await client.set_status(status)
+            self.status = status
+        return welcome
+
+    def _fast(self, msg: m.Msg) -> bool:
+        # The user's terminal output goes to the view from the reader (no queue hop).
+        if isinstance(msg, m.Output) and self.viewer is not None:
+            self._event(msg)
+            return True
+        return False
 
     def _event(self, msg: m.Msg) -> None:
-        if isinstance(msg, m.QueueList):
-            self.listing = msg
-            self._fill_queue()
+        if isinstance(msg, m.QueuePage | m.QueueDelta):
+            changed = self.queue.apply(msg)
+            if changed is None and self.client is not None:
+                self.run_worker(self.client.queue_pages(), group="pages")
+            elif changed and self.info is None:
+                self._fill_queue()
         elif isinstance(msg, m.Wallboard):
             self.query_one(WallboardStrip).show(msg)
         elif isinstance(msg, m.Started):
-            self._start_session(msg.info)
+            if msg.resumed and self.info is not None and msg.info.session == self.info.session:
+                self.info = msg.info
+                self.grants.clear()  # the broker says again which grants still hold
+                self.notify("Reconnected: the session goes on.")
+                self._show_trust()
+            else:
+                self._start_session(msg.info)
+        elif isinstance(msg, m.Away | m.Back):
+            self._presence(msg)
         elif isinstance(msg, m.Signal):
             if self.info is not None and msg.session == self.info.session:
                 self._desktop_signal(msg)
@@ -216,8 +297,27 @@ class ConsoleApp(SessionConsole):
         elif isinstance(msg, m.Ended | m.UserLost) and self.info is not None \
                 and msg.session == self.info.session:
             gone = isinstance(msg, m.UserLost) or msg.reason != "agent"
-            self.notify(f"Session {self.info.session} {'the user left' if gone else 'ended'}.")
+            words = msg.message if isinstance(msg, m.Ended) and msg.message else \
+                "the user left" if gone else "ended"
+            self.notify(f"Session {self.info.session}: {words}.",
+                        severity="warning" if gone else "information")
             self._leave_session()
+        elif isinstance(msg, m.Ended) and msg.message:
+            self.notify(f"Session {msg.session}: {msg.message}.", severity="warning")
+
+    def _presence(self, msg: m.Away | m.Back) -> None:
+        """The user's connection dropped or came back (the agent's own is in the status)."""
+        if self.info is None or msg.session != self.info.session or msg.who != "user":
+            return
+        if isinstance(msg, m.Away):
+            wait = max(0, round(msg.until - time.time()))
+            self.away = f"the user is reconnecting (up to {wait} s)"
+            self.notify(f"{self.info.user}'s connection dropped; waiting up to {wait} s.",
+                        severity="warning")
+        else:
+            self.away = ""
+            self.notify(f"{self.info.user} is back.")
+        self._tick()
 
     def _start_session(self, info: m.SessionInfo) -> None:
         self.info = info
@@ -233,6 +333,7 @@ class ConsoleApp(SessionConsole):
         self._show_trust()
 
     def _leave_session(self) -> None:
+        self.away = ""
         self.info = None
         self.viewer = None
         self.grants.clear()
@@ -293,16 +394,16 @@ class ConsoleApp(SessionConsole):
         table = self.query_one("#queue", DataTable)
         row = table.cursor_row
         table.clear()
-        if self.listing is None:
+        if not self.queue.ready:
             return
-        offset = time.time() - self.listing.now
-        for e in self.listing.entries:
+        offset = time.time() - self.queue.now
+        for e in self.queue.entries()[:SHOWN]:
             notes = [n for n, on in (("back from dropped agent", e.requeued),
                                      ("reconnecting", not e.online),
                                      ("unregistered key", not e.registered)) if on]
             # User-supplied text is shown as text: a topic like "[/tmp] full" is no markup.
             table.add_row(str(e.position), Text(e.user), Text(e.topic),
-                          wait_text(self.listing.now + offset - e.queued_at),
+                          wait_text(self.queue.now + offset - e.queued_at),
                           Text(", ".join(notes)), key=e.session)
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1))
@@ -322,11 +423,16 @@ class ConsoleApp(SessionConsole):
             self.query_one("#header", Static).update(Text(
                 f" {self.info.user} · {self.info.topic} · {wait_text(time.time() - answered)}"
                 f" · session {self.info.session}"))
-        waiting = len(self.listing.entries) if self.listing else 0
-        self.query_one("#status", Static).update(
-            f"{self.agent_name} @ {self.broker_name} · "
-            f"{self.status} · {waiting} waiting · Enter accepts · F5 available/away")
-        if self.listing is not None and self.info is None:
+        waiting = len(self.queue)
+        shown = f" (first {SHOWN} shown)" if waiting > SHOWN else ""
+        status = Text(f"{self.agent_name} @ {self.broker_name} · {self.status} · "
+                      f"{waiting} waiting{shown} · Enter accepts · F5 available/away")
+        if self.connection:
+            status = Text(f"⚠ {self.connection}", style="bold yellow")
+        elif self.away and self.info is not None:
+            status.append(f" · {self.away}", style="yellow")
+        self.query_one("#status", Static).update(status)
+        if self.queue.ready and self.info is None:
             self._fill_queue()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -358,6 +464,13 @@ class ConsoleApp(SessionConsole):
             if self.showing_desktop:
                 self.action_desktop()
             focus_now(self.query_one("#screen", TerminalView))
+
+    async def action_quit(self) -> None:
+        """Quit; a user still being helped goes back to the front of the queue at once."""
+        if self.client is not None and self.info is not None:
+            with contextlib.suppress(AssistError):
+                await self.client.handoff(self.info.session, "the agent closed the console")
+        self.exit()
 
     @work(group="status")
     async def action_toggle_status(self) -> None:

@@ -83,6 +83,9 @@ class SessionConsole(SafeApp[None]):
             self.notify(f"{user} declined: {msg.scope}.", severity="warning")
             return
         self.grants[msg.scope] = msg
+        if msg.restored:  # still held after a reconnect: nothing new to say
+            self._show_trust()
+            return
         self.notify(f"{user} allowed {msg.scope}.")
         if msg.scope == "control":
             self._set_mode(draw=False)

@@ -219,3 +219,33 @@ def evidence_text(e: m.Evidence | None) -> str:
     # Host and OS user come from the user's own client: text, never markup.
     return (f"{key} {escape(e.fingerprint[:23])}...\n"
             f"host {escape(e.host or '?')} · OS user {escape(e.os_user or '?')} · {totp}")
+
+
+class TakeoverScreen(Dialog[bool]):
+    """This key already waits for help elsewhere: move that request here?"""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="TakeoverScreen")
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "answer(False)", "no"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(escape(f"You already asked for help elsewhere: {self.question}."))
+            yield Label("Move that request here? The other assist help will stop.")
+            with Horizontal():
+                yield Button("Move it here", variant="primary", id="yes")
+                yield Button("No, quit", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.answer(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.answer(yes)

@@ -37,7 +37,7 @@ from assist.share.emulator import Emulator
 from assist.share.overlay import DesktopOverlay
 from assist.share.pty import PtyProcess
 from assist.tui.desktop import DesktopRequest, DesktopSender, describe_mark
-from assist.tui.dialogs import CodeScreen, Dialog, GrantScreen
+from assist.tui.dialogs import CodeScreen, Dialog, GrantScreen, TakeoverScreen
 from assist.tui.focus import focus_now
 from assist.tui.panel import AgentPanel
 from assist.tui.safe_app import SafeApp
@@ -102,8 +102,9 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
 
     def __init__(self, config: ClientConfig, topic: str, command: Sequence[str] | None = None,
                  trust: TrustPrompt | None = None,
-                 desktop: DesktopRequest | None = None) -> None:
+                 desktop: DesktopRequest | None = None, take_over: bool = False) -> None:
         super().__init__()
+        self.take_over = take_over
         self.desktop_request = desktop
         self.desktop: DesktopSender | None = None
         self.desktop_marks: dict[str, tuple[str, float]] = {}
@@ -176,7 +177,8 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
     async def _run_request(self) -> None:
         self.request = HelpRequest(self.config, self.topic, self._status, self.trust,
                                    on_started=self._started, size=self.size,
-                                   on_event=self._event)
+                                   on_event=self._event, on_resumed=self._resumed,
+                                   takeover=self._ask_takeover)
         try:
             self.final = await self.request.run()
         except AssistError as exc:
@@ -202,13 +204,27 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
 
         self.run_worker(send())
 
+    async def _ask_takeover(self, question: str) -> bool:
+        if self.take_over:
+            return True
+        answer = await self.push_screen_wait(TakeoverScreen(question))
+        return bool(answer)
+
+    def _resumed(self, info: m.SessionInfo) -> None:
+        # The broker forgot our state with the old connection: say it again.
+        if self.guard is not None:
+            self.guard.reannounce()
+        if self.share is not None:
+            self.share.reannounce()
+
     async def _started(self, client: UserClient, info: m.SessionInfo) -> None:
         assert self.pty is not None
-        channel = client.link.channel
-        self.share = TerminalShare(channel, info.session, self.emulator,
+        # The link, not its channel: it carries on over a new connection after a drop.
+        link = client.link
+        self.share = TerminalShare(link, info.session, self.emulator,
                                    secret=self.pty.secret_input, redact=self.redact)
         pty = self.pty
-        self.guard = Guard(channel, info.session, lambda data: pty.write(data, agent=True),
+        self.guard = Guard(link, info.session, lambda data: pty.write(data, agent=True),
                            pty.secret_input, drop=pty.drop_agent_input,
                            on_ask=self._ask, on_annotation=self._annotation,
                            on_change=self._tick, top=lambda: self.emulator.top)
@@ -336,20 +352,21 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
                            "F3 hide  F4 move  F10 end session")
         elif status.phase == "offered":
             panel.set_title(f"{status.agent} is joining...")
-        elif status.phase in ("ended", "left"):
+        elif status.phase in ("ended", "left", "taken-over"):
             panel.set_title("assist: session over")
             panel.enable_chat(False)
             panel.set_keys("F10 close assist")
         else:
             panel.set_title(f"assist · {status.broker or 'helpdesk'}")
             panel.set_keys("F2 chat  F3 hide  F4 move  F10 leave")
-        if status.phase != "connected" and self.share is not None:
+        in_session = self.request is not None and self.request.in_session
+        if not in_session and self.share is not None:
             # The agent is gone (dropped, or the session ended): stop sending at once,
             # and every permission dies with the session.
             self.share.stop()
             self.share = None
             panel.enable_chat(False)
-        if status.phase != "connected" and self.guard is not None:
+        if not in_session and self.guard is not None:
             self.guard.stop()
             self.guard = None
             # A question still open belongs to the session that just ended.
@@ -358,7 +375,7 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
             self.query_one(TerminalView).overlay.clear()
             self.desktop_marks.clear()
             self._close_overlay()
-        if status.phase != "connected" and self.desktop is not None:
+        if not in_session and self.desktop is not None:
             self.run_worker(self.desktop.stop(), group="desktop")
             self.desktop = None
         self._tick()

@@ -1,0 +1,193 @@
+"""One live session and everything that belongs to it, in one owner.
+
+A :class:`LiveSession` exists from the moment an agent takes a user (offered)
+until the session ends or goes back to the queue. It holds the session's
+participants and their connections (either may be away for a while: a
+dropped network, a broker restart), the broker's advisory mirror of the
+grants, verification in progress, the echo-off flag, the recording, the
+terminal size and the session's timers. Relay and trust act on the session
+they are handed; every way out of a session calls :meth:`LiveSession.close`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assist.broker.connection import AgentLinks, Connection
+from assist.broker.recording import Recorder
+from assist.core.clock import Clock, Timer
+from assist.core.grants import GrantTable
+from assist.core.session import Session
+from assist.errors import AssistError, StateError
+from assist.protocol import encode
+from assist.protocol import messages as m
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class LiveSession:
+    """The broker's whole state of one session an agent holds.
+
+    Attributes:
+        session: the session record (state machine and timestamps).
+        user: the user's connection, ``None`` while the user is away.
+        agent: the agent's connections, ``None`` while the agent is away.
+        grants: the broker's advisory copy of the user's grants.
+        totp_misses: wrong authenticator codes so far, ``None`` when no code is asked.
+        hidden: the user's terminal reads a secret (echo off).
+        recorder: the session's recording, if it is recorded.
+        size: the user's terminal size.
+        evidence: what the agent is shown of the user's identity.
+    """
+
+    session: Session
+    clock: Clock
+    user: Connection | None = None
+    agent: AgentLinks | None = None
+    grants: GrantTable = field(default_factory=GrantTable)
+    totp_misses: int | None = None
+    hidden: bool = False
+    recorder: Recorder | None = None
+    size: tuple[int, int] = (80, 24)
+    evidence: m.Evidence | None = None
+    closed: bool = False
+    _timers: dict[str, Timer] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        """The session id."""
+        return self.session.id
+
+    @property
+    def registered(self) -> bool:
+        """The user logged in with a key registered in the directory."""
+        return self.session.registered
+
+    # -- participants --------------------------------------------------------------------
+
+    def to_user(self, msg: m.Msg) -> None:
+        """Send to the user.
+
+        Raises:
+            StateError: if the user is not connected (reconnecting).
+        """
+        if self.user is None:
+            raise StateError("the user is not connected (reconnecting); try again shortly")
+        self.user.send(msg)
+
+    def tell_user(self, msg: m.Msg) -> None:
+        """Send to the user if connected (events nobody waits on)."""
+        if self.user is not None:
+            self.user.send(msg)
+
+    def to_agent(self, msg: m.Msg) -> None:
+        """Send to every connection of the agent, if any is connected."""
+        if self.agent is not None:
+            self.agent.send(msg)
+
+    def stream(self, msg: m.Msg) -> None:
+        """Send a terminal-stream frame to the agent connections that watch it.
+
+        Encoded once; a watcher that lags drops it and is resynced later.
+        """
+        if self.agent is None:
+            return
+        watchers = self.agent.watchers(self.id)
+        if not watchers:
+            return
+        line = encode(msg)
+        for watcher in watchers:
+            watcher.outbox.stream(self.id, line)
+
+    def resync(self) -> None:
+        """Ask the user's machine for a full picture of the screen."""
+        self.tell_user(m.Resync(session=self.id))
+
+    # -- timers --------------------------------------------------------------------------
+
+    def arm(self, name: str, delay: float, callback: Callable[..., Any], *args: Any) -> None:
+        """(Re)arm the session's timer ``name``; it dies with the session."""
+        self.cancel(name)
+        self._timers[name] = self.clock.call_later(delay, callback, *args)
+
+    def cancel(self, name: str) -> None:
+        """Cancel the timer ``name`` if armed."""
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
+    # -- recording -----------------------------------------------------------------------
+
+    def record_start(self, directory: Path, title: str) -> str:
+        """Open (or continue) the recording; return an error message, "" on success."""
+        if self.recorder is not None:
+            return ""
+        try:
+            self.recorder = Recorder.open(directory, self.id, *self.size,
+                                          started_at=self.session.queued_at, title=title,
+                                          at=self.clock.now())
+        except AssistError as exc:
+            log.error("session %s is not recorded: %s", self.id, exc.message)
+            return exc.message
+        return ""
+
+    def mark(self, label: str) -> None:
+        """Add a marker to the recording (if recorded)."""
+        if self.recorder is not None:
+            self.recorder.marker(label, self.clock.now())
+
+    def record_output(self, data: bytes) -> None:
+        """The user's terminal output."""
+        if self.recorder is not None:
+            self.recorder.output(data, self.clock.now())
+
+    def record_snapshot(self, data: bytes, cols: int, rows: int) -> None:
+        """A full picture of the user's screen."""
+        if self.recorder is not None:
+            self.recorder.snapshot(data, cols, rows, self.clock.now())
+
+    def record_resize(self, cols: int, rows: int) -> None:
+        """The user's terminal changed size."""
+        if self.recorder is not None:
+            self.recorder.resize(cols, rows, self.clock.now())
+
+    def record_input(self, agent: str, data: bytes) -> None:
+        """Keystrokes the agent sent, attributed to the agent."""
+        if self.recorder is not None:
+            self.recorder.agent_input(agent, data, self.clock.now())
+
+    def record_hidden(self, on: bool) -> None:
+        """The user's terminal started or stopped reading a secret."""
+        if self.recorder is not None:
+            self.recorder.hidden(on, self.clock.now())
+
+    # -- the end -------------------------------------------------------------------------
+
+    def close(self, reason: str = "") -> None:
+        """Release everything the session holds; every exit path calls this once.
+
+        The state transition itself is the caller's (through the ledger):
+        closing only lets go of timers, watchers, grants and the recording.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        if self.agent is not None:
+            self.agent.unwatch(self.id)
+        self.grants = GrantTable()
+        self.totp_misses = None
+        self.hidden = False
+        if self.recorder is not None:
+            now = self.clock.now()
+            if reason:
+                self.recorder.marker(reason, now)
+            self.recorder.close(at=now)
+            self.recorder = None

@@ -1,0 +1,279 @@
+"""Coming and going: connections that drop, come back, take over, and restarts.
+
+The hub routes; this module decides what a connection coming or going means
+for the sessions involved:
+
+* a waiting user who drops keeps the place (offline) for ``resume_grace``;
+* a live session's user who drops leaves the session waiting for
+  ``user_grace`` seconds (the agent is told, with :class:`Away`); after it
+  the session ends as ``user-lost``;
+* an agent who drops leaves its live session waiting ``agent_grace``
+  seconds; one that stopped answering (keepalive timeout) already used that
+  time up, and its user goes first in the queue at once; the agent is told
+  what happened when it connects again;
+* the user's place, waiting or live, moves to a new connection with the
+  resume token (a reconnect) or, for the same key, with ``takeover`` (a
+  second ``assist help``); the connection that held it is told and let go;
+* after a broker restart, waiting sessions are back in the queue (offline)
+  and live sessions wait for both sides; the session, its events and its
+  recording go on in the same session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from assist.broker.connection import AgentLinks, Connection
+from assist.broker.live import LiveSession
+from assist.core.grants import GrantTable
+from assist.core.session import Event, Session, State
+from assist.errors import AlreadyWaiting, StateError
+from assist.protocol import messages as m
+
+if TYPE_CHECKING:
+    from assist.broker.hub import Hub
+
+
+def token_hash(token: str) -> str:
+    """Resume tokens are stored hashed: the database never holds a usable token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Presence:
+    """Arrivals, departures and returns of users and agents, for one hub."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.lost: dict[str, m.Ended] = {}
+        """Agent -> the session that went back to the queue while it was away."""
+
+    # -- restart -------------------------------------------------------------------------
+
+    def restore(self, sessions: Iterable[Session]) -> int:
+        """Take the unfinished sessions of the store back after a (re)start."""
+        hub = self.hub
+        count = 0
+        for session in sessions:
+            count += 1
+            hub.hold(session)
+            if session.state is State.OFFERED:
+                hub.ledger.transition(session, Event.DECLINE, "broker", "requeued",
+                                      {"why": "restart"})
+                hub.enqueue(session, None)
+            elif session.state.live:
+                live = LiveSession(session, hub.clock)
+                hub.live[session.id] = live
+                hub.ledger.log(session.id, "suspended", "broker", {"why": "restart"})
+                self._wait_for_agent(live, hub.config.agent_grace)
+                self._wait_for_user(live)
+            else:
+                hub.enqueue(session, None)
+        return count
+
+    # -- departures ----------------------------------------------------------------------
+
+    def disconnected(self, client: Connection, silent: bool) -> None:
+        """``client``'s connection is gone (``silent``: it stopped answering)."""
+        hub = self.hub
+        if client.peer.role == "agent":
+            hub.views.unwatch(client)
+            links = hub.agents.get(client.peer.name)
+            if links is not None and client in links.clients:
+                links.clients.remove(client)
+                if not links.clients:
+                    self._agent_gone(client.peer.name, silent)
+            return
+        session_id = client.session or ""
+        if session_id in hub.waiting and hub.users.get(session_id) is client:
+            # Keep the place: the client reconnects with its resume token.
+            del hub.users[session_id]
+            hub.queue.set_online(session_id, False)
+            hub.views.touch(session_id)
+            hub.arm_grace(session_id)
+            return
+        live = hub.live.get(session_id)
+        if live is None or live.user is not client:
+            return
+        live.user = None
+        if live.session.state is State.OFFERED:
+            live.to_agent(m.UserLost(session=session_id))
+            hub.requeue(live, Event.DECLINE, "user disconnected while offered")
+            return
+        self._wait_for_user(live)
+        live.mark("the user's connection dropped")
+
+    def _wait_for_user(self, live: LiveSession) -> None:
+        grace = self.hub.config.user_grace
+        live.arm("user-grace", grace, self._user_timeout, live.id)
+        live.to_agent(m.Away(session=live.id, who="user", until=self.hub.clock.now() + grace))
+
+    def _user_timeout(self, session_id: str) -> None:
+        live = self.hub.live.get(session_id)
+        if live is not None and live.user is None:
+            self.hub.end(live, f"user:{live.session.user}", "user-lost", False, "",
+                         message="the user did not come back")
+
+    def _agent_gone(self, name: str, silent: bool) -> None:
+        """The agent's last connection closed."""
+        hub = self.hub
+        hub.roster.leave(name)
+        hub.agents.pop(name, None)
+        self.audit_presence(name, "offline")
+        hub.views.wallboard_soon()
+        for live in [x for x in hub.live.values() if x.session.agent == name]:
+            live.agent = None
+            if live.session.state is State.OFFERED:
+                hub.requeue(live, Event.DECLINE, "agent disconnected")
+            elif silent or hub.config.agent_grace <= 0:
+                why = "agent stopped responding" if silent else "agent disconnected"
+                hub.requeue(live, Event.REQUEUE, why, lost=(
+                    f"your connection {'stopped answering' if silent else 'dropped'}; "
+                    f"{live.session.user} went back to the front of the queue"))
+            else:
+                self._wait_for_agent(live, hub.config.agent_grace)
+                live.mark(f"agent:{name}'s connection dropped")
+
+    def _wait_for_agent(self, live: LiveSession, grace: float) -> None:
+        live.arm("agent-grace", grace, self._agent_timeout, live.id)
+        live.tell_user(m.Away(session=live.id, who="agent", until=self.hub.clock.now() + grace))
+
+    def _agent_timeout(self, session_id: str) -> None:
+        live = self.hub.live.get(session_id)
+        if live is not None and live.agent is None:
+            self.hub.requeue(live, Event.REQUEUE, "agent did not come back", lost=(
+                f"you were away too long; {live.session.user} went back to the front of "
+                "the queue"))
+
+    # -- arrivals ------------------------------------------------------------------------
+
+    def agent_connected(self, client: Connection) -> None:
+        """An agent said hello: join its presence, and take back sessions it left."""
+        hub = self.hub
+        name = client.peer.name
+        links = hub.agents.get(name)
+        fresh = links is None
+        if links is None:
+            links = hub.agents[name] = AgentLinks(name)
+            hub.roster.join(name, hub.clock.now(), status="away")
+            self.audit_presence(name, "away")
+        links.clients.append(client)
+        lost = self.lost.pop(name, None)
+        if lost is not None:
+            client.send(lost)
+        if not fresh:
+            return  # a second connection (a script): it asks for what it needs
+        for live in [x for x in hub.live.values() if x.session.agent == name]:
+            if live.agent is None:
+                self._agent_back(live, links)
+                self.show(live, client)
+
+    def _agent_back(self, live: LiveSession, links: AgentLinks) -> None:
+        hub = self.hub
+        name = links.name
+        live.agent = links
+        live.cancel("agent-grace")
+        hub.roster.assign(name, live.id, hub.clock.now())
+        self.audit_presence(name, "busy")
+        hub.ledger.audit(f"agent:{name}", "agent-back", live.id)
+        live.mark(f"agent:{name} is back")
+        live.tell_user(m.Back(session=live.id, who="agent"))
+
+    def show(self, live: LiveSession, client: Connection) -> None:
+        """Give a (re)connected agent connection the session as it stands."""
+        client.streams.add(live.id)
+        client.send(m.Started(info=self.hub.info(live), resumed=True))
+        for g in live.grants.live(self.hub.clock.now()):
+            client.send(m.GrantAnswer(session=live.id, scope=g.scope, allowed=True,
+                                      grant=g.id, expires_at=g.expires_at, restored=True))
+        if live.hidden:
+            client.send(m.Hidden(session=live.id, on=True))
+        if live.user is None:
+            until = self.hub.clock.now() + self.hub.config.user_grace
+            client.send(m.Away(session=live.id, who="user", until=until))
+        live.resync()
+
+    def resume(self, client: Connection, token: str, takeover: bool, rid: int) -> None:
+        """A user comes back to a place with its resume token.
+
+        Raises:
+            AlreadyWaiting: another connection holds the place and ``takeover``
+                is not set (a second ``assist help`` sharing the token file).
+            StateError: the token is unknown, someone else's, or its place is gone.
+        """
+        hub = self.hub
+        stored = hub.store.sessions.by_resume(token_hash(token))
+        session_id = stored.id if stored is not None else ""
+        if stored is not None and stored.user != client.peer.name:
+            raise StateError("that place in the queue belongs to someone else")
+        if session_id not in hub.waiting and session_id not in hub.live:
+            raise StateError("that place in the queue has expired; join again")
+        self.move(client, session_id, rid, token, takeover, "resume")
+
+    def take_over(self, client: Connection, session_id: str, rid: int) -> None:
+        """The same key asks again with ``takeover``: the place moves to this connection."""
+        token = secrets.token_urlsafe(24)
+        self.hub.store.sessions.set_resume(session_id, token_hash(token))
+        self.move(client, session_id, rid, token, True, "take-over")
+
+    def move(self, client: Connection, session_id: str, rid: int, token: str,
+             takeover: bool, how: str) -> None:
+        """Give the place ``session_id`` (waiting or live) to ``client``.
+
+        The connection that held it, if any, is told (:class:`TakenOver`) and
+        let go; it keeps its connection but no longer its session.
+
+        Raises:
+            AlreadyWaiting: another connection holds the place and ``takeover``
+                is not set.
+        """
+        hub = self.hub
+        live = hub.live.get(session_id)
+        old = live.user if live is not None else hub.users.get(session_id)
+        if old is not None and old is not client:
+            if not takeover:
+                raise AlreadyWaiting(hub.holding(session_id), session_id)
+            old.session = None
+            old.send(m.TakenOver(session=session_id))
+        if live is not None:
+            self._user_back(live, client, rid, how, token)
+            return
+        session = hub.waiting[session_id]
+        hub.cancel_grace(session_id)
+        hub.queue.set_online(session_id, True)
+        client.session = session_id
+        hub.users[session_id] = client
+        position = hub.queue.position(session_id)
+        hub.views.placed(session_id, position)
+        hub.views.touch(session_id)
+        hub.ledger.audit(f"user:{client.peer.name}", how, session_id)
+        client.send(m.Queued(session=session_id, position=position,
+                             queued_at=session.queued_at, resume=token, resumed=True, rid=rid))
+
+    def _user_back(self, live: LiveSession, client: Connection, rid: int, how: str,
+                   token: str) -> None:
+        hub = self.hub
+        if live.session.state is State.OFFERED:
+            raise StateError("an agent is picking you up; try again in a moment")
+        live.user = client
+        client.session = live.id
+        live.cancel("user-grace")
+        live.evidence = hub.evidence(client)
+        if live.grants.live(hub.clock.now()):
+            # The user's app says again which grants it still holds (the machine
+            # is the authority); until then the agent holds none.
+            live.to_agent(m.Revoke(session=live.id, reason="the user's app reconnected"))
+        live.grants = GrantTable()
+        live.totp_misses = None
+        hub.ledger.audit(f"user:{live.session.user}", how, live.id)
+        client.send(m.Started(info=hub.info(live), resumed=True, resume=token, rid=rid))
+        hub.record(live)
+        live.mark("the user is back")
+        live.to_agent(m.Back(session=live.id, who="user"))
+        live.resync()
+
+    def audit_presence(self, agent: str, status: str) -> None:
+        """Audit an agent's presence change (the report's occupancy is built from these)."""
+        self.hub.ledger.audit(f"agent:{agent}", "presence", None, {"status": status})

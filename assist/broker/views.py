@@ -1,0 +1,209 @@
+"""What agents and waiting users watch: the queue, the wallboard, their position.
+
+Views are built once per tick for everyone who watches them, never per
+watcher and never per change:
+
+* the queue goes to watching agents as pages on connect, then as deltas
+  (:class:`~assist.core.queueview.ViewTracker`) encoded once and sent to all;
+  an agent whose outbox is behind gets no deltas until it has caught up, and
+  then a fresh set of pages (latest wins);
+* the wallboard is computed and encoded once per push, at most once a
+  second and every few seconds while anyone watches;
+* waiting users hear their position only when it changed, at most every
+  :data:`POSITION_EVERY` seconds, a slice at a time so a queue of thousands
+  never stalls routing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from assist.broker.connection import RESUME_BELOW, Connection
+from assist.core.clock import Clock, Timer
+from assist.core.queue import Queue
+from assist.core.queueview import ViewTracker
+from assist.errors import AssistError
+from assist.protocol import encode
+from assist.protocol import messages as m
+
+log = logging.getLogger(__name__)
+
+TICK = 0.05
+"""Coalesce queue changes: a burst of joins costs one delta, not one per join."""
+POSITION_EVERY = 0.5
+"""Seconds between two position updates to the same waiting users."""
+POSITION_SLICE = 200
+"""Position updates sent per event-loop turn."""
+WALLBOARD_EVERY = 5.0
+"""Seconds between wallboard pushes while agents watch."""
+WALLBOARD_MIN = 1.0
+"""Fewest seconds between two wallboard pushes (status changes come in bursts)."""
+
+
+class Views:
+    """Queue, wallboard and position views of one broker.
+
+    Args:
+        queue: the waiting queue (read only).
+        clock: time and timers.
+        wallboard: computes the current wallboard.
+        user_of: the connection of a waiting session's user, if online.
+    """
+
+    def __init__(self, queue: Queue, clock: Clock, wallboard: Callable[[], m.Wallboard],
+                 user_of: Callable[[str], Connection | None]) -> None:
+        self.queue = queue
+        self.clock = clock
+        self.wallboard = wallboard
+        self.user_of = user_of
+        self.tracker = ViewTracker()
+        self.watchers: set[Connection] = set()
+        self._stale: set[Connection] = set()
+        self._tick: Timer | None = None
+        self._told: dict[str, int] = {}
+        self._positions_due = False
+        self._positions_at = 0.0
+        self._positions: Timer | None = None
+        self._board: Timer | None = None
+        self._board_at = 0.0
+        self._board_when = 0.0
+        self.sent_deltas = 0
+        """Delta lines sent (all watchers counted), for the benchmark."""
+        self.delta_bytes = 0
+
+    # -- the queue -----------------------------------------------------------------------
+
+    def watch(self, client: Connection) -> None:
+        """``client`` watches the queue from now on: pages now, deltas after."""
+        self.flush()
+        self.watchers.add(client)
+        self._pages(client)
+        self.wallboard_soon()
+
+    def unwatch(self, client: Connection) -> None:
+        """``client`` is gone."""
+        self.watchers.discard(client)
+        self._stale.discard(client)
+
+    def resend(self, client: Connection) -> None:
+        """Send the pages again (the agent saw a gap)."""
+        if client in self.watchers:
+            self.flush()
+            self._pages(client)
+
+    def touch(self, session: str) -> None:
+        """``session`` joined, left or changed in the queue."""
+        self.tracker.touch(session)
+        self._positions_due = True
+        if self._tick is None:
+            self._tick = self.clock.call_later(TICK, self.flush)
+
+    def flush(self) -> None:
+        """Send the deltas due, encoded once for every watcher."""
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        if self.tracker.dirty:
+            lines = [encode(d) for d in self.tracker.deltas(self.queue, self.clock.now())]
+            size = sum(len(line) for line in lines)
+            for client in self.watchers:
+                if client in self._stale:
+                    continue
+                if client.outbox.backlog > RESUME_BELOW:
+                    self._fall_behind(client)
+                    continue
+                for line in lines:
+                    client.send_line(line)
+                self.sent_deltas += len(lines)
+                self.delta_bytes += size
+        if self._positions_due and self._positions is None:
+            wait = max(0.0, self._positions_at + POSITION_EVERY - self.clock.now())
+            self._positions = self.clock.call_later(wait, self._push_positions)
+
+    def _fall_behind(self, client: Connection) -> None:
+        # Deltas it cannot take now would only pile up: pages replace them later.
+        self._stale.add(client)
+        client.outbox.when_caught_up(lambda: self._caught_up(client))
+
+    def _caught_up(self, client: Connection) -> None:
+        if client in self._stale and client in self.watchers:
+            self._stale.discard(client)
+            self.flush()
+            self._pages(client)
+
+    def _pages(self, client: Connection) -> None:
+        for page in self.tracker.pages(self.clock.now()):
+            client.send(page)
+
+    # -- positions -----------------------------------------------------------------------
+
+    def placed(self, session: str, position: int) -> None:
+        """The user of ``session`` was told ``position`` (in a reply)."""
+        self._told[session] = position
+
+    def forget(self, session: str) -> None:
+        """``session`` no longer waits."""
+        self._told.pop(session, None)
+
+    def _push_positions(self) -> None:
+        self._positions = None
+        self._positions_due = False
+        self._positions_at = self.clock.now()
+        order = [w.session for w in self.queue]
+        self._position_slice(order, 0)
+
+    def _position_slice(self, order: list[str], start: int) -> None:
+        waiting = len(order)
+        end = min(waiting, start + POSITION_SLICE)
+        for index in range(start, end):
+            session = order[index]
+            position = index + 1
+            told = self._told.get(session)
+            if told is None or told == position:
+                continue
+            user = self.user_of(session)
+            if user is None:
+                continue
+            self._told[session] = position
+            user.send_view("position", m.Position(session=session, position=position,
+                                                  waiting=waiting))
+        if end < waiting:
+            # The rest on a later loop turn: routing goes first.
+            self.clock.call_later(0, self._position_slice, order, end)
+
+    # -- the wallboard -------------------------------------------------------------------
+
+    def wallboard_soon(self) -> None:
+        """Push the wallboard soon (something it shows changed)."""
+        now = self.clock.now()
+        when = max(now, self._board_at + WALLBOARD_MIN)
+        if self._board is not None:
+            if self._board_when <= when:
+                return  # one is due soon anyway
+            self._board.cancel()
+        self._board_when = when
+        self._board = self.clock.call_later(when - now, self._push_wallboard)
+
+    def _push_wallboard(self) -> None:
+        self._board = None
+        if not self.watchers:
+            return
+        self._board_at = self.clock.now()
+        try:
+            board = self.wallboard()
+        except AssistError as exc:  # the store hiccupped: try again next time
+            log.warning("wallboard not sent: %s", exc.message)
+        else:
+            line = encode(board)
+            for client in self.watchers:
+                client.outbox.view("wallboard", line)
+        self._board_when = self._board_at + WALLBOARD_EVERY
+        self._board = self.clock.call_later(WALLBOARD_EVERY, self._push_wallboard)
+
+    def close(self) -> None:
+        """Cancel the views' timers."""
+        for timer in (self._tick, self._positions, self._board):
+            if timer is not None:
+                timer.cancel()
+        self._tick = self._positions = self._board = None

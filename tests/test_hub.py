@@ -1,0 +1,435 @@
+"""The broker core without SSH: in-memory channels, a fake clock, no sleeps.
+
+Every client here is a real :class:`~assist.client.link.Link` (or a raw
+channel) on one end of an in-memory stream pair, the hub's ``serve`` on the
+other. Time only moves when a test advances the :class:`FakeClock`; the
+order of events comes from request/reply round trips, never from sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from assist.broker import connection, views
+from assist.broker.hub import Hub
+from assist.client.link import BrokerError, Link
+from assist.core.clock import FakeClock
+from assist.core.queueview import QueueMirror
+from assist.core.session import State
+from assist.protocol import encode
+from assist.protocol import messages as m
+from assist.store import Store
+from assist.transport.channel import MessageChannel
+from assist.transport.memory import MemoryStream, stream_pair
+from assist.transport.peer import Peer
+from tests.helpers import broker_config
+
+AGENT_GRACE = 10.0
+USER_GRACE = 60.0
+
+
+class Client:
+    """One client of the hub: a link, and every event it received, in order."""
+
+    def __init__(self, link: Link, stream: MemoryStream) -> None:
+        self.link = link
+        self.stream = stream  # the hub's end (tests may mark it as gone silent)
+        self.events: list[m.Msg] = []
+        self._task = asyncio.ensure_future(self._collect())
+
+    async def _collect(self) -> None:
+        async for msg in self.link.events():
+            self.events.append(msg)
+
+    async def request(self, msg: m.Msg, expect: type[m.Msg] = m.Ok) -> m.Msg:
+        return await self.link.request_any(msg, (expect,), timeout=10)
+
+    async def settle(self) -> list[m.Msg]:
+        """Every event sent before now has arrived (a ping is answered after them)."""
+        await self.link.request(m.Ping(), m.Pong, timeout=10)
+        await asyncio.sleep(0)  # let the collector take what the reader delivered
+        return self.events
+
+    def of(self, kind: type[m.Msg]) -> list[m.Msg]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    async def close(self) -> None:
+        await self.link.close()
+        self._task.cancel()
+
+
+class Harness:
+    """A hub on a real store, its clock, and helpers to connect clients."""
+
+    def __init__(self, tmp_path: Path, **config: object) -> None:
+        self.tmp_path = tmp_path
+        self.clock = FakeClock(1_000_000.0)
+        self.config = broker_config(tmp_path, agent_grace=AGENT_GRACE, user_grace=USER_GRACE,
+                                    **config)
+        self.store = Store(self.config.db)
+        self.hub = Hub(self.config, self.store, self.clock)
+        self.serving: list[asyncio.Task[None]] = []
+        self.tokens: dict[str, str] = {}
+        """Session -> the resume token its user was given."""
+
+    def raw(self, role: str, name: str, capacity: int = 64 * 1024,
+            key: str = "") -> tuple[MessageChannel, MemoryStream]:
+        """A channel to the hub that the test reads (or never reads) itself."""
+        ours, theirs = stream_pair(capacity)
+        peer = Peer(role, name, key or f"SHA256:{name}", True, "127.0.0.1")
+        self.serving.append(asyncio.ensure_future(self.hub.serve(MessageChannel(theirs), peer)))
+        return MessageChannel(ours), theirs
+
+    async def connect(self, role: str, name: str, key: str = "", watch: bool = True,
+                      capacity: int = 64 * 1024) -> Client:
+        channel, theirs = self.raw(role, name, capacity, key)
+        link = Link(channel)
+        link.start()
+        client = Client(link, theirs)
+        await client.request(m.Hello(host="h", os_user="o", watch=watch), m.Welcome)
+        return client
+
+    async def join(self, name: str, topic: str = "help", key: str = "") -> tuple[Client, m.Queued]:
+        user = await self.connect("user", name, key)
+        queued = await user.request(m.Join(topic=topic), m.Queued)
+        assert isinstance(queued, m.Queued)
+        self.tokens[queued.session] = queued.resume
+        self.clock.advance(0.001)  # join order is time order
+        return user, queued
+
+    async def live(self, user_name: str = "alice",
+                   agent_name: str = "carol") -> tuple[Client, Client, str]:
+        user, queued = await self.join(user_name)
+        agent = await self.connect("agent", agent_name)
+        await agent.request(m.Accept(session=queued.session))
+        await user.settle()
+        assert user.of(m.Offered)
+        await user.request(m.Ready(session=queued.session, cols=100, rows=30), m.Started)
+        await agent.settle()
+        assert agent.of(m.Started)
+        return user, agent, queued.session
+
+    def tick(self, seconds: float = views.TICK) -> None:
+        self.clock.advance(seconds)
+
+    async def close(self) -> None:
+        self.hub.close()
+        for task in self.serving:
+            task.cancel()
+        self.store.close()
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    h = Harness(tmp_path)
+    yield h
+    await h.close()
+
+
+# -- one live session ------------------------------------------------------------------------
+
+
+async def test_a_live_session_through_the_hub(harness: Harness) -> None:
+    user, agent, session = await harness.live()
+    await user.link.send(m.Chat(session=session, text="my vpn is down"))
+    await user.link.send(m.Output(session=session, data=b"$ vpn up\r\n"))
+    events = await agent.settle()
+    assert [e.text for e in events if isinstance(e, m.Chat)] == ["my vpn is down"]
+    assert any(isinstance(e, m.Output) and e.data == b"$ vpn up\r\n" for e in events)
+    await agent.request(m.End(session=session, root_cause="expired cert", resolved=True))
+    ended = (await user.settle())[-1]
+    assert isinstance(ended, m.Ended) and ended.survey
+    kinds = [e[1] for e in harness.store.sessions.events(session)]
+    assert kinds == ["queued", "offered", "connected", "chat", "ended"]
+    assert [r.action for r in harness.store.audit.records(session)] == [
+        "join", "accept", "connect", "end"]
+    assert not harness.hub.live and not harness.hub.by_key
+
+
+# -- views ------------------------------------------------------------------------------------
+
+
+async def test_agents_get_pages_then_deltas_encoded_once_for_all(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    users = [await harness.join(f"u{i}") for i in range(30)]
+    agents = [await harness.connect("agent", f"agent{i}") for i in range(3)]
+    mirrors = [QueueMirror() for _ in agents]
+    for agent, mirror in zip(agents, mirrors, strict=True):
+        for event in await agent.settle():
+            mirror.apply(event)
+        assert mirror.ready and len(mirror) == 30
+    encoded: list[str] = []
+    real = views.encode
+
+    def counting(msg: m.Msg) -> bytes:
+        encoded.append(type(msg).__name__)
+        return real(msg)
+
+    monkeypatch.setattr(views, "encode", counting)
+    (_, gone), *_ = users
+    await users[0][0].request(m.Leave(session=gone.session))
+    _newcomer, _ = await harness.join("late")
+    harness.tick()
+    assert encoded.count("QueueDelta") == 2, "one delta for leavers, one for joiners: once"
+    for agent, mirror in zip(agents, mirrors, strict=True):
+        for event in (await agent.settle())[-2:]:
+            assert mirror.apply(event) is True
+        assert [e.session for e in mirror.entries()] == [w.session for w in harness.hub.queue]
+    assert max(len(real(d)) for d in agents[0].of(m.QueueDelta)) < 400
+
+
+async def test_list_queue_is_paged_under_the_size_limit(harness: Harness) -> None:
+    for i in range(600):
+        await harness.join(f"u{i}", topic="x" * 200)
+    agent = await harness.connect("agent", "carol", watch=False)
+    first = await agent.request(m.ListQueue(), m.QueueList)
+    second = await agent.request(m.ListQueue(offset=500), m.QueueList)
+    assert isinstance(first, m.QueueList) and isinstance(second, m.QueueList)
+    assert (len(first.entries), len(second.entries), first.total) == (500, 100, 600)
+    assert second.entries[0].position == 501
+    assert len(encode(first)) < 1024 * 1024
+    assert not agent.of(m.QueuePage), "a script that does not watch gets no pages"
+
+
+async def test_positions_only_when_they_change_a_few_times_a_second(harness: Harness) -> None:
+    users = [await harness.join(f"u{i}") for i in range(5)]
+    harness.tick(views.POSITION_EVERY)
+    await users[0][0].request(m.Leave(session=users[0][1].session))
+    harness.tick()  # the delta tick arms the position push (due now)
+    harness.tick(0)
+    for position, (user, _) in enumerate(users[1:], 1):
+        assert [(p.position, p.waiting) for p in (await user.settle()) if
+                isinstance(p, m.Position)] == [(position, 4)]
+    # Another change right after: no second push until the interval has passed.
+    await users[1][0].request(m.Leave(session=users[1][1].session))
+    harness.tick()
+    assert len(await users[4][0].settle()) == 1
+    harness.tick(views.POSITION_EVERY)
+    await users[4][0].settle()
+    assert [p.position for p in users[4][0].of(m.Position)] == [4, 3]
+    # Nobody is told a position that did not change.
+    _newcomer, _ = await harness.join("late")
+    harness.tick(views.POSITION_EVERY)
+    await users[4][0].settle()
+    assert [p.position for p in users[4][0].of(m.Position)] == [4, 3]
+
+
+# -- agents and users who drop and come back -------------------------------------------------
+
+
+async def test_an_agent_who_drops_gets_a_grace_then_the_user_goes_first(
+        harness: Harness) -> None:
+    user, agent, session = await harness.live()
+    await harness.join("bob")
+    await agent.close()
+    away = (await user.settle())[-1]
+    assert isinstance(away, m.Away) and away.who == "agent"
+    assert away.until == harness.clock.now() + AGENT_GRACE
+    harness.tick(AGENT_GRACE - 0.1)
+    assert not user.of(m.AgentLost)
+    harness.tick(0.2)
+    lost = (await user.settle())[-1]
+    assert isinstance(lost, m.AgentLost) and lost.position == 1
+    assert harness.store.sessions.get(session).state is State.REQUEUED
+    # The agent hears what happened when it comes back.
+    carol = await harness.connect("agent", "carol")
+    told = [e for e in await carol.settle() if isinstance(e, m.Ended)]
+    assert told and told[0].reason == "requeued" and "front of the queue" in told[0].message
+
+
+async def test_an_agent_back_within_the_grace_gets_the_session_back(harness: Harness) -> None:
+    user, agent, session = await harness.live()
+    await agent.request(m.Verify(session=session, method="key"))
+    await user.link.send(m.GrantAnswer(session=session, scope="control", allowed=True,
+                                       grant="g1"))
+    await agent.settle()
+    await agent.close()
+    await user.settle()
+    harness.tick(AGENT_GRACE / 2)
+    back = await harness.connect("agent", "carol")
+    events = await back.settle()
+    started = next(e for e in events if isinstance(e, m.Started))
+    assert started.resumed and started.info.session == session and started.info.verified
+    restored = [e for e in events if isinstance(e, m.GrantAnswer)]
+    assert [(g.grant, g.restored) for g in restored] == [("g1", True)]
+    assert isinstance((await user.settle())[-1], m.Resync)
+    assert any(isinstance(e, m.Back) and e.who == "agent" for e in user.events)
+    harness.tick(AGENT_GRACE)
+    assert not user.of(m.AgentLost)
+    await back.link.send(m.Keys(session=session, grant="g1", data=b"ls\r"))
+    assert any(isinstance(e, m.Keys) and e.data == b"ls\r" for e in await user.settle())
+    assert harness.store.sessions.get(session).requeues == 0
+
+
+async def test_an_agent_that_stops_answering_loses_the_user_at_once(harness: Harness) -> None:
+    user, agent, _session = await harness.live()
+    agent.stream.lost = "silent"  # what a keepalive timeout looks like to the hub
+    await agent.close()
+    lost = (await user.settle())[-1]
+    assert isinstance(lost, m.AgentLost) and lost.position == 1
+
+
+async def test_a_user_who_drops_comes_back_to_the_live_session(harness: Harness) -> None:
+    user, agent, session = await harness.live()
+    assert harness.store.sessions.get(session).state is State.CONNECTED
+    await user.link.send(m.GrantAnswer(session=session, scope="annotate", allowed=True,
+                                       grant="g1"))
+    await agent.settle()
+    token = harness.tokens[session]
+    await user.close()
+    away = (await agent.settle())[-1]
+    assert isinstance(away, m.Away) and away.who == "user"
+    harness.tick(USER_GRACE / 2)
+    again = await harness.connect("user", "alice")
+    started = await again.request(m.Join(topic="help", resume=token), m.Started)
+    assert isinstance(started, m.Started) and started.resumed
+    assert started.info.session == session
+    events = await agent.settle()
+    assert any(isinstance(e, m.Revoke) for e in events), "its grants are said again"
+    assert any(isinstance(e, m.Back) and e.who == "user" for e in events)
+    await again.link.send(m.GrantAnswer(session=session, scope="annotate", allowed=True,
+                                        grant="g1", restored=True))
+    assert (await agent.settle())[-1] == m.GrantAnswer(
+        session=session, scope="annotate", allowed=True, grant="g1", restored=True)
+    harness.tick(USER_GRACE)
+    assert not agent.of(m.Ended)
+    assert "grant-restored" in [r.action for r in harness.store.audit.records(session)]
+
+
+async def test_a_user_who_never_comes_back_ends_the_session(harness: Harness) -> None:
+    user, agent, session = await harness.live()
+    await user.close()
+    await agent.settle()
+    harness.tick(USER_GRACE)
+    await agent.settle()
+    (ended,) = agent.of(m.Ended)
+    assert isinstance(ended, m.Ended) and ended.reason == "user-lost"
+    assert harness.store.sessions.get(session).state is State.ENDED
+
+
+async def test_a_live_session_survives_a_hub_restart(harness: Harness, tmp_path: Path) -> None:
+    _user, _agent, session = await harness.live()
+    token = harness.tokens[session]
+    harness.hub.close()  # the process dies: nothing is transitioned
+    second = Hub(harness.config, harness.store, harness.clock)
+    assert second.restore() == 1
+    harness.hub = second
+    assert session in second.live and not second.queue, "no ghost entry in the queue"
+    again = await harness.connect("user", "alice")
+    started = await again.request(m.Join(topic="help", resume=token), m.Started)
+    assert isinstance(started, m.Started) and started.resumed
+    carol = await harness.connect("agent", "carol")
+    resumed = next(e for e in await carol.settle() if isinstance(e, m.Started))
+    assert resumed.resumed and resumed.info.session == session
+    harness.tick(AGENT_GRACE + 1)
+    assert harness.store.sessions.get(session).state is State.CONNECTED
+    await carol.request(m.End(session=session, root_cause="fixed"))
+    assert len(harness.store.sessions.between(0, 2e9)) == 1, "one contact, not two"
+
+
+# -- one request per key ----------------------------------------------------------------------
+
+
+async def test_one_key_one_request_and_a_second_help_takes_it_over(harness: Harness) -> None:
+    first, queued = await harness.join("alice", key="SHA256:same")
+    second = await harness.connect("user", "alice", key="SHA256:same")
+    with pytest.raises(BrokerError) as info:
+        await second.request(m.Join(topic="again"), m.Queued)
+    assert info.value.code == "already-waiting" and queued.session in info.value.message
+    taken = await second.request(m.Join(topic="again", takeover=True), m.Queued)
+    assert isinstance(taken, m.Queued) and taken.session == queued.session and taken.resumed
+    assert isinstance((await first.settle())[-1], m.TakenOver)
+    assert len(harness.hub.queue) == 1
+    # A hundred connections of one key make one entry, not a hundred ghosts.
+    for _ in range(100):
+        extra = await harness.connect("user", "alice", key="SHA256:same")
+        with pytest.raises(BrokerError, match="already waits"):
+            await extra.request(m.Join(topic="spam"), m.Queued)
+        await extra.close()
+    assert len(harness.hub.queue) == 1
+
+
+# -- bounds -----------------------------------------------------------------------------------
+
+
+async def test_a_client_that_never_reads_is_cut_off_at_its_bound(harness: Harness) -> None:
+    for i in range(500):
+        await harness.join(f"u{i}", topic="t" * 200)
+    channel, theirs = harness.raw("agent", "slow")
+    channel.send_nowait(m.Hello(watch=False, rid=1))
+    for rid in range(2, 40):
+        channel.send_nowait(m.ListQueue(rid=rid))  # ~170 KB each, never read
+    served = harness.serving[-1]
+    await asyncio.wait_for(served, 10)  # the hub let the connection go
+    assert theirs.buffered() < connection.CONTROL_LIMIT // 4
+    got = []
+    while True:
+        try:
+            got.append(await asyncio.wait_for(channel.recv(), 5))
+        except Exception:
+            break
+    assert isinstance(got[-1], m.Error) and got[-1].code == "slow-consumer"
+
+
+async def test_a_flood_is_refused_then_disconnected_and_others_are_served(
+        harness: Harness) -> None:
+    canary = await harness.connect("user", "canary")
+    channel, _ = harness.raw("user", "flood")
+    burst = int(connection.BURST * 2.5)
+    for rid in range(1, burst):
+        channel.send_nowait(m.Ping(rid=rid))
+    served = harness.serving[-1]
+    pong = await canary.request(m.Ping(), m.Pong)
+    assert isinstance(pong, m.Pong)
+    await asyncio.wait_for(served, 10)
+    replies = []
+    while True:
+        try:
+            replies.append(await asyncio.wait_for(channel.recv(), 5))
+        except Exception:
+            break
+    pongs = sum(isinstance(r, m.Pong) for r in replies)
+    errors = [r for r in replies if isinstance(r, m.Error)]
+    assert pongs <= connection.BURST + 1
+    assert errors and {e.code for e in errors} == {"rate-limit"}
+    assert errors[-1].message == "too many messages: disconnected"
+
+
+async def test_a_lagging_viewer_drops_frames_and_is_resynced(harness: Harness) -> None:
+    user, agent, session = await harness.live()
+    agent.link._reader.cancel()  # type: ignore[union-attr]  # the agent stops reading
+    await asyncio.sleep(0)
+    chunk = b"x" * 60_000
+    for _ in range(40):
+        await user.link.send(m.Output(session=session, data=chunk))
+    await user.settle()
+    hub_side = next(c for c in harness.hub.agents["carol"].clients)
+    assert hub_side.outbox.dropped > 0
+    assert hub_side.outbox.queued <= connection.STREAM_LIMIT + 200_000
+    resyncs = len(user.of(m.Resync))
+    # The viewer catches up (reads again): the user is asked for a picture.
+    channel = agent.link.channel
+    while hub_side.outbox.backlog:
+        await asyncio.wait_for(channel.recv(), 5)
+    await asyncio.sleep(0)  # the hub's writer sees the client caught up
+    await user.settle()
+    assert len(user.of(m.Resync)) == resyncs + 1
+
+
+async def test_oversized_values_and_deep_nesting_get_typed_errors(harness: Harness) -> None:
+    user, _agent, session = await harness.live()
+    raw = user.link.channel
+    raw.send_raw(b'{"t":"resize","rid":41,"session":"%s","cols":50000,"rows":30}\n'
+                 % session.encode())
+    raw.send_raw(b'{"t":"chat","rid":42,"session":"s","text":' + b"[" * 5000
+                 + b"]" * 5000 + b"}\n")
+    await user.settle()
+    errors = {(e.rid, e.code) for e in user.of(m.Error)}
+    assert errors == {(41, "invalid"), (42, "too-deep")}
+    pong = await user.request(m.Ping(sent=1.0), m.Pong)
+    assert isinstance(pong, m.Pong)
+    assert harness.hub.live[session].size == (100, 30)

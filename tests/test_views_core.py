@@ -1,0 +1,167 @@
+"""Pure parts under the broker core: the fake clock, the message budget, queue views."""
+
+from __future__ import annotations
+
+import random
+
+from assist.core.budget import Budget, Verdict, message_cost
+from assist.core.clock import FakeClock
+from assist.core.queue import Queue, Waiting
+from assist.core.queueview import QueueMirror, ViewTracker
+from assist.protocol import encode
+from assist.protocol import messages as m
+
+
+def test_fake_clock_fires_timers_in_order_and_only_when_due() -> None:
+    clock = FakeClock(100.0)
+    fired: list[str] = []
+    clock.call_later(2, fired.append, "b")
+    clock.call_later(1, fired.append, "a")
+    cancelled = clock.call_later(1.5, fired.append, "x")
+    cancelled.cancel()
+    assert clock.advance(0.99) == 0 and fired == []
+    assert clock.advance(1.01) == 2 and fired == ["a", "b"]
+    assert clock.now() == 102.0 and clock.pending() == 0
+
+
+def test_a_timer_armed_by_a_timer_fires_in_the_same_advance_if_due() -> None:
+    clock = FakeClock(0.0)
+    fired: list[float] = []
+
+    def again() -> None:
+        fired.append(clock.now())
+        if len(fired) < 3:
+            clock.call_later(1, again)
+
+    clock.call_later(1, again)
+    clock.advance(10)
+    assert fired == [1.0, 2.0, 3.0]
+
+
+def test_budget_serves_refuses_then_disconnects_and_forgives() -> None:
+    budget = Budget(rate=10, burst=20, now=0.0)
+    verdicts = [budget.spend(1, 0.0) for _ in range(20)]
+    assert verdicts == [Verdict.SERVE] * 20
+    assert budget.spend(1, 0.0) is Verdict.REFUSE and budget.refusing
+    # Still flooding: after a whole burst of refusals, disconnect.
+    rest = [budget.spend(1, 0.0) for _ in range(20)]
+    assert rest[-1] is Verdict.DISCONNECT and Verdict.SERVE not in rest
+    # A client that slows down pays the debt back and is served again.
+    calm = Budget(rate=10, burst=20, now=0.0)
+    for _ in range(25):
+        calm.spend(1, 0.0)
+    assert calm.spend(1, 0.1) is Verdict.REFUSE
+    assert calm.spend(1, 10.0) is Verdict.SERVE and not calm.refusing
+
+
+def test_big_messages_cost_more() -> None:
+    assert message_cost(10) < 1.01
+    assert message_cost(1024 * 1024) == 17.0
+
+
+def _waiting(session: str, at: float, requeued: bool = False) -> Waiting:
+    return Waiting(session, f"u{session}", f"topic {session}", at, requeued=requeued)
+
+
+def test_deltas_bring_a_mirror_to_the_queue_whatever_happens() -> None:
+    rng = random.Random(7)
+    queue = Queue()
+    tracker = ViewTracker()
+    mirror = QueueMirror()
+    for page in tracker.pages(0.0):
+        mirror.apply(page)
+    assert mirror.ready and mirror.entries() == []
+    serial = 0
+    for _ in range(300):
+        for _ in range(rng.randint(1, 5)):
+            action = rng.random()
+            if action < 0.5 or not len(queue):
+                serial += 1
+                entry = _waiting(f"s{serial}", rng.random() * 100, requeued=rng.random() < 0.2)
+                queue.add(entry)
+                tracker.touch(entry.session)
+            elif action < 0.8:
+                gone = rng.choice([w.session for w in queue])
+                queue.remove(gone)
+                tracker.touch(gone)
+            else:
+                one = rng.choice([w.session for w in queue])
+                queue.set_online(one, not queue.get(one).online)
+                tracker.touch(one)
+        for delta in tracker.deltas(queue, 1.0):
+            assert mirror.apply(delta) is True
+        want = [(w.session, w.online) for w in queue]
+        assert [(e.session, e.online) for e in mirror.entries()] == want
+        assert [e.position for e in mirror.entries()] == list(range(1, len(want) + 1))
+
+
+def test_a_delta_costs_the_change_not_the_queue() -> None:
+    queue = Queue()
+    tracker = ViewTracker()
+    for i in range(2000):
+        queue.add(_waiting(f"s{i}", float(i)))
+        tracker.touch(f"s{i}")
+    first = tracker.deltas(queue, 0.0)
+    assert len(first) == 4 and all(len(d.joined) <= m.PAGE for d in first)
+    queue.take()  # an agent takes the head: everybody's position changes
+    tracker.touch("s0")
+    (delta,) = tracker.deltas(queue, 0.0)
+    assert delta.left == ("s0",) and delta.joined == () and len(encode(delta)) < 100
+    # Nothing touched: nothing to send.
+    assert tracker.deltas(queue, 0.0) == []
+
+
+def test_pages_and_then_deltas_agree_on_versions() -> None:
+    queue = Queue()
+    tracker = ViewTracker()
+    for i in range(1200):
+        queue.add(_waiting(f"s{i}", float(i)))
+        tracker.touch(f"s{i}")
+    tracker.deltas(queue, 0.0)
+    pages = tracker.pages(5.0)
+    assert [len(p.entries) for p in pages] == [500, 500, 200]
+    assert [p.last for p in pages] == [False, False, True]
+    assert all(len(encode(p)) < 1024 * 1024 for p in pages)
+    mirror = QueueMirror()
+    assert [mirror.apply(p) for p in pages] == [False, False, True]
+    queue.add(_waiting("late", 5000.0))
+    tracker.touch("late")
+    (delta,) = tracker.deltas(queue, 6.0)
+    assert mirror.apply(delta) is True and mirror.entries()[-1].session == "late"
+    # A delta applied twice is ignored; a skipped one is a gap.
+    assert mirror.apply(delta) is False
+    queue.add(_waiting("later", 6000.0))
+    tracker.touch("later")
+    tracker.deltas(queue, 7.0)  # lost on the way
+    queue.add(_waiting("latest", 7000.0))
+    tracker.touch("latest")
+    (after_gap,) = tracker.deltas(queue, 8.0)
+    assert mirror.apply(after_gap) is None
+
+
+def test_a_session_that_joined_and_left_within_a_tick_costs_nothing() -> None:
+    queue = Queue()
+    tracker = ViewTracker()
+    queue.add(_waiting("flash", 1.0))
+    tracker.touch("flash")
+    queue.remove("flash")
+    assert tracker.deltas(queue, 0.0) == []
+
+
+def test_a_requeued_user_moves_to_the_front_in_the_mirror() -> None:
+    queue = Queue()
+    tracker = ViewTracker()
+    mirror = QueueMirror()
+    for i in range(3):
+        queue.add(_waiting(f"s{i}", float(i)))
+        tracker.touch(f"s{i}")
+    tracker.deltas(queue, 0.0)
+    for page in tracker.pages(0.0):
+        mirror.apply(page)
+    assert [e.session for e in mirror.entries()] == ["s0", "s1", "s2"]
+    queue.remove("s2")
+    queue.add(_waiting("s2", 2.0, requeued=True))
+    tracker.touch("s2")
+    for d in tracker.deltas(queue, 0.0):
+        mirror.apply(d)
+    assert [e.session for e in mirror.entries()] == ["s2", "s0", "s1"]
