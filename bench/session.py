@@ -6,7 +6,7 @@ process running a real shell in a pty through the same ``HelpRequest`` and
 the console's ``TerminalViewer``, parsed as messages arrive and once per frame
 with the console's time budget::
 
-    python -m bench.session [--rounds 15] [--marks 200] [--mb 50] [--repeats 3]
+    python -m bench.session [--rounds 15] [--marks 200] [--keys 200] [--mb 50] [--repeats 5]
 
 Measures:
 
@@ -326,7 +326,7 @@ class AgentSide:
         return float("inf")
 
 
-async def run(rounds: int, marks: int, megabytes: int, repeats: int) -> None:
+async def run(rounds: int, marks: int, megabytes: int, repeats: int, keys: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         user_key, agent_key = make_key(root / "user"), make_key(root / "agent")
@@ -348,7 +348,7 @@ async def run(rounds: int, marks: int, megabytes: int, repeats: int) -> None:
         try:
             await agent.hello()
             await agent.set_status("available")
-            await measure(child, agent, rounds, marks, big, repeats)
+            await measure(child, agent, rounds, marks, big, repeats, keys)
         finally:
             await agent.link.close()
             if child.proc.stdin is not None:
@@ -360,7 +360,7 @@ async def run(rounds: int, marks: int, megabytes: int, repeats: int) -> None:
 
 
 async def measure(child: Child, agent: AgentClient, rounds: int, marks: int, big: Path,
-                  repeats: int) -> None:
+                  repeats: int, keys: int) -> None:
     side = AgentSide(agent)
     pump = asyncio.ensure_future(side.pump())
     frames = asyncio.ensure_future(side.frames())
@@ -385,7 +385,7 @@ async def measure(child: Child, agent: AgentClient, rounds: int, marks: int, big
             latencies = [side.marks[int(n)] - t for n, t in sent.items()
                          if int(n) in side.marks]
             side.watch_marks = False
-            keystrokes = await side.keystrokes(info.session, marks)
+            keystrokes = await side.keystrokes(info.session, keys)
             for _ in range(repeats):
                 for mode in ("off", "on"):
                     child.send(f"cat {mode} {big}")
@@ -396,7 +396,7 @@ async def measure(child: Child, agent: AgentClient, rounds: int, marks: int, big
         await child.answer("ended")
     pump.cancel()
     frames.cancel()
-    baseline = await ssh_tmux_keystrokes(marks)
+    baseline = await ssh_tmux_keystrokes(keys)
     print_table("live session (broker, user and agent in separate processes, 127.0.0.1)", [
         ("accept -> first frame on the agent's view", len(first_frames), first_frames,
          "< 100 ms"),
@@ -429,6 +429,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=15, help="sessions accepted")
     parser.add_argument("--marks", type=int, default=200, help="lines timed to the agent")
+    parser.add_argument("--keys", type=int, default=200, help="keystrokes timed (each way)")
     parser.add_argument("--mb", type=int, default=50, help="size of the file to cat")
     parser.add_argument("--repeats", type=int, default=5, help="cat runs per mode")
     parser.add_argument("--user", action="store_true", help=argparse.SUPPRESS)
@@ -441,7 +442,7 @@ def main() -> None:
         os.environ.pop("ASSIST_BROKER", None)
         asyncio.run(user_main(args.port, args.host_key, args.key, args.state))
     else:
-        asyncio.run(run(args.rounds, args.marks, args.mb, args.repeats))
+        asyncio.run(run(args.rounds, args.marks, args.mb, args.repeats, args.keys))
 
 
 if __name__ == "__main__":

@@ -89,14 +89,20 @@ def _env() -> dict[str, str]:
 
 
 async def _run(*argv: str) -> None:
-    """Run a short command; raise with its output if it fails."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT, env=_env())
-    out, _ = await proc.communicate()
+    """Run a short command; raise with its output if it fails.
+
+    Output goes to a file, not a pipe: ``tmux new-session -d`` leaves a server
+    behind that inherits the command's stdout, so a pipe would never close.
+    """
+    with tempfile.TemporaryFile() as out:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out,
+            stderr=asyncio.subprocess.STDOUT, env=_env())
+        await proc.wait()
+        out.seek(0)
+        text = out.read().decode(errors="replace").strip()
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): "
-                           f"{out.decode(errors='replace').strip()}")
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {text}")
 
 
 # -- the private OpenSSH server ----------------------------------------------------------
