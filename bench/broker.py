@@ -19,6 +19,7 @@ from pathlib import Path
 
 import asyncssh
 
+from assist.cli.loop import use_fast_loop
 from assist.client import AgentClient, Link, UserClient
 from assist.core import pubkey
 from assist.protocol import messages as m
@@ -29,10 +30,15 @@ from bench.stats import print_table
 _DRAINS: set[asyncio.Future[bytes]] = set()
 
 
-async def start_broker(root: Path) -> tuple[asyncio.subprocess.Process, int]:
-    """Start ``assist serve`` on port 0 and return it with its port."""
+async def start_broker(root: Path, **settings: str) -> tuple[asyncio.subprocess.Process, int]:
+    """Start ``assist serve`` on port 0 and return it with its port.
+
+    ``settings`` are broker settings (``requests_per_key="0"``), passed as
+    ``ASSIST_BROKER_*`` variables.
+    """
     env = {**os.environ, "ASSIST_CONFIG_DIR": str(root / "cfg"),
-           "ASSIST_DATA_DIR": str(root / "data"), "ASSIST_STATE_DIR": str(root / "state")}
+           "ASSIST_DATA_DIR": str(root / "data"), "ASSIST_STATE_DIR": str(root / "state"),
+           **{f"ASSIST_BROKER_{k.upper()}": v for k, v in settings.items()}}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "assist", "serve", "--port", "0", "--db", str(root / "b.db"),
         "--host-key", str(root / "host_key"), env=env, stderr=asyncio.subprocess.PIPE)
@@ -68,7 +74,8 @@ async def run(queued: int, joins: int) -> None:
         with Store(root / "b.db") as store:
             store.directory.add("user", "bench-user", pubkey.load(Path(f"{user_key}.pub")), 0)
             store.directory.add("agent", "bench-agent", pubkey.load(Path(f"{agent_key}.pub")), 0)
-        proc, port = await start_broker(root)
+        # One key plays every user here: the limit of one request per key is lifted.
+        proc, port = await start_broker(root, requests_per_key="0")
         host_key = ssh.openssh_key(asyncssh.read_private_key(str(root / "host_key")))
         try:
             await measure(port, host_key, user_key, agent_key, queued, joins)
@@ -112,11 +119,11 @@ async def measure(port: int, host_key: str, user_key: Path, agent_key: Path,
         ping.append(time.perf_counter() - start)
     for _ in range(20):
         start = time.perf_counter()
-        listing = await agent.queue()
+        listing = await agent.queue()  # every page of it
         list_times.append(time.perf_counter() - start)
     assert len(listing.entries) == queued
     for _ in range(min(30, joins)):
-        head = (await agent.queue()).entries[0].session
+        head = (await agent.queue(limit=1)).entries[0].session
         user = by_session[head]
         offered = asyncio.ensure_future(user.link.wait_for(
             lambda msg: isinstance(msg, m.Offered), 10))
@@ -174,6 +181,7 @@ def main() -> None:
     parser.add_argument("--host-key", help=argparse.SUPPRESS)
     parser.add_argument("--key", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    use_fast_loop()  # as the assist commands do
     if args.fill is not None:
         asyncio.run(fill(args.fill, args.port, args.host_key, args.key))
     else:

@@ -43,6 +43,7 @@ import asyncssh
 from rich.console import Console
 from rich.table import Table
 
+from assist.cli.loop import use_fast_loop
 from assist.client import AgentClient
 from assist.client.guard import Guard
 from assist.client.helpflow import HelpRequest
@@ -438,6 +439,7 @@ def main() -> None:
     parser.add_argument("--key", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    use_fast_loop()  # as the assist commands do
     if args.user:
         os.environ.pop("ASSIST_BROKER", None)
         asyncio.run(user_main(args.port, args.host_key, args.key, args.state))

@@ -120,6 +120,7 @@ class Harness:
         self.hub.close()
         for task in self.serving:
             task.cancel()
+        await asyncio.gather(*self.serving, return_exceptions=True)
         self.store.close()
 
 
@@ -216,6 +217,21 @@ async def test_positions_only_when_they_change_a_few_times_a_second(harness: Har
     harness.tick(views.POSITION_EVERY)
     await users[4][0].settle()
     assert [p.position for p in users[4][0].of(m.Position)] == [4, 3]
+
+
+async def test_users_far_back_hear_of_their_place_less_often(harness: Harness) -> None:
+    users = [await harness.join(f"u{i}") for i in range(views.POSITION_NEAR + 5)]
+    harness.tick(views.POSITION_FAR_EVERY)
+    near, far = users[10][0], users[-1][0]
+    await users[0][0].request(m.Leave(session=users[0][1].session))
+    harness.tick(views.POSITION_EVERY)
+    await near.settle()
+    await far.settle()
+    assert [p.position for p in near.of(m.Position)] == [10]
+    assert far.of(m.Position) == [], "someone far back is not told twice a second"
+    harness.tick(views.POSITION_FAR_EVERY)
+    await far.settle()
+    assert [p.position for p in far.of(m.Position)] == [views.POSITION_NEAR + 4]
 
 
 # -- agents and users who drop and come back -------------------------------------------------
@@ -433,3 +449,27 @@ async def test_oversized_values_and_deep_nesting_get_typed_errors(harness: Harne
     pong = await user.request(m.Ping(sent=1.0), m.Pong)
     assert isinstance(pong, m.Pong)
     assert harness.hub.live[session].size == (100, 30)
+
+
+async def test_keystrokes_are_audited_in_batches_that_never_lag_a_revoke(
+        harness: Harness) -> None:
+    user, agent, session = await harness.live()
+    await agent.request(m.Verify(session=session, method="key"))
+    await user.link.send(m.GrantAnswer(session=session, scope="control", allowed=True,
+                                       grant="g1"))
+    await agent.settle()
+    for key in b"hello":
+        await agent.link.send(m.Keys(session=session, grant="g1", data=bytes([key])))
+    await agent.settle()  # the hub has handled them: they are on their way to the user
+    assert len([e for e in await user.settle() if isinstance(e, m.Keys)]) == 5
+    actions = [r.action for r in harness.store.audit.records(session)]
+    assert "keys" not in actions, "a batch is written when its second is up"
+    harness.tick(1.0)
+    (batch,) = [r for r in harness.store.audit.records(session) if r.action == "keys"]
+    assert batch.data["bytes"] == 5 and batch.data["messages"] == 5
+    await agent.link.send(m.Keys(session=session, grant="g1", data=b"x"))
+    await agent.settle()
+    await user.link.send(m.Revoke(session=session))
+    await agent.settle()
+    tail = [r.action for r in harness.store.audit.records(session)][-2:]
+    assert tail == ["keys", "revoke"], "typing under a grant is in the chain before its end"

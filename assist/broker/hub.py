@@ -361,8 +361,7 @@ class Hub:
                                audit="accept")
         self.roster.assign(name, session.id, self.clock.now())
         self.presence.audit_presence(name, "busy")
-        live = LiveSession(session, self.clock, user=user, agent=self.agents[name])
-        self.live[session.id] = live
+        live = self.new_live(session, user, self.agents[name])
         client.streams.add(session.id)  # this connection shows the user's screen
         user.send(m.Offered(session=session.id, agent=name))
         client.send(m.Ok(rid=msg.rid))
@@ -522,6 +521,14 @@ class Hub:
             return self.waiting[session_id]
         except KeyError:
             raise NotFound(f"no unfinished session {session_id}") from None
+
+    def new_live(self, session: Session, user: Connection | None = None,
+                 agent: AgentLinks | None = None) -> LiveSession:
+        """The owner of a session an agent now holds (or held before a restart)."""
+        live = LiveSession(session, self.clock, user=user, agent=agent)
+        live.on_typed = self.trust.typed(live)
+        self.live[session.id] = live
+        return live
 
     def hold(self, session: Session) -> None:
         """Count ``session`` against its key's limit."""

@@ -28,6 +28,9 @@ from assist.protocol import messages as m
 
 log = logging.getLogger(__name__)
 
+KEYS_BATCH = 1.0
+"""Seconds of an agent's typing audited as one record."""
+
 
 @dataclass(eq=False)
 class LiveSession:
@@ -56,7 +59,11 @@ class LiveSession:
     size: tuple[int, int] = (80, 24)
     evidence: m.Evidence | None = None
     closed: bool = False
+    on_typed: Callable[[str, str, int, int, float], None] | None = None
+    """Writes one audit record for a batch of keystrokes: agent, grant, bytes,
+    messages, time of the first."""
     _timers: dict[str, Timer] = field(default_factory=dict)
+    _typed: dict[tuple[str, str], list[float]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -121,6 +128,33 @@ class LiveSession:
         if timer is not None:
             timer.cancel()
 
+    # -- keystroke batches ---------------------------------------------------------------
+
+    def typed(self, agent: str, grant: str, size: int) -> None:
+        """Count keystrokes the agent sent under ``grant``; audited as one batch.
+
+        A batch is what one agent typed under one grant within
+        :data:`KEYS_BATCH` seconds; it is written when that time is up, or at
+        once when anything about the grants or the session changes
+        (:meth:`flush_typed`), so the audit chain never lags behind a revoke.
+        """
+        batch = self._typed.get((agent, grant))
+        if batch is None:
+            self._typed[(agent, grant)] = [float(size), 1.0, self.clock.now()]
+            if len(self._typed) == 1:
+                self.arm("keys-batch", KEYS_BATCH, self.flush_typed)
+        else:
+            batch[0] += size
+            batch[1] += 1
+
+    def flush_typed(self) -> None:
+        """Write the keystroke batches not audited yet."""
+        self.cancel("keys-batch")
+        typed, self._typed = self._typed, {}
+        if self.on_typed is not None:
+            for (agent, grant), (size, count, since) in typed.items():
+                self.on_typed(agent, grant, int(size), int(count), since)
+
     # -- recording -----------------------------------------------------------------------
 
     def record_start(self, directory: Path, title: str) -> str:
@@ -176,6 +210,7 @@ class LiveSession:
         """
         if self.closed:
             return
+        self.flush_typed()
         self.closed = True
         for timer in self._timers.values():
             timer.cancel()

@@ -64,8 +64,7 @@ class Presence:
                                       {"why": "restart"})
                 hub.enqueue(session, None)
             elif session.state.live:
-                live = LiveSession(session, hub.clock)
-                hub.live[session.id] = live
+                live = hub.new_live(session)
                 hub.ledger.log(session.id, "suspended", "broker", {"why": "restart"})
                 self._wait_for_agent(live, hub.config.agent_grace)
                 self._wait_for_user(live)

@@ -11,6 +11,8 @@ and tells the agent why.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 import pyotp
 
@@ -151,6 +153,7 @@ class Trust:
         live.to_agent(msg)
 
     async def _on_revoke(self, live: LiveSession, client: Connection, msg: m.Revoke) -> None:
+        live.flush_typed()  # what was typed under the grant goes in the chain before its end
         gone = live.grants.revoke(msg.grants)
         self._audit(f"user:{live.session.user}", "revoke", live,
                     {"grants": [g.id for g in gone], "scopes": [g.scope for g in gone]})
@@ -174,6 +177,7 @@ class Trust:
             if live.user is None:
                 raise refuse("user-away")
         except GrantRefused as exc:
+            live.flush_typed()
             self._audit(actor, "keys-refused", live, {"grant": msg.grant,
                                                        "reason": exc.reason})
             client.send(m.KeysRefused(session=live.id, grant=msg.grant, reason=exc.reason,
@@ -181,14 +185,23 @@ class Trust:
             return
         live.to_user(m.Keys(session=live.id, grant=msg.grant, data=msg.data,
                             agent=client.peer.name))
-        # Written in the same turn, once the keys are on their way: the record
-        # and the audit entry cost nothing on the keystroke's path. Content is
-        # in the recording (attributed); the audit chain keeps who and how much.
+        # Content is in the recording (attributed), written once the keys are on
+        # their way; the audit chain keeps who and how much, one record a batch.
         live.record_input(client.peer.name, msg.data)
-        self._audit(actor, "keys", live, {"grant": msg.grant, "bytes": len(msg.data)})
+        live.typed(client.peer.name, msg.grant, len(msg.data))
+
+    def typed(self, live: LiveSession) -> Callable[[str, str, int, int, float], None]:
+        """The audit writer of ``live``'s keystroke batches."""
+
+        def write(agent: str, grant: str, size: int, count: int, since: float) -> None:
+            self._audit(f"agent:{agent}", "keys", live,
+                        {"grant": grant, "bytes": size, "messages": count, "since": since})
+
+        return write
 
     async def _on_refused(self, live: LiveSession, client: Connection,
                           msg: m.KeysRefused) -> None:
+        live.flush_typed()
         self._audit(f"user:{live.session.user}", "keys-refused", live,
                     {"grant": msg.grant, "reason": msg.reason[:40], "by": "user"})
         # The recording already shows those keys as typed: say they never arrived.
@@ -223,6 +236,7 @@ class Trust:
         live.to_agent(msg)
 
     async def _on_hidden(self, live: LiveSession, client: Connection, msg: m.Hidden) -> None:
+        live.flush_typed()
         live.hidden = msg.on
         live.record_hidden(msg.on)
         self._audit(f"user:{live.session.user}", "hidden-input", live, {"on": msg.on})

@@ -9,9 +9,11 @@ watcher and never per change:
   then a fresh set of pages (latest wins);
 * the wallboard is computed and encoded once per push, at most once a
   second and every few seconds while anyone watches;
-* waiting users hear their position only when it changed, at most every
-  :data:`POSITION_EVERY` seconds, a slice at a time so a queue of thousands
-  never stalls routing.
+* waiting users hear their position only when it changed: the first
+  :data:`POSITION_NEAR` places at most every :data:`POSITION_EVERY` seconds,
+  the rest every :data:`POSITION_FAR_EVERY` (one accept moves thousands of
+  people up by one; someone 1,500th needs no news twice a second), a slice
+  at a time so a queue of thousands never stalls routing.
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ log = logging.getLogger(__name__)
 TICK = 0.05
 """Coalesce queue changes: a burst of joins costs one delta, not one per join."""
 POSITION_EVERY = 0.5
-"""Seconds between two position updates to the same waiting users."""
+"""Seconds between two position updates to the users near the head."""
+POSITION_NEAR = 50
+"""Places near the head, told of every change of place twice a second."""
+POSITION_FAR_EVERY = 5.0
+"""Seconds between two position updates to everyone further back."""
 POSITION_SLICE = 200
 """Position updates sent per event-loop turn."""
 WALLBOARD_EVERY = 5.0
@@ -64,7 +70,10 @@ class Views:
         self._told: dict[str, int] = {}
         self._positions_due = False
         self._positions_at = 0.0
+        self._far_due = False
+        self._far_at = -POSITION_FAR_EVERY
         self._positions: Timer | None = None
+        self._positions_when = 0.0
         self._board: Timer | None = None
         self._board_at = 0.0
         self._board_when = 0.0
@@ -117,9 +126,23 @@ class Views:
                     client.send_line(line)
                 self.sent_deltas += len(lines)
                 self.delta_bytes += size
-        if self._positions_due and self._positions is None:
-            wait = max(0.0, self._positions_at + POSITION_EVERY - self.clock.now())
-            self._positions = self.clock.call_later(wait, self._push_positions)
+        self._arm_positions()
+
+    def _arm_positions(self) -> None:
+        """Arm the next position push: soon for the head, later for the rest."""
+        now = self.clock.now()
+        if self._positions_due:
+            when = max(now, self._positions_at + POSITION_EVERY)
+        elif self._far_due:
+            when = max(now, self._far_at + POSITION_FAR_EVERY)
+        else:
+            return
+        if self._positions is not None:
+            if self._positions_when <= when:
+                return
+            self._positions.cancel()
+        self._positions_when = when
+        self._positions = self.clock.call_later(when - now, self._push_positions)
 
     def _fall_behind(self, client: Connection) -> None:
         # Deltas it cannot take now would only pile up: pages replace them later.
@@ -148,14 +171,23 @@ class Views:
 
     def _push_positions(self) -> None:
         self._positions = None
-        self._positions_due = False
-        self._positions_at = self.clock.now()
+        now = self.clock.now()
+        if self._positions_due:
+            self._positions_due = False
+            self._far_due = True  # the places further back changed too
+            self._positions_at = now
+        far = self._far_due and now - self._far_at >= POSITION_FAR_EVERY
         order = [w.session for w in self.queue]
-        self._position_slice(order, 0)
+        limit = len(order) if far else min(len(order), POSITION_NEAR)
+        if far:
+            self._far_due = False
+            self._far_at = now
+        self._position_slice(order, 0, limit)
+        self._arm_positions()
 
-    def _position_slice(self, order: list[str], start: int) -> None:
+    def _position_slice(self, order: list[str], start: int, limit: int) -> None:
         waiting = len(order)
-        end = min(waiting, start + POSITION_SLICE)
+        end = min(limit, start + POSITION_SLICE)
         for index in range(start, end):
             session = order[index]
             position = index + 1
@@ -168,9 +200,9 @@ class Views:
             self._told[session] = position
             user.send_view("position", m.Position(session=session, position=position,
                                                   waiting=waiting))
-        if end < waiting:
+        if end < limit:
             # The rest on a later loop turn: routing goes first.
-            self.clock.call_later(0, self._position_slice, order, end)
+            self.clock.call_later(0, self._position_slice, order, end, limit)
 
     # -- the wallboard -------------------------------------------------------------------
 

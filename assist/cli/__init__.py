@@ -16,6 +16,7 @@ from rich.text import Text
 
 from assist.cli import admin, agent, agent_script, bot, demo, replay, report, serve, user
 from assist.cli.app import app, err
+from assist.cli.loop import use_fast_loop
 from assist.errors import AssistError
 
 __all__ = ["app", "main"]
@@ -27,6 +28,8 @@ _COMMANDS = (admin, agent, agent_script, bot, demo, replay, report, serve, user)
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``assist`` console script."""
     args = sys.argv[1:] if argv is None else argv
+    if argv is None:  # a real process (tests call main with a list, on their own loop)
+        use_fast_loop()
     command = typer.main.get_command(app)
     try:
         code = command.main(args=args, prog_name="assist", standalone_mode=False)

@@ -27,10 +27,12 @@ from assist.errors import (
     HostKeyMismatch,
     HostKeyUnknown,
 )
+from assist.transport import ssh_packets
 from assist.transport.channel import MessageChannel
 from assist.transport.peer import Peer
 
 log = logging.getLogger(__name__)
+ssh_packets.install()
 
 ROLES = ("user", "agent")
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
