@@ -57,10 +57,12 @@ from assist.share.pty import PtyProcess
 from assist.store import Store
 from assist.transport import ssh
 from bench.broker import connect, make_key, start_broker
-from bench.sshd import ssh_tmux_keystrokes
+from bench.sshd import ssh_tmux
 from bench.stats import percentile, print_table
 
 FRAME = 1 / 30
+BLOCKS = 5
+"""Keystroke samples are taken in this many turns, assist's and the baseline's."""
 MARK = re.compile(rb"mk(\d+)x")
 COLS, ROWS = 100, 30
 
@@ -271,15 +273,18 @@ class AgentSide:
                 self.parse()
             await asyncio.sleep(FRAME)
 
-    async def keystrokes(self, session: str, count: int) -> list[float]:
-        """Agent keystroke (granted) to its echo parsed into the agent's view, one at a time."""
+    async def take_control(self, session: str) -> str:
+        """Verify the user and get a control grant; return its id."""
         verified = asyncio.ensure_future(
             self.agent.link.wait_for(lambda x: isinstance(x, m.Verified), 10))
         await self.agent.verify(session, "key")
         await verified
         answer = asyncio.ensure_future(self.agent.wait_grant(session, "control", 10))
         await self.agent.ask_grant(session, "control", 300)
-        grant = (await answer).grant
+        return (await answer).grant
+
+    async def keystrokes(self, session: str, grant: str, count: int) -> list[float]:
+        """Agent keystroke (granted) to its echo parsed into the agent's view, one at a time."""
         assert self.viewer is not None
         samples: list[float] = []
         typed = ""
@@ -368,6 +373,7 @@ async def measure(child: Child, agent: AgentClient, rounds: int, marks: int, big
     first_frames: list[float] = []
     latencies: list[float] = []
     keystrokes: list[float] = []
+    baseline: list[float] = []
     plain: list[float] = []
     shared: list[float] = []
     converge: list[float] = []
@@ -386,7 +392,14 @@ async def measure(child: Child, agent: AgentClient, rounds: int, marks: int, big
             latencies = [side.marks[int(n)] - t for n, t in sent.items()
                          if int(n) in side.marks]
             side.watch_marks = False
-            keystrokes = await side.keystrokes(info.session, keys)
+            grant = await side.take_control(info.session)
+            # In turns with the ssh + tmux baseline: noise on this shared machine hits
+            # both alike, and the ratio is taken over the same minutes.
+            async with ssh_tmux() as baseline_keys:
+                block = max(1, keys // BLOCKS)
+                for _ in range(BLOCKS):
+                    keystrokes += await side.keystrokes(info.session, grant, block)
+                    baseline += await baseline_keys(block)
             for _ in range(repeats):
                 for mode in ("off", "on"):
                     child.send(f"cat {mode} {big}")
@@ -397,7 +410,6 @@ async def measure(child: Child, agent: AgentClient, rounds: int, marks: int, big
         await child.answer("ended")
     pump.cancel()
     frames.cancel()
-    baseline = await ssh_tmux_keystrokes(keys)
     print_table("live session (broker, user and agent in separate processes, 127.0.0.1)", [
         ("accept -> first frame on the agent's view", len(first_frames), first_frames,
          "< 100 ms"),

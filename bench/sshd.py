@@ -39,7 +39,7 @@ import struct
 import tempfile
 import termios
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 from assist.share.emulator import Emulator
@@ -384,13 +384,15 @@ async def _type(viewer: PtyViewer, count: int) -> list[float]:
     return samples
 
 
-async def ssh_tmux_keystrokes(count: int) -> list[float]:
-    """Seconds from each key written to the ssh client until its echo is on the view.
+@contextlib.asynccontextmanager
+async def ssh_tmux() -> AsyncIterator[Callable[[int], Awaitable[list[float]]]]:
+    """A running baseline: yields ``type(count)``, seconds per key to its echo.
 
     Starts a private sshd and tmux server, attaches with ``ssh -tt ... tmux
-    attach`` in a 100x30 pty, types ``count`` keys one at a time and removes
-    everything again (also on errors). Raises RuntimeError if a needed program
-    is missing (naming its Debian package) or the setup fails.
+    attach`` in a 100x30 pty and keeps it up, so that a benchmark can take
+    its samples in turns with assist's (machine noise then hits both alike);
+    everything is removed afterwards, also on errors. Raises RuntimeError if
+    a needed program is missing (naming its Debian package) or the setup fails.
     """
     tools = _require_tools()
     with _tempdir() as root:
@@ -403,9 +405,19 @@ async def ssh_tmux_keystrokes(count: int) -> list[float]:
                     await viewer.line_is("", timeout=START_TIMEOUT)
                 except RuntimeError as error:
                     raise RuntimeError(f"{error}; sshd: {' | '.join(sshd.log)}") from None
-                return await _type(viewer, count)
+
+                async def type_keys(count: int) -> list[float]:
+                    return await _type(viewer, count)
+
+                yield type_keys
         finally:
             await sshd.stop()
+
+
+async def ssh_tmux_keystrokes(count: int) -> list[float]:
+    """Seconds from each of ``count`` keys written to the ssh client until its echo shows."""
+    async with ssh_tmux() as type_keys:
+        return await type_keys(count)
 
 
 def main() -> None:

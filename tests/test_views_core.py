@@ -39,19 +39,25 @@ def test_a_timer_armed_by_a_timer_fires_in_the_same_advance_if_due() -> None:
 
 
 def test_budget_serves_refuses_then_disconnects_and_forgives() -> None:
-    budget = Budget(rate=10, burst=20, now=0.0)
-    verdicts = [budget.spend(1, 0.0) for _ in range(20)]
-    assert verdicts == [Verdict.SERVE] * 20
-    assert budget.spend(1, 0.0) is Verdict.REFUSE and budget.refusing
-    # Still flooding: after a whole burst of refusals, disconnect.
-    rest = [budget.spend(1, 0.0) for _ in range(20)]
-    assert rest[-1] is Verdict.DISCONNECT and Verdict.SERVE not in rest
-    # A client that slows down pays the debt back and is served again.
-    calm = Budget(rate=10, burst=20, now=0.0)
-    for _ in range(25):
-        calm.spend(1, 0.0)
-    assert calm.spend(1, 0.1) is Verdict.REFUSE
-    assert calm.spend(1, 10.0) is Verdict.SERVE and not calm.refusing
+    budget = Budget(rate=10, burst=20, now=0.0, strikes=3, memory=30)
+    assert [budget.spend(1, 0.0) for _ in range(20)] == [Verdict.SERVE] * 20
+    assert budget.spend(1, 0.0) is Verdict.REFUSE and budget.struck == 1
+    assert budget.pause() == 1.0, "until the bucket is half full again"
+    # Back after the pause, still flooding: strike after strike, then the door.
+    t = 1.0
+    verdicts = []
+    for _ in range(3):
+        while (v := budget.spend(1, t)) is Verdict.SERVE:
+            pass
+        verdicts.append(v)
+        t += budget.pause()
+    assert verdicts == [Verdict.REFUSE, Verdict.REFUSE, Verdict.DISCONNECT]
+    # A client that bursts now and then is never cut off: strikes are forgotten.
+    calm = Budget(rate=10, burst=20, now=0.0, strikes=3, memory=30)
+    for burst_at in (0.0, 40.0, 80.0, 120.0, 160.0):
+        while calm.spend(1, burst_at) is Verdict.SERVE:
+            pass
+        assert calm.struck == 1
 
 
 def test_big_messages_cost_more() -> None:

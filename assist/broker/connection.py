@@ -51,10 +51,11 @@ RESUME_BELOW = 64 * 1024
 """A watcher with more than this not yet sent is behind: views wait for it."""
 WRITE_HIGH = 64 * 1024
 """Bytes left in the transport's own buffer before the outbox holds back."""
-RATE = 2000.0
-"""Message budget per connection: tokens per second (a message costs about one)."""
-BURST = 4000.0
-"""... and the most held at once; as much debt again and the client is cut off."""
+RATE = 500.0
+"""Message budget per connection: tokens per second (a message costs about one; a
+terminal in full flow sends a few dozen a second, a typist a handful)."""
+BURST = 2000.0
+"""... and the most held at once."""
 
 
 class Kind(enum.Enum):
@@ -273,11 +274,11 @@ class Connection:
 
     def admit(self, size: int, now: float) -> Verdict:
         """Charge one incoming message of ``size`` bytes against the budget."""
-        was_refusing = self.budget.refusing
         verdict = self.budget.spend(message_cost(size), now)
-        if verdict is Verdict.REFUSE and not was_refusing:
-            self.error("rate-limit", f"too many messages (more than {RATE:g} a second); "
-                       "slow down or the broker disconnects you")
+        if verdict is Verdict.REFUSE:
+            self.error("rate-limit", f"too many messages (more than {RATE:g} a second): "
+                       f"warning {self.budget.struck} of {self.budget.strikes}, then the "
+                       "broker disconnects you")
         return verdict
 
     def _overflow(self) -> None:

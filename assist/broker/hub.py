@@ -54,6 +54,8 @@ from assist.transport.peer import Peer
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Connection, Any], Awaitable[None]]
+MAX_PAUSE = 5.0
+"""Longest a client over its budget goes unread."""
 
 
 def printable(text: str, limit: int = 200) -> str:
@@ -147,11 +149,15 @@ class Hub:
                     client.log.warning("kept flooding past its budget: disconnected")
                     client.kick("rate-limit", "too many messages: disconnected")
                     break
-                if verdict is Verdict.SERVE:
-                    if refused is not None:
-                        client.error(refused.code, refused.message)
-                    else:
-                        await self._handle_line(client, line)
+                if verdict is Verdict.REFUSE:
+                    # Read nothing for a while: SSH flow control keeps the rest of
+                    # the flood on the client's side.
+                    await self.clock.sleep(min(MAX_PAUSE, client.budget.pause()))
+                    continue
+                if refused is not None:
+                    client.error(refused.code, refused.message)
+                else:
+                    await self._handle_line(client, line)
                 await asyncio.sleep(0)
         except ChannelClosed as exc:
             silent = exc.silent

@@ -1,11 +1,13 @@
-"""A message-rate budget per connection: a token bucket with a debt limit.
+"""A message-rate budget per connection: a token bucket with strikes.
 
 Every message costs tokens (one, plus a little per size); the bucket refills
 at ``rate`` tokens a second up to ``burst``. A client inside its budget is
-served. A client past it has its messages refused (the broker answers the
-first refusal with a typed ``rate-limit`` error); one that keeps sending
-while refused runs up a debt, and past ``burst`` of debt it is disconnected.
-A client that slows down pays the debt back and is served again.
+served. A message past it is refused (the broker answers with a typed
+``rate-limit`` error) and counts as a strike; the broker then stops reading
+from that client for :meth:`Budget.pause` seconds, so SSH flow control holds
+the rest of its flood where it is, on the client's side. More than
+``strikes`` strikes within ``memory`` seconds and the client is
+disconnected. A client that bursts once and calms down is served again.
 
 Pure: the caller passes the time.
 """
@@ -21,9 +23,9 @@ class Verdict(enum.Enum):
 
     SERVE = "serve"
     REFUSE = "refuse"
-    """Over budget: drop the message (the first one in a row gets an error reply)."""
+    """Over budget: drop it, say so, and read nothing more for :meth:`Budget.pause`."""
     DISCONNECT = "disconnect"
-    """Still sending after a whole burst of refusals: close the connection."""
+    """Over budget again and again: close the connection."""
 
 
 @dataclass
@@ -32,16 +34,19 @@ class Budget:
 
     Args:
         rate: tokens added per second.
-        burst: most tokens held (and most debt run up before a disconnect).
+        burst: most tokens held.
         now: the time the bucket starts full.
+        strikes: refusals allowed within ``memory`` seconds; one more disconnects.
+        memory: seconds a strike is remembered.
     """
 
     rate: float
     burst: float
     now: float
+    strikes: int = 3
+    memory: float = 30.0
     tokens: float = field(init=False)
-    refusing: bool = field(default=False, init=False)
-    """True from the first refused message until one is served again."""
+    _struck: list[float] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         self.tokens = self.burst
@@ -53,13 +58,21 @@ class Budget:
         self._at = now
         if self.tokens >= cost:
             self.tokens -= cost
-            self.refusing = False
             return Verdict.SERVE
-        self.tokens -= cost
-        self.refusing = True
-        if self.tokens < -self.burst:
+        self._struck = [t for t in self._struck if now - t < self.memory]
+        self._struck.append(now)
+        if len(self._struck) > self.strikes:
             return Verdict.DISCONNECT
         return Verdict.REFUSE
+
+    def pause(self) -> float:
+        """Seconds until the bucket is half full again (read nothing meanwhile)."""
+        return max(0.0, self.burst / 2 - self.tokens) / self.rate
+
+    @property
+    def struck(self) -> int:
+        """Strikes remembered now."""
+        return len(self._struck)
 
 
 def message_cost(size: int) -> float:

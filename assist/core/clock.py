@@ -41,6 +41,10 @@ class Clock(Protocol):
         """Call ``callback(*args)`` after ``delay`` seconds."""
         ...
 
+    async def sleep(self, delay: float) -> None:
+        """Wait ``delay`` seconds of this clock's time."""
+        ...
+
 
 class LoopClock:
     """``time.time`` and timers on the running asyncio loop."""
@@ -55,6 +59,10 @@ class LoopClock:
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Arm a timer on the running loop."""
         return asyncio.get_running_loop().call_later(delay, callback, *args)
+
+    async def sleep(self, delay: float) -> None:
+        """``asyncio.sleep``."""
+        await asyncio.sleep(delay)
 
 
 class _FakeTimer:
@@ -85,6 +93,17 @@ class FakeClock:
         timer = _FakeTimer(self._now + max(0.0, delay), callback, args)
         heapq.heappush(self._heap, (timer.when, next(self._order), timer))
         return timer
+
+    async def sleep(self, delay: float) -> None:
+        """Wait until the fake time has moved ``delay`` seconds on."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def wake() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self.call_later(delay, wake)
+        await done
 
     def advance(self, seconds: float) -> int:
         """Move time forward, firing due timers in order; return how many fired."""

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 ssh_packets.install()
 
 ROLES = ("user", "agent")
+WINDOW = 32 * 1024
+"""SSH channel window the broker grants each client (see :func:`listen`)."""
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
            "chacha20-poly1305@openssh.com", "aes256-ctr", "aes128-ctr")
 """Ciphers offered, best first. AES-GCM is hardware-accelerated and one call per
@@ -229,7 +231,10 @@ async def listen(
 
     async def on_process(process: asyncssh.SSHServerProcess[bytes]) -> None:
         peer: Peer | None = process.get_extra_info("assist_peer")
-        stream = SSHStream(process.stdin, process.stdout, process.close)
+        # Closing a client closes its whole SSH connection, not just the channel:
+        # a client cut off (flooding, not reading) must not open another one on it.
+        conn = process.channel.get_connection()
+        stream = SSHStream(process.stdin, process.stdout, conn.close)
         channel = MessageChannel(stream)
         try:
             if peer is not None:
@@ -251,6 +256,14 @@ async def listen(
             agent_forwarding=False,
             x11_forwarding=False,
             allow_pty=False,
+            # Messages, not typing: no line editor between the channel and the hub.
+            line_editor=False,
+            # What a client may send before the hub has read it. asyncssh decrypts
+            # every packet that arrives in one go, so a client flooding tiny packets
+            # could hold the loop for as long as a 2 MiB window lasts (~0.7 s);
+            # 32 KiB keeps that to a few ms and still carries far more than a
+            # terminal prints.
+            window=WINDOW,
             # A cut network (no FIN, no RST) is noticed within ~15 s: an agent's
             # user goes back to the front of the queue instead of waiting on silence.
             keepalive_interval=5,
