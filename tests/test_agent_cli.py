@@ -126,3 +126,57 @@ async def test_bad_runbook_is_a_clear_error(broker: Broker, keys: dict[str, KeyP
     book.write_text("name: x\nsteps:\n  - fly: away\n")
     code, data, _ = await Cli(broker, keys["carol"])("run", str(book), "--session", "abc")
     assert code == 1 and "unknown step 'fly'" in data["error"]["message"]
+
+
+async def _accepting(broker: Broker, key: KeyPair) -> asyncio.subprocess.Process:
+    """`assist agent accept --json` as carol, once its session has started."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "assist", "agent", "accept", "--broker",
+        f"127.0.0.1:{broker.port}", "--key", str(key.private), "--yes", "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    first = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
+    assert first["t"] == "started"
+    return proc
+
+
+async def test_accept_exits_non_zero_with_an_event_when_the_broker_goes(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    from tests.helpers import user_client
+
+    alice = await user_client(broker, keys["alice"])
+    await alice.join("printer")
+    offered = asyncio.ensure_future(alice.link.wait_for(lambda e: isinstance(e, m.Offered),
+                                                        30))
+    accepting = asyncio.ensure_future(_accepting(broker, keys["carol"]))
+    await offered
+    await alice.ready()
+    proc = await accepting
+    await broker.stop()
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1, err.decode()
+    *_, event, error = [json.loads(line) for line in out.decode().splitlines()]
+    assert event["t"] == "connection-lost" and event["session"] and event["reason"]
+    assert error["error"]["code"] == "connection"
+    await alice.link.close()
+
+
+async def test_ctrl_c_on_accept_hands_the_user_back_at_once(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    from tests.helpers import user_client
+
+    alice = await user_client(broker, keys["alice"])
+    await alice.join("printer")
+    offered = asyncio.ensure_future(alice.link.wait_for(lambda e: isinstance(e, m.Offered),
+                                                        30))
+    accepting = asyncio.ensure_future(_accepting(broker, keys["carol"]))
+    await offered
+    await alice.ready()
+    proc = await accepting
+    lost = asyncio.ensure_future(alice.link.wait_for(lambda e: isinstance(e, m.AgentLost), 10))
+    proc.send_signal(2)  # SIGINT, as Ctrl-C
+    event = await lost
+    assert isinstance(event, m.AgentLost) and event.position == 1
+    assert "stopped `assist agent accept`" in event.reason
+    assert await asyncio.wait_for(proc.wait(), 10) == 0
+    await alice.link.close()
