@@ -19,7 +19,7 @@ from pathlib import Path
 
 import asyncssh
 
-from assist.cli.loop import use_fast_loop
+from assist.cli.runtime import use_fast_loop
 from assist.client import AgentClient, Link, UserClient
 from assist.core import pubkey
 from assist.protocol import messages as m

@@ -33,7 +33,7 @@ from typing import Any
 
 import asyncssh
 
-from assist.cli.loop import use_fast_loop
+from assist.cli.runtime import use_fast_loop
 from assist.client import AgentClient, UserClient
 from assist.errors import AssistError
 from assist.protocol import encode

@@ -42,7 +42,7 @@ import asyncssh
 from rich.console import Console
 from rich.table import Table
 
-from assist.cli.loop import use_fast_loop
+from assist.cli.runtime import use_fast_loop
 from assist.client import AgentClient, UserClient
 from assist.client.link import BrokerError
 from assist.core import pubkey
@@ -317,7 +317,8 @@ async def run(queued: int, live: int, accepts: int, routers: int, user_procs: in
         workers: list[Worker] = []
         try:
             head, rest = users[:accepts], users[accepts:]
-            for kind, share in [("agents", [agents]), ("users", [head]),
+            for kind, share in [("agents", [agents[:live]]), ("agents", [agents[live:]]),
+                                ("users", [head]),
                                 ("users", [rest[i::user_procs] for i in range(user_procs)])]:
                 for part in share:
                     keys_file = root / f"worker-{len(workers)}.json"
@@ -326,8 +327,8 @@ async def run(queued: int, live: int, accepts: int, routers: int, user_procs: in
                         sys.executable, "-m", "bench.load", "--worker", kind, "--port",
                         str(port), "--host-key", host_key, "--keys", str(keys_file),
                         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)))
-            return await measure(broker.pid, workers[0], workers[1], workers[2:], queued,
-                                 live, accepts, routers)
+            return await measure(broker.pid, workers[0], workers[1], workers[2], workers[3:],
+                                 queued, live, accepts, routers)
         finally:
             for w in workers:
                 await w.stop()
@@ -335,10 +336,15 @@ async def run(queued: int, live: int, accepts: int, routers: int, user_procs: in
             await broker.wait()
 
 
-async def measure(pid: int, agents: Worker, head: Worker, users: list[Worker], queued: int,
-                  live: int, accepts: int, routers: int) -> str:
-    """Run the phases; ``head`` holds the users who will be routed (first in the queue,
-    each as light on its machine as a real user is), ``users`` everyone else."""
+async def measure(pid: int, agents: Worker, router: Worker, head: Worker, users: list[Worker],
+                  queued: int, live: int, accepts: int, routers: int) -> str:
+    """Run the phases.
+
+    ``head`` holds the users who will be routed (first in the queue) and
+    ``router`` the agents who route them, each in a process of its own and as
+    light on their machine as a real user or agent is; ``agents`` hold the
+    live sessions, ``users`` everyone else.
+    """
     phases: list[tuple[str, float, float, float]] = []
     clock = time.perf_counter()
 
@@ -351,7 +357,8 @@ async def measure(pid: int, agents: Worker, head: Worker, users: list[Worker], q
 
     phase("started")
     # 1. live sessions, printing.
-    await agents.ask("connect", count=live + routers)
+    await agents.ask("connect", count=live)
+    await router.ask("connect", count=routers)
     per = -(-live // len(users))
     await asyncio.gather(*(u.ask("join", count=min(per, live - i * per), topic="live",
                                  trickle=True) for i, u in enumerate(users)))
@@ -369,12 +376,14 @@ async def measure(pid: int, agents: Worker, head: Worker, users: list[Worker], q
     await asyncio.sleep(2.0)  # views settle; the trickle goes on
     before = await agents.ask("views")
     # 3. routing with the queue full.
-    routing = await agents.ask("route", count=accepts, first=live)
+    routing = await router.ask("route", count=accepts, first=0)
     phase(f"{accepts} routed")
     await asyncio.sleep(1.0)  # the last deltas arrive
     after = await agents.ask("views")
     # 4. drain.
-    drained, served = await agents.ask("drain")
+    (drained, served), (drained2, served2) = await asyncio.gather(agents.ask("drain"),
+                                                                  router.ask("drain"))
+    drained, served = max(drained, drained2), served + served2
     phase(f"drained ({served} served)")
     changes = accepts  # each routed user left the queue
     per_change = [(b - a) / changes for a, b in zip(before["bytes"], after["bytes"],

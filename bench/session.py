@@ -43,7 +43,7 @@ import asyncssh
 from rich.console import Console
 from rich.table import Table
 
-from assist.cli.loop import use_fast_loop
+from assist.cli.runtime import use_fast_loop
 from assist.client import AgentClient
 from assist.client.guard import Guard
 from assist.client.helpflow import HelpRequest

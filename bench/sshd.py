@@ -88,6 +88,20 @@ def _env() -> dict[str, str]:
     return env
 
 
+async def _end(proc: asyncio.subprocess.Process | None) -> None:
+    """Terminate ``proc`` if it still runs; kill it if it will not go within 5 s."""
+    if proc is None or proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), 5)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
 async def _run(*argv: str) -> None:
     """Run a short command; raise with its output if it fails.
 
@@ -215,15 +229,7 @@ class Sshd:
     async def stop(self) -> None:
         """Stop sshd (and with it the sessions it serves)."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+        await _end(proc)
         if self._drain is not None:
             self._drain.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -349,15 +355,7 @@ async def _ssh_client(argv: list[str]) -> AsyncIterator[PtyViewer]:
     finally:
         if slave >= 0:
             os.close(slave)
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+        await _end(proc)
         if viewer is not None:
             viewer.close()
         else:

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from assist.broker.server import Broker
+from assist.client import UserClient
 from assist.protocol import messages as m
-from tests.helpers import KeyPair
+from tests.helpers import KeyPair, user_client
 from tests.test_runbook import answer_asks
 from tests.test_trust import live_session
 
@@ -140,10 +141,9 @@ async def _accepting(broker: Broker, key: KeyPair) -> asyncio.subprocess.Process
     return proc
 
 
-async def test_accept_exits_non_zero_with_an_event_when_the_broker_goes(
-        broker: Broker, keys: dict[str, KeyPair]) -> None:
-    from tests.helpers import user_client
-
+async def _held(broker: Broker, keys: dict[str, KeyPair]
+                ) -> tuple[UserClient, asyncio.subprocess.Process]:
+    """alice asks for help and `assist agent accept` (carol) holds her session."""
     alice = await user_client(broker, keys["alice"])
     await alice.join("printer")
     offered = asyncio.ensure_future(alice.link.wait_for(lambda e: isinstance(e, m.Offered),
@@ -151,7 +151,12 @@ async def test_accept_exits_non_zero_with_an_event_when_the_broker_goes(
     accepting = asyncio.ensure_future(_accepting(broker, keys["carol"]))
     await offered
     await alice.ready()
-    proc = await accepting
+    return alice, await accepting
+
+
+async def test_accept_exits_non_zero_with_an_event_when_the_broker_goes(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    alice, proc = await _held(broker, keys)
     await broker.stop()
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1, err.decode()
@@ -163,16 +168,7 @@ async def test_accept_exits_non_zero_with_an_event_when_the_broker_goes(
 
 async def test_ctrl_c_on_accept_hands_the_user_back_at_once(
         broker: Broker, keys: dict[str, KeyPair]) -> None:
-    from tests.helpers import user_client
-
-    alice = await user_client(broker, keys["alice"])
-    await alice.join("printer")
-    offered = asyncio.ensure_future(alice.link.wait_for(lambda e: isinstance(e, m.Offered),
-                                                        30))
-    accepting = asyncio.ensure_future(_accepting(broker, keys["carol"]))
-    await offered
-    await alice.ready()
-    proc = await accepting
+    alice, proc = await _held(broker, keys)
     lost = asyncio.ensure_future(alice.link.wait_for(lambda e: isinstance(e, m.AgentLost), 10))
     proc.send_signal(2)  # SIGINT, as Ctrl-C
     event = await lost

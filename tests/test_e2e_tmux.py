@@ -73,9 +73,12 @@ async def allow(tmux: Tmux) -> None:
     await tmux.keys("user", "Tab", "Enter")
 
 
-async def meet(tmux: Tmux, broker: Broker, keys: dict[str, KeyPair], topic: str) -> None:
-    """Start `assist help` (alice) and `assist console` (carol); carol accepts alice."""
-    address = f"127.0.0.1:{broker.port}"
+async def meet(tmux: Tmux, broker: Broker | int, keys: dict[str, KeyPair], topic: str) -> None:
+    """Start `assist help` (alice) and `assist console` (carol); carol accepts alice.
+
+    ``broker`` is the broker, or the port of one running in its own process.
+    """
+    address = f"127.0.0.1:{broker if isinstance(broker, int) else broker.port}"
     await tmux.start("user", assist_cmd("help", topic, "--broker", address, "--key",
                                         str(keys["alice"].private), "--yes", "--cmd", SHELL),
                      100, 30)

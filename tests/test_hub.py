@@ -475,3 +475,34 @@ async def test_keystrokes_are_audited_in_batches_that_never_lag_a_revoke(
     await agent.settle()
     tail = [r.action for r in harness.store.audit.records(session)][-2:]
     assert tail == ["keys", "revoke"], "typing under a grant is in the chain before its end"
+
+
+async def test_a_view_behind_a_busy_client_keeps_only_its_latest_state() -> None:
+    hub_end, client_end = stream_pair(capacity=4096)
+    out = connection.Outbox(MessageChannel(hub_end), lambda: None, lambda session: None)
+    for _ in range(3):  # past the transport's high-water mark: the outbox queues now
+        out.control(encode(m.Output(session="s", data=b"x" * 30_000)))
+    assert out.queued > 0
+    queued = out.queued
+    for n in range(50):
+        out.view("wallboard", encode(m.Wallboard(queue_length=n, longest_wait=None,
+                                                 answered_within=0, settled=0,
+                                                 agents_available=0, target=15, now=0)))
+    assert out.queued - queued < 300, "fifty boards cost one"
+    reader = MessageChannel(client_end)
+    got = [await asyncio.wait_for(reader.recv(), 5) for _ in range(4)]
+    assert [type(g).__name__ for g in got] == ["Output", "Output", "Output", "Wallboard"]
+    assert isinstance(got[3], m.Wallboard) and got[3].queue_length == 49
+    out.close()
+
+
+async def test_stream_frames_past_their_bound_are_dropped_not_queued() -> None:
+    hub_end, _ = stream_pair(capacity=1024)  # a viewer that never reads
+    resynced: list[str] = []
+    out = connection.Outbox(MessageChannel(hub_end), lambda: None, resynced.append)
+    frame = encode(m.Output(session="s1", data=b"z" * 30_000))
+    kept = sum(out.stream("s1", frame) for _ in range(100))
+    assert kept * len(frame) <= connection.STREAM_LIMIT + len(frame) + connection.WRITE_HIGH
+    assert out.queued <= connection.STREAM_LIMIT and out.dropped > 0
+    assert "s1" in out.lagging and resynced == []
+    out.close()

@@ -24,7 +24,7 @@ from assist.broker.server import Broker
 from assist.core import pubkey
 from assist.store import Store
 from tests.helpers import KeyPair, asciinema_cat
-from tests.test_e2e_tmux import SHELL, Tmux, assist_cmd, meet
+from tests.test_e2e_tmux import Tmux, meet
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")]
@@ -100,17 +100,8 @@ async def broker_process(tmp_path: Path, keys: dict[str, KeyPair]
 async def test_a_live_session_goes_on_after_the_broker_is_killed(
         broker_process: BrokerProcess, keys: dict[str, KeyPair], tmp_path: Path) -> None:
     tmux = Tmux()
-    address = f"127.0.0.1:{broker_process.port}"
     try:
-        await tmux.start("user", assist_cmd("help", "printer jam", "--broker", address,
-                                            "--key", str(keys["alice"].private), "--yes",
-                                            "--cmd", SHELL), 100, 30)
-        await tmux.start("agent", assist_cmd("console", "--broker", address, "--key",
-                                             str(keys["carol"].private), "--yes"), 160, 45)
-        await tmux.wait_for("user", "Waiting for an agent")
-        await tmux.wait_for("agent", "printer jam")
-        await tmux.keys("agent", "Enter")
-        await tmux.wait_for("user", "verified by test-broker")
+        await meet(tmux, broker_process.port, keys, "printer jam")
         await tmux.keys("agent", "F6")
         await tmux.wait_for("agent", "Registered key")
         await tmux.keys("agent", "Enter")

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from assist.cli import admin, agent, agent_script, bot, demo, replay, report, serve, user
 from assist.cli.app import app, err
-from assist.cli.loop import use_fast_loop
+from assist.cli.runtime import use_fast_loop
 from assist.errors import AssistError
 
 __all__ = ["app", "main"]

@@ -11,6 +11,7 @@ import typer
 
 from assist.broker.server import Broker
 from assist.cli.app import VERBOSE_OPTION, app, err
+from assist.cli.runtime import steady_gc
 from assist.config import BrokerConfig
 from assist.log import setup
 
@@ -38,6 +39,7 @@ def serve(
 async def _serve(config: BrokerConfig) -> None:
     broker = Broker(config)
     await broker.start()
+    steady_gc()
     err.print(f"assist broker [bold]{config.name}[/] listening on {config.host}:{broker.port}")
     err.print(f"host key {broker.fingerprint}  store {config.db}")
     err.print("press Ctrl-C to stop")
