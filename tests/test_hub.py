@@ -506,3 +506,30 @@ async def test_stream_frames_past_their_bound_are_dropped_not_queued() -> None:
     assert out.queued <= connection.STREAM_LIMIT and out.dropped > 0
     assert "s1" in out.lagging and resynced == []
     out.close()
+
+
+async def test_a_long_queue_reaches_a_new_agent_a_window_at_a_time(harness: Harness) -> None:
+    from assist.core.queue import Waiting
+
+    hub = harness.hub
+    for i in range(3000):  # ~3 MB of pages: more than an outbox may hold for a client
+        hub.queue.add(Waiting(f"s{i:05d}", f"user{i}", "t" * 900, 1000.0 + i))
+        hub.views.touch(f"s{i:05d}")
+    harness.tick()
+    agent = await harness.connect("agent", "carol", capacity=16 * 1024)
+    hub_side = hub.agents["carol"].clients[0]
+    assert hub_side.outbox.queued <= views.PAGE_WINDOW + 200_000
+    # The queue moves while the agent is still reading its pages.
+    hub.queue.add(Waiting("late", "latecomer", "joined meanwhile", 9999.0))
+    hub.views.touch("late")
+    hub.queue.remove("s00000")
+    hub.views.touch("s00000")
+    harness.tick()
+    mirror = QueueMirror()
+    while len(mirror) != 3000 or "late" not in mirror:
+        for event in await agent.settle():
+            mirror.apply(event)
+        agent.events.clear()
+    assert not hub_side.closed, "a long queue is not a reason to cut an agent off"
+    entries = mirror.entries()
+    assert entries[0].session == "s00001" and entries[-1].session == "late"

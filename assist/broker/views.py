@@ -5,8 +5,11 @@ watcher and never per change:
 
 * the queue goes to watching agents as pages on connect, then as deltas
   (:class:`~assist.core.queueview.ViewTracker`) encoded once and sent to all;
-  an agent whose outbox is behind gets no deltas until it has caught up, and
-  then a fresh set of pages (latest wins);
+  pages go out a window at a time as the agent reads them (the deltas that
+  happen meanwhile wait behind them), so however long the queue, an agent's
+  outbox never holds more than :data:`PAGE_WINDOW` of it; an agent whose
+  outbox is behind gets no deltas until it has caught up, and then a fresh
+  set of pages (latest wins);
 * the wallboard is computed and encoded once per push, at most once a
   second and every few seconds while anyone watches;
 * waiting users hear their position only when it changed: the first
@@ -19,6 +22,7 @@ watcher and never per change:
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 
 from assist.broker.connection import RESUME_BELOW, Connection
@@ -43,6 +47,10 @@ POSITION_SLICE = 200
 """Position updates sent per event-loop turn."""
 WALLBOARD_EVERY = 5.0
 """Seconds between wallboard pushes while agents watch."""
+PAGE_WINDOW = 256 * 1024
+"""Bytes of queue pages queued for one agent at a time."""
+PAGING_MAX = 2000
+"""Lines (pages, then deltas) waiting for one agent before it starts again from fresh pages."""
 WALLBOARD_MIN = 1.0
 """Fewest seconds between two wallboard pushes (status changes come in bursts)."""
 
@@ -66,6 +74,8 @@ class Views:
         self.tracker = ViewTracker()
         self.watchers: set[Connection] = set()
         self._stale: set[Connection] = set()
+        self._paging: dict[Connection, deque[bytes]] = {}
+        self._pages_cache: tuple[int, list[bytes]] | None = None
         self._tick: Timer | None = None
         self._told: dict[str, int] = {}
         self._positions_due = False
@@ -87,19 +97,20 @@ class Views:
         """``client`` watches the queue from now on: pages now, deltas after."""
         self.flush()
         self.watchers.add(client)
-        self._pages(client)
+        self._start_pages(client)
         self.wallboard_soon()
 
     def unwatch(self, client: Connection) -> None:
         """``client`` is gone."""
         self.watchers.discard(client)
         self._stale.discard(client)
+        self._paging.pop(client, None)
 
     def resend(self, client: Connection) -> None:
         """Send the pages again (the agent saw a gap)."""
         if client in self.watchers:
             self.flush()
-            self._pages(client)
+            self._start_pages(client)
 
     def touch(self, session: str) -> None:
         """``session`` joined, left or changed in the queue."""
@@ -118,6 +129,12 @@ class Views:
             size = sum(len(line) for line in lines)
             for client in self.watchers:
                 if client in self._stale:
+                    continue
+                pending = self._paging.get(client)
+                if pending is not None:
+                    pending.extend(lines)  # behind the pages it is still reading
+                    if len(pending) > PAGING_MAX:
+                        self._start_pages(client)
                     continue
                 if client.outbox.backlog > RESUME_BELOW:
                     self._fall_behind(client)
@@ -153,11 +170,32 @@ class Views:
         if client in self._stale and client in self.watchers:
             self._stale.discard(client)
             self.flush()
-            self._pages(client)
+            self._start_pages(client)
 
-    def _pages(self, client: Connection) -> None:
-        for page in self.tracker.pages(self.clock.now()):
-            client.send(page)
+    def _page_lines(self) -> list[bytes]:
+        """The whole queue as encoded pages, once per version for every agent."""
+        version = self.tracker.version
+        if self._pages_cache is None or self._pages_cache[0] != version:
+            pages = self.tracker.pages(self.clock.now())
+            self._pages_cache = (version, [encode(p) for p in pages])
+        return self._pages_cache[1]
+
+    def _start_pages(self, client: Connection) -> None:
+        self._stale.discard(client)
+        self._paging[client] = deque(self._page_lines())
+        self._pump(client)
+
+    def _pump(self, client: Connection) -> None:
+        """Send the next pages as the agent reads them."""
+        pending = self._paging.get(client)
+        if pending is None or client not in self.watchers:
+            return
+        while pending and client.outbox.queued < PAGE_WINDOW:
+            client.send_line(pending.popleft())
+        if pending:
+            client.outbox.when_caught_up(lambda: self._pump(client))
+        else:
+            del self._paging[client]
 
     # -- positions -----------------------------------------------------------------------
 
