@@ -419,6 +419,9 @@ async def test_a_flood_is_refused_then_disconnected_and_others_are_served(
 
 async def test_a_lagging_viewer_drops_frames_and_is_resynced(harness: Harness) -> None:
     user, agent, session = await harness.live()
+    # The first picture, as the user's share answers the first request for one.
+    await user.link.send(m.Snapshot(session=session, cols=100, rows=30, data=b"$ "))
+    await user.settle()
     agent.link._reader.cancel()  # type: ignore[union-attr]  # the agent stops reading
     await asyncio.sleep(0)
     chunk = b"x" * 60_000
@@ -533,3 +536,103 @@ async def test_a_long_queue_reaches_a_new_agent_a_window_at_a_time(harness: Harn
     assert not hub_side.closed, "a long queue is not a reason to cut an agent off"
     entries = mirror.entries()
     assert entries[0].session == "s00001" and entries[-1].session == "late"
+
+
+async def test_one_request_for_a_picture_at_a_time(harness: Harness) -> None:
+    user, agent, session = await harness.live()
+    await user.settle()
+    asked = len(user.of(m.Resync))
+    for _ in range(20):  # a script asking for pictures as fast as it may
+        await agent.request(m.Resync(session=session))
+    assert len((await user.settle()) and user.of(m.Resync)) == asked
+    await user.link.send(m.Snapshot(session=session, cols=100, rows=30, data=b"$ "))
+    await agent.request(m.Resync(session=session))
+    await user.settle()
+    assert len(user.of(m.Resync)) == asked + 1, "once the picture came, the next goes out"
+
+
+async def test_a_picture_bigger_than_the_stream_bound_still_reaches_the_viewer(
+        harness: Harness) -> None:
+    user, agent, session = await harness.live()
+    picture = b"p" * (connection.STREAM_LIMIT // 2 + 200_000)  # > the bound once encoded
+    await user.link.send(m.Snapshot(session=session, cols=100, rows=30, data=picture))
+    await user.settle()
+    snapshots = [e for e in await agent.settle() if isinstance(e, m.Snapshot)]
+    assert snapshots and snapshots[-1].data == picture
+
+
+async def test_control_characters_never_reach_the_queue(harness: Harness) -> None:
+    user = await harness.connect("user", "alice")
+    hostile = "printer \x1b]52;c;ZWNobyBoaQ==\x07 jam\x00\x9b2J" + "\x01" * 500
+    queued = await user.request(m.Join(topic=hostile), m.Queued)
+    assert isinstance(queued, m.Queued)
+    (entry,) = list(harness.hub.queue)
+    assert entry.topic.isprintable() and "\x1b" not in entry.topic
+    assert entry.topic.startswith("printer ]52;c;ZWNobyBoaQ== jam")
+
+
+async def test_a_session_whose_holding_connection_goes_waits_then_requeues(
+        harness: Harness) -> None:
+    user, accepting, _session = await harness.live()
+    console = await harness.connect("agent", "carol")  # the same agent, another window
+    await accepting.close()
+    away = [e for e in await user.settle() if isinstance(e, m.Away)]
+    assert away and away[-1].who == "agent", "the user is told at once"
+    harness.tick(AGENT_GRACE)
+    assert isinstance((await user.settle())[-1], m.AgentLost)
+    told = [e for e in await console.settle() if isinstance(e, m.Ended)]
+    assert told and told[-1].reason == "requeued", "the agent hears it where it still is"
+    await console.request(m.SetStatus(status="available"))  # free again, not stuck busy
+
+
+async def test_another_window_of_the_agent_can_take_the_session_back(
+        harness: Harness) -> None:
+    user, accepting, session = await harness.live()
+    console = await harness.connect("agent", "carol")
+    await accepting.close()
+    await user.settle()
+    await console.request(m.Resync(session=session))
+    started = [e for e in await console.settle() if isinstance(e, m.Started)]
+    assert started and started[-1].resumed
+    assert any(isinstance(e, m.Back) for e in await user.settle())
+    harness.tick(AGENT_GRACE * 2)
+    await user.settle()
+    assert not user.of(m.AgentLost)
+
+
+async def test_one_key_may_hold_only_so_many_connections(harness: Harness) -> None:
+    from assist.broker import gate
+
+    clients = [await harness.connect("agent", "carol") for _ in range(gate.MAX_PER_KEY)]
+    channel, _ = harness.raw("agent", "carol")
+    refused = await asyncio.wait_for(channel.recv(), 5)
+    assert isinstance(refused, m.Error) and refused.code == "too-many-connections"
+    await clients[0].close()
+    await harness.connect("agent", "carol")  # one went: one may come
+
+
+async def test_no_takeover_while_an_agent_picks_the_request_up(harness: Harness) -> None:
+    first, queued = await harness.join("alice", key="SHA256:same")
+    agent = await harness.connect("agent", "carol")
+    await agent.request(m.Accept(session=queued.session))  # offered: the user has not answered
+    second = await harness.connect("user", "alice", key="SHA256:same")
+    with pytest.raises(BrokerError) as info:
+        await second.request(m.Join(topic="again", takeover=True), m.Queued)
+    assert info.value.code == "state"
+    assert not [e for e in await first.settle() if isinstance(e, m.TakenOver)]
+    # The first client still holds the place and answers the offer; its token still works.
+    started = await first.request(m.Ready(session=queued.session), m.Started)
+    assert isinstance(started, m.Started)
+
+
+async def test_the_echo_off_flag_is_said_again_after_a_reconnect(harness: Harness) -> None:
+    user, agent, session = await harness.live()
+    await user.link.send(m.Hidden(session=session, on=True))
+    await agent.settle()
+    assert harness.hub.live[session].hidden
+    token = harness.tokens[session]
+    await user.close()
+    await agent.settle()
+    again = await harness.connect("user", "alice")
+    await again.request(m.Join(topic="help", resume=token), m.Started)
+    assert not harness.hub.live[session].hidden, "the app says again; until then nothing"

@@ -130,6 +130,8 @@ async def test_only_connections_watching_a_session_get_its_stream(
     from tests.helpers import agent_client
 
     alice, carol, session = await started_session(broker, keys, "watchers")
+    # The first picture, as the real share answers the broker's first request.
+    await alice.link.send(m.Snapshot(session=session, cols=80, rows=24, data=b"$ "))
     script = await agent_client(broker, keys["carol"])  # carol's second connection
 
     def output(x: m.Msg) -> bool:

@@ -55,3 +55,19 @@ async def test_memory_pair_applies_flow_control() -> None:
     b.close()
     with pytest.raises(Exception, match="closed"):
         await a.recv()
+
+
+async def test_one_session_channel_per_ssh_connection(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    conn = await ssh.connect("127.0.0.1", broker.port, "user", broker.public_key,
+                             keys["alice"].private)
+    try:
+        _stdin, _stdout, stderr = await conn._conn.open_session(encoding=None)
+        refused = await asyncio.wait_for(stderr.read(), 5)
+        assert b"one session per connection" in refused
+        # The first channel still works.
+        conn.channel.send_nowait(m.Ping(sent=3.0, rid=1))
+        pong = await asyncio.wait_for(conn.channel.recv(), 5)
+        assert isinstance(pong, m.Pong) and pong.sent == 3.0
+    finally:
+        await conn.close()

@@ -171,3 +171,13 @@ def test_a_requeued_user_moves_to_the_front_in_the_mirror() -> None:
     for d in tracker.deltas(queue, 0.0):
         mirror.apply(d)
     assert [e.session for e in mirror.entries()] == ["s2", "s0", "s1"]
+
+
+def test_a_chatty_terminal_stays_within_its_budget() -> None:
+    # A program printing a flushed line at a time: ~850 small outputs a second.
+    budget = Budget(rate=500, burst=2000, now=0.0)
+    verdicts = {budget.spend(message_cost(120, stream=True), n / 850) for n in range(850 * 30)}
+    assert verdicts == {Verdict.SERVE}
+    # The same number of pings is a flood.
+    flood = Budget(rate=500, burst=2000, now=0.0)
+    assert Verdict.REFUSE in {flood.spend(message_cost(20), n / 850) for n in range(850 * 30)}

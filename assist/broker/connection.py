@@ -118,7 +118,10 @@ class Outbox:
         """Queue a terminal frame of ``session``; return False if it was dropped."""
         if self.closed:
             return False
-        if session in self.lagging or self._stream_bytes + len(line) > STREAM_LIMIT:
+        # A frame bigger than the bound (a full-screen picture) still goes out
+        # when no other frame waits: else it could never be delivered.
+        over = self._stream_bytes > 0 and self._stream_bytes + len(line) > STREAM_LIMIT
+        if session in self.lagging or over:
             self.dropped += len(line)
             if session not in self.lagging:
                 self.lagging.add(session)
@@ -201,10 +204,13 @@ class Outbox:
     def _caught_up(self) -> None:
         lagging, self.lagging = self.lagging, set()
         drained, self._drained = self._drained, []
-        for session in lagging:
-            self._on_resync(session)
-        for callback in drained:
-            callback()
+        calls = [lambda s=s: self._on_resync(s) for s in lagging] + drained
+        for call in calls:
+            try:
+                call()
+            except Exception:
+                # A bug there must not stop this client's writer for good.
+                log.exception("a caught-up callback failed")
 
     def close(self) -> None:
         """Drop everything queued and stop the writer."""
@@ -272,9 +278,9 @@ class Connection:
         """Answer with a typed error (its text kept within the protocol's bound)."""
         self.send(m.Error(code=code[: m.MAX_NAME], message=message[: m.MAX_NOTE], rid=rid))
 
-    def admit(self, size: int, now: float) -> Verdict:
+    def admit(self, size: int, now: float, stream: bool = False) -> Verdict:
         """Charge one incoming message of ``size`` bytes against the budget."""
-        verdict = self.budget.spend(message_cost(size), now)
+        verdict = self.budget.spend(message_cost(size, stream), now)
         if verdict is Verdict.REFUSE:
             self.error("rate-limit", f"too many messages (more than {RATE:g} a second): "
                        f"warning {self.budget.struck} of {self.budget.strikes}, then the "

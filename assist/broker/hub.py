@@ -23,7 +23,6 @@ is a :class:`~assist.transport.MessageChannel` plus the authenticated
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -31,6 +30,7 @@ from typing import Any
 
 from assist.broker.connection import AgentLinks, Connection
 from assist.broker.figures import TodayFigures
+from assist.broker.gate import Gate
 from assist.broker.ledger import Ledger
 from assist.broker.live import LiveSession
 from assist.broker.presence import Presence, token_hash
@@ -39,28 +39,30 @@ from assist.broker.trust import Trust
 from assist.broker.views import Views
 from assist.config import BrokerConfig
 from assist.core import metrics
-from assist.core.budget import Verdict
 from assist.core.clock import Clock, Timer
 from assist.core.queue import Queue, Roster, Waiting
 from assist.core.session import Event, Session, State
 from assist.errors import AlreadyWaiting, AssistError, NotFound, ProtocolError, StateError
-from assist.protocol import PROTOCOL_VERSION, decode
+from assist.protocol import PROTOCOL_VERSION
 from assist.protocol import messages as m
-from assist.protocol.codec import DecodeFailure
 from assist.store import Store
-from assist.transport.channel import ChannelClosed, MessageChannel
+from assist.transport.channel import MessageChannel
 from assist.transport.peer import Peer
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Connection, Any], Awaitable[None]]
-MAX_PAUSE = 5.0
-"""Longest a client over its budget goes unread."""
 
 
 def printable(text: str, limit: int = 200) -> str:
     """A client's self-description, kept to one printable line (it is shown to agents)."""
     return "".join(ch for ch in text if ch.isprintable())[:limit]
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """Text one party gives for others to see (a topic, a note, a root cause): one line
+    of printable characters, spaces folded, at most ``limit`` long."""
+    return printable(" ".join(text.split()), limit)
 
 
 class Hub:
@@ -83,9 +85,11 @@ class Hub:
         self.by_key: dict[str, set[str]] = {}
         """Key fingerprint -> its unfinished sessions (one request per key)."""
         self._grace: dict[str, Timer] = {}
+        self.closed = False
         self.today = TodayFigures(store)
         self.views = Views(self.queue, clock, self.wallboard, self.users.get)
         self.presence = Presence(self)
+        self.gate = Gate(clock, self._dispatch, self._gone, self._resync)
         self.relay = Relay(self.ledger)
         self.trust = Trust(self.ledger, store.directory, config.require_verification)
         self._handlers: dict[str, dict[type[m.Msg], Handler]] = {
@@ -119,6 +123,7 @@ class Hub:
 
     def close(self) -> None:
         """Cancel timers and close recordings (the store keeps all that restore needs)."""
+        self.closed = True
         for timer in self._grace.values():
             timer.cancel()
         self._grace.clear()
@@ -127,53 +132,12 @@ class Hub:
             live.close("broker stopped")
 
     async def serve(self, channel: MessageChannel, peer: Peer) -> None:
-        """Run one client's control channel until it closes.
+        """Run one client's control channel until it closes (see :class:`Gate`)."""
+        await self.gate.serve(channel, peer)
 
-        The reader yields to the loop after every message and charges each
-        against the connection's budget, so one flooding client never
-        delays anyone else.
-        """
-        client = Connection(channel, peer, now=self.clock.now(), on_resync=self._resync)
-        client.log = logging.LoggerAdapter(log, {"peer": f"{peer.role}:{peer.name}"})
-        client.log.info("connected from %s", peer.address)
-        silent = False
-        try:
-            while not client.closed:
-                refused: ProtocolError | None = None
-                try:
-                    line = await channel.recv_line()
-                except ProtocolError as exc:
-                    line, refused = b"", exc
-                verdict = client.admit(channel.last_size, self.clock.now())
-                if verdict is Verdict.DISCONNECT:
-                    client.log.warning("kept flooding past its budget: disconnected")
-                    client.kick("rate-limit", "too many messages: disconnected")
-                    break
-                if verdict is Verdict.REFUSE:
-                    # Read nothing for a while: SSH flow control keeps the rest of
-                    # the flood on the client's side.
-                    await self.clock.sleep(min(MAX_PAUSE, client.budget.pause()))
-                    continue
-                if refused is not None:
-                    client.error(refused.code, refused.message)
-                else:
-                    await self._handle_line(client, line)
-                await asyncio.sleep(0)
-        except ChannelClosed as exc:
-            silent = exc.silent
-        finally:
+    def _gone(self, client: Connection, silent: bool) -> None:
+        if not self.closed:  # a broker that stops keeps every session for its restart
             self.presence.disconnected(client, silent)
-            client.close()
-            client.log.info("disconnected%s", " (stopped answering)" if silent else "")
-
-    async def _handle_line(self, client: Connection, line: bytes) -> None:
-        try:
-            msg = decode(line)
-        except ProtocolError as exc:
-            rid = exc.rid if isinstance(exc, DecodeFailure) else 0
-            client.error(exc.code, exc.message, rid)
-            return
-        await self._dispatch(client, msg)
 
     async def _dispatch(self, client: Connection, msg: m.Msg) -> None:
         try:
@@ -240,7 +204,7 @@ class Hub:
         if msg.resume:
             self.presence.resume(client, msg.resume, msg.takeover, msg.rid)
             return
-        topic = " ".join(msg.topic.split())[:200]
+        topic = one_line(msg.topic)
         if not topic:
             raise ProtocolError("say what you need help with (a topic)")
         held = self.by_key.get(client.peer.fingerprint, set())
@@ -308,7 +272,7 @@ class Hub:
         live.to_agent(m.Started(info=info))
         self.record(live)
         live.mark(f"agent:{session.agent} joined")
-        live.resync()
+        live.resync(force=True)
 
     async def _on_user_end(self, client: Connection, msg: m.End) -> None:
         live = self.live.get(msg.session)
@@ -381,12 +345,12 @@ class Hub:
         if not live.session.state.live:
             raise StateError(f"session {msg.session} is {live.session.state}; it cannot end yet")
         self.end(live, f"agent:{client.peer.name}", "agent", msg.resolved,
-                 " ".join(msg.root_cause.split())[:200])
+                 one_line(msg.root_cause))
         client.send(m.Ok(rid=msg.rid))
 
     async def _on_handoff(self, client: Connection, msg: m.Handoff) -> None:
         live = self._live_of(client, msg.session)
-        note = " ".join(msg.note.split())[:200] or "no note"
+        note = one_line(msg.note) or "no note"
         name = client.peer.name
         self.ledger.audit(f"agent:{name}", "handoff", live.id, {"note": note})
         self.requeue(live, Event.REQUEUE, f"handed off by {name}", note=note)
@@ -460,8 +424,12 @@ class Hub:
         live.close(f"agent:{agent} left ({why}); back in the queue")
         del self.live[session.id]
         if lost and agent:
-            self.presence.lost[agent] = m.Ended(session=session.id, reason="requeued",
-                                                message=lost[: m.MAX_NOTE])
+            told = m.Ended(session=session.id, reason="requeued", message=lost[: m.MAX_NOTE])
+            links = self.agents.get(agent)
+            if links is not None:
+                links.send(told)  # still connected elsewhere: told now
+            else:
+                self.presence.lost[agent] = told
         user = live.user
         position = self.enqueue(session, user, note=note)
         if user is not None:

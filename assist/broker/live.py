@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 KEYS_BATCH = 1.0
 """Seconds of an agent's typing audited as one record."""
+RESYNC_WAIT = 2.0
+"""Seconds a request for a full picture is given before another may go out."""
 
 
 @dataclass(eq=False)
@@ -58,11 +60,14 @@ class LiveSession:
     recorder: Recorder | None = None
     size: tuple[int, int] = (80, 24)
     evidence: m.Evidence | None = None
+    agent_away: bool = False
+    """Nothing of the agent holds the session (its grace runs)."""
     closed: bool = False
     on_typed: Callable[[str, str, int, int, float], None] | None = None
     """Writes one audit record for a batch of keystrokes: agent, grant, bytes,
     messages, time of the first."""
     _timers: dict[str, Timer] = field(default_factory=dict)
+    _asked_at: float | None = None
     _typed: dict[tuple[str, str], list[float]] = field(default_factory=dict)
 
     @property
@@ -111,9 +116,24 @@ class LiveSession:
         for watcher in watchers:
             watcher.outbox.stream(self.id, line)
 
-    def resync(self) -> None:
-        """Ask the user's machine for a full picture of the screen."""
-        self.tell_user(m.Resync(session=self.id))
+    def resync(self, force: bool = False) -> None:
+        """Ask the user's machine for a full picture of the screen.
+
+        One request at a time: while one is out (for :data:`RESYNC_WAIT`
+        seconds, or until the picture arrives) more are not sent, so viewers
+        and scripts asking at once cost the user one snapshot. ``force``: a new
+        user connection, whose picture nobody has asked for yet.
+        """
+        now = self.clock.now()
+        if not force and self._asked_at is not None and now - self._asked_at < RESYNC_WAIT:
+            return
+        if self.user is not None:
+            self._asked_at = now
+            self.user.send(m.Resync(session=self.id))
+
+    def pictured(self) -> None:
+        """A full picture arrived: the next request goes out."""
+        self._asked_at = None
 
     # -- timers --------------------------------------------------------------------------
 

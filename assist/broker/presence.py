@@ -30,7 +30,7 @@ from assist.broker.connection import AgentLinks, Connection
 from assist.broker.live import LiveSession
 from assist.core.grants import GrantTable
 from assist.core.session import Event, Session, State
-from assist.errors import AlreadyWaiting, StateError
+from assist.errors import AlreadyWaiting, NotFound, StateError
 from assist.protocol import messages as m
 
 if TYPE_CHECKING:
@@ -84,6 +84,14 @@ class Presence:
                 links.clients.remove(client)
                 if not links.clients:
                     self._agent_gone(client.peer.name, silent)
+                    return
+                for session_id in client.streams:
+                    live = hub.live.get(session_id)
+                    if live is not None and live.agent is links \
+                            and not links.watchers(session_id):
+                        # The connection that held the session went, others of the
+                        # agent stay (a console beside a script): as if it had gone.
+                        self._left(live, silent)
             return
         session_id = client.session or ""
         if session_id in hub.waiting and hub.users.get(session_id) is client:
@@ -124,24 +132,30 @@ class Presence:
         hub.views.wallboard_soon()
         for live in [x for x in hub.live.values() if x.session.agent == name]:
             live.agent = None
-            if live.session.state is State.OFFERED:
-                hub.requeue(live, Event.DECLINE, "agent disconnected")
-            elif silent or hub.config.agent_grace <= 0:
-                why = "agent stopped responding" if silent else "agent disconnected"
-                hub.requeue(live, Event.REQUEUE, why, lost=(
-                    f"your connection {'stopped answering' if silent else 'dropped'}; "
-                    f"{live.session.user} went back to the front of the queue"))
-            else:
-                self._wait_for_agent(live, hub.config.agent_grace)
-                live.mark(f"agent:{name}'s connection dropped")
+            self._left(live, silent)
+
+    def _left(self, live: LiveSession, silent: bool) -> None:
+        """Nothing of the agent holds ``live`` any more: wait for it, or requeue."""
+        hub = self.hub
+        if live.session.state is State.OFFERED:
+            hub.requeue(live, Event.DECLINE, "agent disconnected")
+        elif silent or hub.config.agent_grace <= 0:
+            why = "agent stopped responding" if silent else "agent disconnected"
+            hub.requeue(live, Event.REQUEUE, why, lost=(
+                f"your connection {'stopped answering' if silent else 'dropped'}; "
+                f"{live.session.user} went back to the front of the queue"))
+        else:
+            self._wait_for_agent(live, hub.config.agent_grace)
+            live.mark(f"agent:{live.session.agent}'s connection dropped")
 
     def _wait_for_agent(self, live: LiveSession, grace: float) -> None:
+        live.agent_away = True
         live.arm("agent-grace", grace, self._agent_timeout, live.id)
         live.tell_user(m.Away(session=live.id, who="agent", until=self.hub.clock.now() + grace))
 
     def _agent_timeout(self, session_id: str) -> None:
         live = self.hub.live.get(session_id)
-        if live is not None and live.agent is None:
+        if live is not None and live.agent_away:
             self.hub.requeue(live, Event.REQUEUE, "agent did not come back", lost=(
                 f"you were away too long; {live.session.user} went back to the front of "
                 "the queue"))
@@ -173,15 +187,20 @@ class Presence:
         hub = self.hub
         name = links.name
         live.agent = links
-        live.cancel("agent-grace")
         hub.roster.assign(name, live.id, hub.clock.now())
         self.audit_presence(name, "busy")
-        hub.ledger.audit(f"agent:{name}", "agent-back", live.id)
-        live.mark(f"agent:{name} is back")
-        live.tell_user(m.Back(session=live.id, who="agent"))
 
     def show(self, live: LiveSession, client: Connection) -> None:
-        """Give a (re)connected agent connection the session as it stands."""
+        """Give a (re)connected agent connection the session as it stands.
+
+        If the session was waiting for its agent, it has it back.
+        """
+        if live.agent_away:
+            live.agent_away = False
+            live.cancel("agent-grace")
+            self.hub.ledger.audit(f"agent:{client.peer.name}", "agent-back", live.id)
+            live.mark(f"agent:{client.peer.name} is back")
+            live.tell_user(m.Back(session=live.id, who="agent"))
         client.streams.add(live.id)
         client.send(m.Started(info=self.hub.info(live), resumed=True))
         for g in live.grants.live(self.hub.clock.now()):
@@ -204,36 +223,50 @@ class Presence:
         """
         hub = self.hub
         stored = hub.store.sessions.by_resume(token_hash(token))
-        session_id = stored.id if stored is not None else ""
-        if stored is not None and stored.user != client.peer.name:
-            raise StateError("that place in the queue belongs to someone else")
-        if session_id not in hub.waiting and session_id not in hub.live:
-            raise StateError("that place in the queue has expired; join again")
-        self.move(client, session_id, rid, token, takeover, "resume")
+        if stored is None:
+            raise NotFound("that place in the queue has expired; join again")
+        if stored.user != client.peer.name:
+            raise NotFound("that place in the queue belongs to someone else; join again")
+        if stored.state.final:
+            raise NotFound(f"your session {stored.id} ended while you were away "
+                           f"({stored.state.value})")
+        if stored.id not in hub.waiting and stored.id not in hub.live:
+            raise NotFound("that place in the queue has expired; join again")
+        self.move(client, stored.id, rid, token, takeover, "resume")
 
     def take_over(self, client: Connection, session_id: str, rid: int) -> None:
         """The same key asks again with ``takeover``: the place moves to this connection."""
+        self._check_movable(session_id)
         token = secrets.token_urlsafe(24)
         self.hub.store.sessions.set_resume(session_id, token_hash(token))
         self.move(client, session_id, rid, token, True, "take-over")
+
+    def _check_movable(self, session_id: str) -> None:
+        live = self.hub.live.get(session_id)
+        if live is not None and live.session.state is State.OFFERED:
+            # Transient: the offer is answered or withdrawn within seconds.
+            raise StateError("an agent is picking this request up; try again in a moment")
 
     def move(self, client: Connection, session_id: str, rid: int, token: str,
              takeover: bool, how: str) -> None:
         """Give the place ``session_id`` (waiting or live) to ``client``.
 
-        The connection that held it, if any, is told (:class:`TakenOver`) and
-        let go; it keeps its connection but no longer its session.
+        Everything is checked before anything changes. The connection that
+        held the place, if any, is told (:class:`TakenOver`) and let go; it
+        keeps its connection but no longer its session.
 
         Raises:
             AlreadyWaiting: another connection holds the place and ``takeover``
                 is not set.
+            StateError: an agent is picking the request up right now.
         """
         hub = self.hub
+        self._check_movable(session_id)
         live = hub.live.get(session_id)
         old = live.user if live is not None else hub.users.get(session_id)
+        if old is not None and old is not client and not takeover:
+            raise AlreadyWaiting(hub.holding(session_id), session_id)
         if old is not None and old is not client:
-            if not takeover:
-                raise AlreadyWaiting(hub.holding(session_id), session_id)
             old.session = None
             old.send(m.TakenOver(session=session_id))
         if live is not None:
@@ -254,24 +287,28 @@ class Presence:
     def _user_back(self, live: LiveSession, client: Connection, rid: int, how: str,
                    token: str) -> None:
         hub = self.hub
-        if live.session.state is State.OFFERED:
-            raise StateError("an agent is picking you up; try again in a moment")
         live.user = client
         client.session = live.id
         live.cancel("user-grace")
         live.evidence = hub.evidence(client)
+        live.flush_typed()  # typing under the old grants is in the chain before they go
         if live.grants.live(hub.clock.now()):
             # The user's app says again which grants it still holds (the machine
             # is the authority); until then the agent holds none.
             live.to_agent(m.Revoke(session=live.id, reason="the user's app reconnected"))
         live.grants = GrantTable()
         live.totp_misses = None
+        live.hidden = False  # the user's app says again if its terminal reads a secret
         hub.ledger.audit(f"user:{live.session.user}", how, live.id)
-        client.send(m.Started(info=hub.info(live), resumed=True, resume=token, rid=rid))
+        info = hub.info(live)
+        client.send(m.Started(info=info, resumed=True, resume=token, rid=rid))
         hub.record(live)
         live.mark("the user is back")
         live.to_agent(m.Back(session=live.id, who="user"))
-        live.resync()
+        if how == "take-over":
+            # Another terminal of the same key: the agent sees where it runs now.
+            live.to_agent(m.Started(info=info, resumed=True))
+        live.resync(force=True)
 
     def audit_presence(self, agent: str, status: str) -> None:
         """Audit an agent's presence change (the report's occupancy is built from these)."""

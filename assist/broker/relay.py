@@ -49,6 +49,7 @@ class Relay:
     async def _on_snapshot(self, live: LiveSession, client: Connection,
                            msg: m.Snapshot) -> None:
         live.size = (msg.cols, msg.rows)
+        live.pictured()
         live.record_snapshot(msg.data, msg.cols, msg.rows)
         live.stream(msg)
 

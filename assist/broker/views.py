@@ -84,6 +84,7 @@ class Views:
         self._far_at = -POSITION_FAR_EVERY
         self._positions: Timer | None = None
         self._positions_when = 0.0
+        self._slice: Timer | None = None
         self._board: Timer | None = None
         self._board_at = 0.0
         self._board_when = 0.0
@@ -168,8 +169,7 @@ class Views:
 
     def _caught_up(self, client: Connection) -> None:
         if client in self._stale and client in self.watchers:
-            self._stale.discard(client)
-            self.flush()
+            self.flush()  # while still stale: its deltas go behind the pages, not before
             self._start_pages(client)
 
     def _page_lines(self) -> list[bytes]:
@@ -240,7 +240,7 @@ class Views:
                                                   waiting=waiting))
         if end < limit:
             # The rest on a later loop turn: routing goes first.
-            self.clock.call_later(0, self._position_slice, order, end, limit)
+            self._slice = self.clock.call_later(0, self._position_slice, order, end, limit)
 
     # -- the wallboard -------------------------------------------------------------------
 
@@ -273,7 +273,7 @@ class Views:
 
     def close(self) -> None:
         """Cancel the views' timers."""
-        for timer in (self._tick, self._positions, self._board):
+        for timer in (self._tick, self._positions, self._board, self._slice):
             if timer is not None:
                 timer.cancel()
-        self._tick = self._positions = self._board = None
+        self._tick = self._positions = self._board = self._slice = None

@@ -87,7 +87,7 @@ class DemoUser:
             parts["share"] = TerminalShare(link, info.session, emulator,
                                            secret=pty.secret_input)
             guard = Guard(link, info.session, lambda data: pty.write(data, agent=True),
-                          pty.secret_input, drop=pty.drop_agent_input,
+                          pty.secret_input, drop=pty.drop_agent_input, verified=info.verified,
                           on_ask=lambda msg: tasks.append(asyncio.ensure_future(
                               self._answer(guard, msg))),
                           top=lambda: emulator.top)

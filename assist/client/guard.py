@@ -55,6 +55,8 @@ class Guard:
             scripts place by screen row (``Annotation.relative``).
         drop: forgets agent keystrokes still queued for the pty (on a revoke,
             they must not arrive later); see ``PtyProcess.drop_agent_input``.
+        verified: the session was verified before this guard began (an app
+            taking a live session over from another terminal).
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class Guard:
         on_change: Callable[[], None] | None = None,
         top: Callable[[], int] | None = None,
         drop: Callable[[], object] | None = None,
+        verified: bool = False,
     ) -> None:
         self.channel = channel
         self.session = session
@@ -83,7 +86,7 @@ class Guard:
         self.top = top or (lambda: 0)
         self.drop = drop or (lambda: None)
         self.table = GrantTable()
-        self.verified = False
+        self.verified = verified
         self.typed = 0
         self.refused = 0
         self.active = True

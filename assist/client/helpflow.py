@@ -116,6 +116,8 @@ class HelpRequest:
         self._sharing = False
         self._held: str | None = None
         """The session this process held on its last connection (it may take it back)."""
+        self._place: Place | None = None
+        """This process's place and token (the file keeps them for a restart of the app)."""
 
     @property
     def in_session(self) -> bool:
@@ -167,7 +169,9 @@ class HelpRequest:
         try:
             welcome = await client.hello(self.config.hostname, self.config.os_user, "assist")
             self._report(broker=welcome.broker)
-            await self._enter_queue(client)
+            ended = await self._enter_queue(client)
+            if ended is not None:
+                return ended
             async for event in client.events():
                 if self.on_event is not None:
                     self.on_event(event)
@@ -200,8 +204,11 @@ class HelpRequest:
         if self.client is not None:
             await self.client.link.close()
 
-    async def _enter_queue(self, client: UserClient) -> None:
-        place = self._resumes.load(self._address)
+    async def _enter_queue(self, client: UserClient) -> Status | None:
+        """Take the place back (or join); return the final status if the session ended."""
+        # This process's own place first; the file only after a restart of the app
+        # (it is shared by every `assist help` of this account and broker).
+        place = self._place or self._resumes.load(self._address)
         reply: m.Queued | m.Started | None = None
         if place is not None and place.topic == self.topic:
             # Our own place from before this connection: take it back even if the
@@ -210,15 +217,38 @@ class HelpRequest:
             try:
                 reply = await self._join(client, place.token, takeover=ours)
             except BrokerError as exc:
-                if exc.code == "already-waiting":
+                if exc.code == "state":
+                    # An agent is picking the place up right now: try again shortly.
+                    raise ConnectionFailed(exc.message) from None
+                if exc.code != "not-found":
                     raise
                 log.info("resume refused: %s", exc.message)
-                self._resumes.save(self._address, None)
+                self._forget(place)
+                if self._sharing:
+                    # The session ended while we were away: that is the end, not a
+                    # reason to ask for help again.
+                    self._sharing = False
+                    self._held = None
+                    self._report(phase="ended", message=exc.message, survey=False)
+                    return self.status
                 if self.status.session == place.session:
                     self._report(message="your earlier place had expired; joined again")
         if reply is None:
             reply = await self._join(client, None, takeover=False)
         await self._placed(client, reply)
+        return None
+
+    def _keep(self, place: Place) -> None:
+        self._place = place
+        self._resumes.save(self._address, place)
+
+    def _forget(self, place: Place | None = None) -> None:
+        """Forget the place; the file entry only if it is ours (another app may own it)."""
+        mine = place or self._place
+        self._place = None
+        saved = self._resumes.load(self._address)
+        if saved is not None and (mine is None or saved.token == mine.token):
+            self._resumes.save(self._address, None)
 
     async def _join(self, client: UserClient, token: str | None,
                     takeover: bool) -> m.Queued | m.Started:
@@ -236,14 +266,18 @@ class HelpRequest:
     async def _placed(self, client: UserClient, reply: m.Queued | m.Started) -> None:
         if isinstance(reply, m.Queued):
             self._held = reply.session
-            self._resumes.save(self._address, Place(reply.session, reply.resume, self.topic))
+            self._keep(Place(reply.session, reply.resume, self.topic))
+            message = "welcome back: you kept your place" if reply.resumed else ""
+            if self._sharing:
+                # The agent went while we were away: the session's parts stop.
+                self._sharing = False
+                message = "the agent left while you were away: you are back in the queue"
             self._report(phase="queued", session=reply.session, position=reply.position,
-                         queued_at=reply.queued_at, agent=None, info=None,
-                         message="welcome back: you kept your place" if reply.resumed else "")
+                         queued_at=reply.queued_at, agent=None, info=None, message=message)
             return
         info = reply.info
         self._held = info.session
-        self._resumes.save(self._address, Place(info.session, client.resume or "", self.topic))
+        self._keep(Place(info.session, client.resume or "", self.topic))
         if self._sharing and self.on_resumed is not None:
             self.on_resumed(info)
         elif not self._sharing and self.on_started is not None:
@@ -258,7 +292,14 @@ class HelpRequest:
             self._report(position=event.position, waiting=event.waiting)
         elif isinstance(event, m.Offered):
             self._report(phase="offered", agent=event.agent, message="")
-            info = await client.ready(*self.size)
+            try:
+                info = await client.ready(*self.size)
+            except BrokerError as exc:
+                # The offer was withdrawn (the agent went, or it timed out): the
+                # broker puts us back at the front and says so.
+                self._report(phase="queued", agent=None,
+                             message=f"the agent could not start the session ({exc.message})")
+                return None
             if self.on_started is not None:
                 await self.on_started(client, info)
             self._sharing = True
@@ -283,7 +324,7 @@ class HelpRequest:
         elif isinstance(event, m.Ended):
             self._held = None
             self._sharing = False
-            self._resumes.save(self._address, None)
+            self._forget()
             self._report(phase="ended", resolved=event.resolved, survey=event.survey,
                          message=f"session ended by the {event.reason}")
             return self.status
@@ -293,7 +334,7 @@ class HelpRequest:
         """Leave the queue, or end the session if an agent is with the user."""
         self._leaving = True
         client = self.client
-        self._resumes.save(self._address, None)
+        self._forget()
         if client is None:
             return
         with contextlib.suppress(ConnectionFailed, BrokerError):

@@ -13,6 +13,7 @@ share, the grant guard, media signalling) never hold a dead connection.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -29,7 +30,48 @@ from assist.transport.channel import ChannelClosed, MessageChannel
 log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=m.Msg)
-EVENT_BACKLOG = 10_000
+EVENT_BACKLOG = 2_000
+"""Events held for a consumer that is behind; past it the oldest screen frame or view
+goes first (a snapshot or a fresh page repairs those), control events last."""
+DROPPABLE = (m.Output, m.Snapshot, m.Position, m.Wallboard, m.QueueDelta, m.QueuePage)
+
+
+class _Events:
+    """The bounded event queue of a link; ``None`` marks where a connection ended."""
+
+    def __init__(self, limit: int = EVENT_BACKLOG) -> None:
+        self._limit = limit
+        self._items: collections.deque[m.Msg | None] = collections.deque()
+        self._ready = asyncio.Event()
+        self.dropped_stream = False
+        """A screen frame was dropped: the viewer should ask for a snapshot."""
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put(self, item: m.Msg | None) -> None:
+        if len(self._items) >= self._limit:
+            self._drop_one()
+        self._items.append(item)
+        self._ready.set()
+
+    def _drop_one(self) -> None:
+        for index, old in enumerate(self._items):
+            if isinstance(old, DROPPABLE):
+                del self._items[index]
+                self.dropped_stream |= isinstance(old, m.Output | m.Snapshot)
+                return
+        self._items.popleft()
+
+    async def get(self) -> m.Msg | None:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+    def forget_ends(self) -> None:
+        """Drop the end marks of connections gone (a new one starts): events stay."""
+        self._items = collections.deque(i for i in self._items if i is not None)
 
 
 class BrokerError(AssistError):
@@ -54,7 +96,7 @@ class Link:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[m.Msg]] = {}
         self._waiters: list[_Waiter] = []
-        self._events: asyncio.Queue[m.Msg | None] = asyncio.Queue(EVENT_BACKLOG)
+        self._events = _Events()
         self._reader: asyncio.Task[None] | None = None
         self._on_close = on_close
         self.closed = asyncio.Event()
@@ -83,6 +125,9 @@ class Link:
         self._reader = None
         self.closed = asyncio.Event()
         self.close_reason = ""
+        # The old connection's end is behind us: an events() loop over the new
+        # one must not stop at it.
+        self._events.forget_ends()
         self.start()
 
     def send_nowait(self, msg: m.Msg) -> None:
@@ -139,9 +184,13 @@ class Link:
 
     def _push(self, msg: m.Msg | None) -> None:
         # A consumer that stopped reading must not make memory grow without bound.
-        if self._events.full():
-            self._events.get_nowait()
-        self._events.put_nowait(msg)
+        self._events.put(msg)
+
+    @property
+    def dropped_stream(self) -> bool:
+        """A screen frame was dropped for a consumer that was behind (read once)."""
+        dropped, self._events.dropped_stream = self._events.dropped_stream, False
+        return dropped
 
     async def request(self, msg: m.Msg, expect: type[T], timeout: float = 10.0) -> T:
         """Send a request and return the broker's typed answer.

@@ -234,9 +234,9 @@ class TerminalShare:
 
     def reannounce(self) -> None:
         """Say again whether a secret is being read (after a reconnect the broker
-        may not know); the broker then asks for a fresh picture."""
-        if self.active and self.hidden:
-            self._send(m.Hidden(session=self.session, on=True))
+        does not know); the broker then asks for a fresh picture."""
+        if self.active:
+            self._send(m.Hidden(session=self.session, on=self.hidden))
 
     def stop(self) -> None:
         """Stop sending (session over); the local screen goes on."""

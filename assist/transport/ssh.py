@@ -229,17 +229,26 @@ async def listen(
     """
     live: set[asyncssh.SSHServerConnection] = set()
 
+    serving: set[object] = set()  # connections that have their session
+
     async def on_process(process: asyncssh.SSHServerProcess[bytes]) -> None:
         peer: Peer | None = process.get_extra_info("assist_peer")
         # Closing a client closes its whole SSH connection, not just the channel:
         # a client cut off (flooding, not reading) must not open another one on it.
         conn = process.channel.get_connection()
+        if conn in serving:
+            # One client per connection: more channels would multiply its bounds.
+            process.stderr.write(b"assist: one session per connection\n")
+            process.exit(1)
+            return
+        serving.add(conn)
         stream = SSHStream(process.stdin, process.stdout, conn.close)
         channel = MessageChannel(stream)
         try:
             if peer is not None:
                 await handler(channel, peer)
         finally:
+            serving.discard(conn)
             channel.close()
             process.exit(0)
 

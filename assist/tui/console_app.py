@@ -38,6 +38,7 @@ from textual.widgets import (
 from assist.client.agent import AgentClient
 from assist.client.connect import TrustPrompt, open_link, reconnect
 from assist.client.helpflow import backoff
+from assist.client.link import BrokerError
 from assist.client.share import TerminalViewer
 from assist.config import ClientConfig
 from assist.core.queueview import QueueMirror
@@ -226,7 +227,9 @@ class ConsoleApp(SessionConsole):
         try:
             await self.client.resync(session)
         except AssistError as exc:
-            if self.info is not None and self.info.session == session:
+            # Only a definite "not yours" ends it here; a dropped link retries.
+            if isinstance(exc, BrokerError) and exc.code == "not-found" \
+                    and self.info is not None and self.info.session == session:
                 self.notify(f"Session {session} is no longer yours: {exc.message}",
                             severity="warning")
                 self._leave_session()
@@ -249,8 +252,15 @@ class ConsoleApp(SessionConsole):
             # again what it was (in a session the broker knows it is busy).
             first = self.agent_name == ""
             status = "available" if first or self.status == "busy" else self.status
-            await client.set_status(status)
-            self.status = status
+            try:
+                await client.set_status(status)
+                self.status = status
+            except BrokerError as exc:
+                if exc.code != "state":
+                    raise
+                # The broker gives us back a session of ours (this console restarted
+                # within the grace): its Started follows.
+                self.status = "busy"
         return welcome
 
     def _fast(self, msg: m.Msg) -> bool:

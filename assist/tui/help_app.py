@@ -225,7 +225,7 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
                                    secret=self.pty.secret_input, redact=self.redact)
         pty = self.pty
         self.guard = Guard(link, info.session, lambda data: pty.write(data, agent=True),
-                           pty.secret_input, drop=pty.drop_agent_input,
+                           pty.secret_input, drop=pty.drop_agent_input, verified=info.verified,
                            on_ask=self._ask, on_annotation=self._annotation,
                            on_change=self._tick, top=lambda: self.emulator.top)
         self.panel.enable_chat(True)
