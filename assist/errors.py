@@ -10,20 +10,26 @@ are converted where they enter the program; the CLI and TUIs catch only
     AssistError
     ├── ConfigError            bad or missing configuration, key files, paths
     ├── ProtocolError          a message that cannot be decoded or is not allowed
-    │   └── MessageTooLarge    a control message over the size limit
+    │   ├── MessageTooLarge    a control message over the size limit
+    │   └── DecodeFailure      a line that is no valid message (protocol.codec; keeps its rid)
     ├── StateError             an action that the session or queue state forbids
-    │   └── AlreadyWaiting     this key already holds a request (take it over instead)
+    │   ├── AlreadyWaiting     this key already holds a request (take it over instead)
+    │   └── GrantRefused       the grant rules refuse an action (core.grants; says which rule)
     ├── StoreError             the database cannot be read or written
-    │   └── NotFound           a named user, agent or session does not exist
-    │       Duplicate          ... or already exists
+    │   ├── NotFound           a named user, agent or session does not exist
+    │   └── Duplicate          ... or already exists
     ├── AuditError             the audit chain does not verify
     ├── MediaError             WebRTC negotiation or transport failed (desktop, voice)
     │   ├── MediaUnavailable   a device or codec is missing on this machine
     │   └── CaptureError       the desktop cannot be captured (no display, bad region)
-    └── ConnectionFailed       the broker cannot be reached or refused us
-        ├── HostKeyUnknown     first contact: the broker's key is not pinned yet
-        ├── HostKeyMismatch    the broker's key differs from the pinned one
-        └── AuthRefused        our key is not registered for the requested role
+    ├── ConnectionFailed       the broker cannot be reached or refused us
+    │   ├── HostKeyUnknown     first contact: the broker's key is not pinned yet
+    │   ├── HostKeyMismatch    the broker's key differs from the pinned one
+    │   ├── AuthRefused        our key is not registered for the requested role
+    │   └── ChannelClosed      the connection closed or was lost (transport.channel)
+    ├── BrokerError            the broker answered a request with an error (client.link)
+    ├── RunStopped             a runbook stopped before its end (client.runbook)
+    └── RunFailed              ``assist agent run`` did not finish its runbook (cli.agent)
 """
 
 from __future__ import annotations

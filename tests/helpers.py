@@ -8,6 +8,7 @@ import os
 import subprocess
 import termios
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,17 @@ async def started_session(broker: Broker, keys: dict[str, KeyPair], topic: str,
     await alice.ready(cols, rows)
     await accepting
     return alice, carol, queued.session
+
+
+async def until(predicate: Callable[[], object], timeout: float = 15.0,
+                what: str = "condition", every: float = 0.02) -> None:
+    """Wait until ``predicate()`` is true; fail the test after ``timeout`` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(every)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 def _controlling_tty() -> None:

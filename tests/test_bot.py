@@ -24,7 +24,7 @@ from assist.protocol import messages as m
 from assist.share.emulator import Emulator
 from assist.share.pty import PtyProcess
 from assist.store import reports
-from tests.helpers import KeyPair, link_to, make_key, register
+from tests.helpers import KeyPair, link_to, make_key, register, until
 from tests.test_trust import SHELL
 
 FLOWS = """
@@ -108,12 +108,6 @@ async def waiting_user(broker: Broker, key: KeyPair, tmp: Path, topic: str,
             await task
         await user.request.close()
         pty.terminate()
-
-
-async def until(predicate: object, timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():  # type: ignore[operator]
-            await asyncio.sleep(0.05)
 
 
 def test_flows_need_a_match(tmp_path: Path) -> None:

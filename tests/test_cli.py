@@ -207,3 +207,26 @@ def test_usage_mistakes_exit_2_with_the_usage_line(capsys: pytest.CaptureFixture
     assert code == 2 and "Missing argument" in err and "internal error" not in err
     code, _, err = run(["no-such-command"], capsys)
     assert code == 2 and "No such command" in err
+
+
+def test_the_error_tree_names_every_error() -> None:
+    import importlib
+    import pkgutil
+
+    import assist
+    from assist import errors
+
+    for module in pkgutil.walk_packages(assist.__path__, "assist."):
+        if module.name != "assist.__main__":  # that one runs the command line
+            importlib.import_module(module.name)
+
+    def subclasses(cls: type) -> set[type]:
+        found = set(cls.__subclasses__())
+        for sub in list(found):
+            found |= subclasses(sub)
+        return found
+
+    drawn = errors.__doc__ or ""
+    missing = sorted(c.__name__ for c in subclasses(errors.AssistError)
+                     if f" {c.__name__} " not in drawn and not c.__module__.startswith("tests"))
+    assert missing == []

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.test_e2e_tmux import Tmux, assist_cmd
+from tests.tmux import Tmux, assist_cmd
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")]

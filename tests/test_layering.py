@@ -1,9 +1,10 @@
-"""The dependency direction of DESIGN.md, enforced.
+"""The dependency direction of DESIGN.md, enforced for every package.
 
-protocol <- core <- store/transport <- broker/share/media/client <- cli/tui.
+protocol <- core <- store/transport <- share/media <- broker/client <- cli/tui.
 Only tui/ imports textual; only transport/ and broker/ import asyncssh; only
-media/ imports aiortc, av and aioice (the WebRTC stack). The headless core never
-even loads them.
+media/ imports aiortc, av and aioice (the WebRTC stack); nothing imports cli/
+(the command line sits on top). A fresh interpreter that imports the headless
+core loads none of the heavy libraries.
 """
 
 from __future__ import annotations
@@ -24,60 +25,98 @@ ALLOWED_LIBS = {
     "av": {"media"},
     "aioice": {"media"},
 }
-# Which assist layers each layer may import.
-LAYERS = {
-    "protocol": {"protocol", "errors"},
-    "core": {"protocol", "core", "errors"},
-    "store": {"protocol", "core", "store", "errors"},
-    "transport": {"protocol", "core", "transport", "errors"},
+BASE = {"errors"}
+LAYERS: dict[str, set[str]] = {
+    "errors": set(),
+    "log": set(),
+    "config": BASE,
+    "protocol": BASE,
+    "core": BASE | {"protocol"},
+    "store": BASE | {"protocol", "core"},
+    "transport": BASE | {"protocol", "core"},
+    "share": BASE | {"protocol", "core"},
+    "media": BASE | {"protocol", "core", "config", "share"},
+    "broker": BASE | {"protocol", "core", "config", "log", "store", "transport"},
+    "client": BASE | {"protocol", "core", "config", "store", "transport", "share", "media"},
+    "tui": BASE | {"protocol", "core", "config", "share", "media", "client"},
+    "cli": BASE | {"protocol", "core", "config", "log", "store", "transport", "share",
+                   "media", "broker", "client", "tui"},
+    "__main__": {"cli"},
+    "__init__": set(),
 }
+"""Which assist packages each package may import (besides itself)."""
 
 
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
+def imports(source: str) -> set[str]:
+    """Every module ``source`` imports, by its full name."""
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
 
 
-def _modules() -> list[tuple[str, Path]]:
-    return [(p.relative_to(PACKAGE).parts[0] if len(p.relative_to(PACKAGE).parts) > 1
-             else p.stem, p) for p in PACKAGE.rglob("*.py")]
+def layer_of(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
 
-@pytest.mark.parametrize("lib", sorted(ALLOWED_LIBS))
-def test_heavy_libraries_stay_in_their_layer(lib: str) -> None:
-    offenders = [str(path.relative_to(PACKAGE)) for layer, path in _modules()
-                 if layer not in ALLOWED_LIBS[lib]
-                 and any(name.split(".")[0] == lib for name in _imports(path))]
-    assert offenders == []
+def wrong_imports(layer: str, source: str) -> list[str]:
+    """The imports of a module of ``layer`` that break the direction."""
+    bad = []
+    for name in sorted(imports(source)):
+        parts = name.split(".")
+        if parts[0] == "assist" and len(parts) > 1:
+            target = parts[1] if parts[1] in LAYERS else "__init__"  # `from assist import x`
+            if target not in (layer, "__init__") and target not in LAYERS[layer]:
+                bad.append(f"{layer} imports {name}")
+        elif parts[0] in ALLOWED_LIBS and layer not in ALLOWED_LIBS[parts[0]]:
+            bad.append(f"{layer} imports {name}")
+    return bad
+
+
+def test_every_package_has_a_place() -> None:
+    assert {layer_of(p) for p in PACKAGE.rglob("*.py")} <= set(LAYERS)
 
 
 @pytest.mark.parametrize("layer", sorted(LAYERS))
-def test_lower_layers_do_not_import_upper_ones(layer: str) -> None:
-    offenders = []
-    for owner, path in _modules():
-        if owner != layer:
-            continue
-        for name in _imports(path):
-            parts = name.split(".")
-            if parts[0] == "assist" and len(parts) > 1 and parts[1] not in LAYERS[layer]:
-                offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
+def test_every_package_imports_only_what_is_below_it(layer: str) -> None:
+    offenders = [f"{path.relative_to(PACKAGE)}: {bad}"
+                 for path in PACKAGE.rglob("*.py") if layer_of(path) == layer
+                 for bad in wrong_imports(layer, path.read_text())]
     assert offenders == []
 
 
-def test_core_loads_without_network_or_ui_libraries() -> None:
-    code = (
-        "import sys, assist.protocol, assist.core.session, assist.core.queue, "
-        "assist.core.pubkey\n"
-        "bad = [m for m in ('textual', 'asyncssh', 'aiortc', 'av', 'aioice', 'sqlite3')\n"
-        "       if m in sys.modules]\n"
-        "print(','.join(bad))"
-    )
+@pytest.mark.parametrize(("layer", "source"), [
+    ("core", "import textual\n"),
+    ("protocol", "from assist.core import queue\n"),
+    ("client", "from assist.cli.app import app\n"),
+    ("broker", "from assist.tui.terminal import TerminalView\n"),
+    ("share", "import asyncssh\n"),
+    ("tui", "from aiortc import RTCPeerConnection\n"),
+    ("store", "from assist import broker\n"),
+])
+def test_a_wrong_import_is_caught(layer: str, source: str) -> None:
+    assert wrong_imports(layer, source) != []
+
+
+@pytest.mark.parametrize(("modules", "absent"), [
+    ("assist.protocol, assist.core.session, assist.core.queue, assist.core.queueview, "
+     "assist.core.grants, assist.core.budget, assist.core.clock, assist.core.pubkey",
+     ("textual", "asyncssh", "aiortc", "av", "aioice", "sqlite3")),
+    ("assist.store, assist.transport.channel, assist.transport.memory",
+     ("textual", "asyncssh", "aiortc", "av", "aioice")),
+    ("assist.client.helpflow, assist.client.agent, assist.client.desktop",
+     ("textual", "aiortc", "av", "aioice")),
+    ("assist.broker.server", ("textual", "aiortc", "av", "aioice")),
+])
+def test_headless_parts_load_without_ui_or_media_libraries(modules: str,
+                                                           absent: tuple[str, ...]) -> None:
+    code = (f"import sys, {modules}\n"
+            f"print(','.join(m for m in {absent!r} if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == ""

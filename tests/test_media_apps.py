@@ -9,7 +9,6 @@ the agent sends silence and the user's side discards it).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +16,13 @@ import pytest
 from textual.widgets import DataTable
 
 from assist.broker.server import Broker
+from assist.client.desktop import DesktopRequest, describe_mark, parse_region
 from assist.config import ClientConfig
 from assist.protocol import messages as m
 from assist.tui.console_app import ConsoleApp
-from assist.tui.desktop import DesktopRequest, describe_mark, parse_region
 from assist.tui.help_app import HelpApp
 from assist.tui.video import VideoView
-from tests.helpers import KeyPair, agent_client
+from tests.helpers import KeyPair, agent_client, until
 from tests.xvfb import CHECKS, HEIGHT, TOLERANCE, WIDTH, Xvfb
 
 SHELL = ["env", "PS1=$ ", "bash", "--norc", "--noprofile"]
@@ -34,16 +33,6 @@ def config(broker: Broker, key: KeyPair, tmp: Path) -> ClientConfig:
     return ClientConfig(host="127.0.0.1", port=broker.port, host_key=broker.public_key,
                         key=key.private, file=tmp / "client.toml", state=tmp / "state",
                         media_hosts=LOOPBACK_ONLY, snapshots=tmp / "snapshots")
-
-
-async def until(predicate: Callable[[], object], timeout: float = 15.0,
-                what: str = "condition") -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 def panel_text(app: HelpApp) -> str:

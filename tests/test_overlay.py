@@ -31,7 +31,7 @@ from assist.protocol import messages as m
 from assist.share import marks, xlib
 from assist.share.marks import EDGE, Layout, Rect, label_text, layout
 from assist.share.overlay import DesktopOverlay
-from tests.helpers import KeyPair, agent_client
+from tests.helpers import KeyPair, agent_client, until
 from tests.xvfb import XVFB, Xvfb, running
 
 WIDTH, HEIGHT = 320, 240
@@ -257,12 +257,6 @@ def test_a_vanishing_x_server_does_not_end_the_program() -> None:
 def client_config(broker: Broker, key: KeyPair, tmp: Path) -> ClientConfig:
     return ClientConfig(host="127.0.0.1", port=broker.port, host_key=broker.public_key,
                         key=key.private, file=tmp / "client.toml", state=tmp / "state")
-
-
-async def until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 async def test_the_help_app_draws_the_agents_desktop_mark_on_the_screen(

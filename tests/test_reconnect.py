@@ -8,7 +8,7 @@ drops connections by closing them, and moves the hub's fake clock.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from assist.client.link import Link
 from assist.config import ClientConfig
 from assist.protocol import messages as m
 from assist.transport.memory import MemoryStream
+from tests.helpers import until
 from tests.test_hub import AGENT_GRACE, USER_GRACE, Client, Harness
 
 
@@ -68,13 +69,6 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     await h.close()
 
 
-async def until(predicate: Callable[[], object], what: str, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
-    assert predicate(), what
-
-
 class User:
     """A HelpRequest and what it reported."""
 
@@ -102,12 +96,12 @@ class User:
 
 
 async def _live(harness: Harness, user: User) -> tuple[Client, str]:
-    await until(lambda: user.phase == "queued", "queued")
+    await until(lambda: user.phase == "queued", what="queued")
     session = user.request.status.session
     assert session is not None
     agent = await harness.connect("agent", "carol")
     await agent.request(m.Accept(session=session))
-    await until(lambda: user.phase == "connected", "connected")
+    await until(lambda: user.phase == "connected", what="connected")
     return agent, session
 
 
@@ -116,10 +110,10 @@ async def test_a_connection_that_dies_before_hello_costs_one_retry(
     net = Network(harness, monkeypatch)
     user = User(tmp_path)
     try:
-        await until(lambda: user.phase == "queued", "queued")
+        await until(lambda: user.phase == "queued", what="queued")
         net.fail_next_hello = True
         net.cut()
-        await until(lambda: net.connects >= 3 and user.phase == "queued", "back in the queue")
+        await until(lambda: net.connects >= 3 and user.phase == "queued", what="back in the queue")
         before = net.connects
         await asyncio.sleep(0.2)
         assert net.connects == before, "once back, it stays: no reconnect loop"
@@ -136,7 +130,7 @@ async def test_the_live_session_goes_on_over_a_new_connection(
     try:
         agent, session = await _live(harness, user)
         net.cut()
-        await until(lambda: user.resumed == [session], "resumed")
+        await until(lambda: user.resumed == [session], what="resumed")
         assert user.started == [session], "the share is not started twice"
         assert user.request.in_session and user.phase == "connected"
         await agent.settle()
@@ -154,7 +148,7 @@ async def test_an_agent_gone_while_the_user_was_away_stops_the_session_parts(
         await agent.request(m.Handoff(session=session, note="needs a specialist"))
         net.cut()
         await until(lambda: user.phase == "queued" and not user.request.in_session,
-                    "back in the queue, out of the session")
+                    what="back in the queue, out of the session")
         assert user.request.status.session == session
     finally:
         await user.stop()
@@ -192,15 +186,15 @@ async def test_a_withdrawn_offer_does_not_end_the_request(
     monkeypatch.setattr(UserClient, "ready", late_ready)
     user = User(tmp_path)
     try:
-        await until(lambda: user.phase == "queued", "queued")
+        await until(lambda: user.phase == "queued", what="queued")
         agent = await harness.connect("agent", "carol")
         await agent.request(m.Accept(session=user.request.status.session))
-        await until(lambda: user.phase == "offered", "offered")
+        await until(lambda: user.phase == "offered", what="offered")
         await agent.close()
-        await until(lambda: not harness.hub.live, "the offer is withdrawn")
+        await until(lambda: not harness.hub.live, what="the offer is withdrawn")
         agent_gone.set()
         await until(lambda: user.phase == "queued" and len(harness.hub.queue) == 1,
-                    "back at the front, still asking for help")
+                    what="back at the front, still asking for help")
         await asyncio.sleep(0.05)
         assert not user.task.done(), "the request goes on"
     finally:

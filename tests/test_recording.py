@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from assist.broker import recording
-from assist.broker.recording import Cast, Event, Recorder, parse_typed, typed_marker
+from assist.broker.recording import Recorder
 from assist.cli import main
 from assist.cli.replay import MarkerFolder, Player, Summary
 from assist.errors import ConfigError, NotFound, StoreError
+from assist.store.cast import Cast, Event, parse_typed, typed_marker
 from tests.helpers import asciinema_cat
 
 T0 = 1_700_000_000.0

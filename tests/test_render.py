@@ -14,7 +14,7 @@ from assist.client.share import TerminalShare, TerminalViewer
 from assist.share.emulator import Emulator
 from assist.share.pty import PtyProcess
 from tests.helpers import KeyPair, started_session
-from tests.test_e2e_tmux import Tmux
+from tests.tmux import Tmux
 
 pytestmark = pytest.mark.slow
 COLS, ROWS = 80, 24

@@ -24,7 +24,7 @@ from assist.broker.server import Broker
 from assist.core import pubkey
 from assist.store import Store
 from tests.helpers import KeyPair, asciinema_cat
-from tests.test_e2e_tmux import Tmux, meet
+from tests.tmux import Tmux, meet
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")]

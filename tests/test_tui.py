@@ -13,18 +13,12 @@ from assist.protocol import messages as m
 from assist.tui.console_app import ConsoleApp
 from assist.tui.help_app import HelpApp
 from assist.tui.terminal import TerminalView
-from tests.helpers import KeyPair, agent_client, user_client
+from tests.helpers import KeyPair, agent_client, until, user_client
 
 
 def client_config(broker: Broker, key: KeyPair, tmp: Path) -> ClientConfig:
     return ClientConfig(host="127.0.0.1", port=broker.port, host_key=broker.public_key,
                         key=key.private, file=tmp / "client.toml", state=tmp / "state")
-
-
-async def until(predicate: object, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():  # type: ignore[operator]
-            await asyncio.sleep(0.05)
 
 
 async def test_console_accepts_and_shows_the_users_terminal(

@@ -26,8 +26,8 @@ from assist.tui.wallboard import (
     wait_style,
     wallboard_text,
 )
-from tests.helpers import KeyPair, agent_client, user_client
-from tests.test_tui import client_config, until
+from tests.helpers import KeyPair, agent_client, until, user_client
+from tests.test_tui import client_config
 
 
 def board(**changes: object) -> m.Wallboard:

@@ -26,9 +26,9 @@ from typing import IO, Any
 
 import typer
 
-from assist.broker.recording import HIDDEN, Cast, Event, parse_typed, typed_marker
 from assist.cli.app import JSON_OPTION, app, err, out, print_json
 from assist.errors import ConfigError
+from assist.store.cast import HIDDEN, Cast, Event, parse_typed, typed_marker
 
 DEFAULT_IDLE_LIMIT = 2.0
 """Longest pause shown when neither the recording nor ``--idle-limit`` sets one."""

@@ -26,13 +26,13 @@ from assist.cli.connect import (
     client_config,
     trust_prompt,
 )
+from assist.client.desktop import DesktopRequest, DesktopSender, describe_mark, parse_region
 from assist.client.helpflow import HelpRequest, Status
 from assist.client.user import UserClient
 from assist.config import ClientConfig, parse_codec
 from assist.errors import ConfigError, ConnectionFailed
 from assist.log import setup
 from assist.protocol import messages as m
-from assist.tui.desktop import DesktopRequest, DesktopSender, describe_mark, parse_region
 
 HELP_EPILOG = """\
 [b]Desktop sharing[/b] (--screen): once an agent answers, your desktop is offered

@@ -7,7 +7,7 @@ scope, an optional expiry, and dies with a revoke::
     table = GrantTable()
     g = table.grant("g1", "control", agent="carol", now=t, seconds=300)
     table.check("g1", "control", now=t + 10)     # ok
-    table.revoke_all(now=t + 20)
+    table.revoke()                               # all of them (or some: revoke(("g1",)))
     table.check("g1", "control", now=t + 21)     # GrantRefused("revoked")
 
 Pure: ids and times come from the caller.

@@ -27,9 +27,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from assist.client.link import Link
 from assist.errors import AssistError, StateError
 from assist.media.errors import MediaError
 from assist.media.peer import Kind, MediaPeer
@@ -38,6 +37,20 @@ from assist.protocol import messages as m
 from assist.share.screen import ScreenCapture
 
 log = logging.getLogger(__name__)
+
+
+class Link(Protocol):
+    """What signalling needs of the link to the broker (a ``client.link.Link``)."""
+
+    async def send(self, msg: m.Msg) -> None:
+        """Send a message that has no answer."""
+        ...
+
+    async def wait_for(self, match: Callable[[m.Msg], bool],
+                       timeout: float | None = None) -> m.Msg:
+        """Wait for the next event that satisfies ``match``."""
+        ...
+
 
 StateCallback = Callable[[str], object]
 """Called with ``"live"``, ``"paused"``, ``"resumed"`` or ``"ended"``."""

@@ -4,7 +4,7 @@ The app connects to the broker and routes events: the queue (pages, then
 deltas, kept in a :class:`~assist.core.queueview.QueueMirror`) and the
 wallboard go to the queue view; a session's terminal stream to its
 :class:`~assist.client.share.TerminalViewer`; its desktop share signalling to
-a :class:`~assist.tui.desktop.DesktopReceiver` feeding the
+a :class:`~assist.client.desktop.DesktopReceiver` feeding the
 :class:`~assist.tui.video.VideoView` (F4 switches between terminal and
 desktop); trust events to :class:`~assist.tui.console_session.SessionConsole`.
 When the connection drops the console says so and reconnects with backoff;
@@ -37,6 +37,7 @@ from textual.widgets import (
 
 from assist.client.agent import AgentClient
 from assist.client.connect import TrustPrompt, open_link, reconnect
+from assist.client.desktop import DesktopReceiver
 from assist.client.helpflow import backoff
 from assist.client.link import BrokerError
 from assist.client.share import TerminalViewer
@@ -45,7 +46,6 @@ from assist.core.queueview import QueueMirror
 from assist.errors import AssistError, AuthRefused, HostKeyMismatch
 from assist.protocol import messages as m
 from assist.tui.console_session import TRUST_EVENTS, SessionConsole, wait_text
-from assist.tui.desktop import DesktopReceiver
 from assist.tui.dialogs import Dialog
 from assist.tui.focus import focus_now
 from assist.tui.terminal import TerminalView

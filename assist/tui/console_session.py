@@ -19,11 +19,11 @@ from textual import work
 from textual.widgets import Static
 
 from assist.client.agent import AgentClient
+from assist.client.desktop import DesktopReceiver
 from assist.client.share import TerminalViewer
 from assist.core.grants import EXPLAIN
 from assist.errors import AssistError
 from assist.protocol import messages as m
-from assist.tui.desktop import DesktopReceiver
 from assist.tui.dialogs import DurationScreen, TextScreen, VerifyScreen, evidence_text
 from assist.tui.focus import focus_now
 from assist.tui.safe_app import SafeApp

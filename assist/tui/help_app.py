@@ -1,7 +1,7 @@
 """``assist help``: the user's shell in an embedded terminal plus the agent panel.
 
 With ``--screen`` the desktop is shared too, once the session starts: a
-:class:`~assist.tui.desktop.DesktopSender` runs in a worker (the shell never
+:class:`~assist.client.desktop.DesktopSender` runs in a worker (the shell never
 waits for it), the panel shows the verification code to read aloud, which
 audio device plays the agent's voice, and any failure as a message; F6
 pauses or resumes the share and F7 stops it at once.
@@ -26,6 +26,7 @@ from textual.geometry import Offset
 from textual.widgets import Button, Label
 
 from assist.client.connect import TrustPrompt
+from assist.client.desktop import DesktopRequest, DesktopSender, describe_mark
 from assist.client.guard import Guard
 from assist.client.helpflow import HelpRequest, Status
 from assist.client.share import TerminalShare, compile_redactions
@@ -36,7 +37,6 @@ from assist.protocol import messages as m
 from assist.share.emulator import Emulator
 from assist.share.overlay import DesktopOverlay
 from assist.share.pty import PtyProcess
-from assist.tui.desktop import DesktopRequest, DesktopSender, describe_mark
 from assist.tui.dialogs import CodeScreen, Dialog, GrantScreen, TakeoverScreen
 from assist.tui.focus import focus_now
 from assist.tui.panel import AgentPanel
