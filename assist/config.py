@@ -12,7 +12,9 @@ Files (in the platform config dir, or ``$ASSIST_CONFIG_DIR``):
   the agent's, the user goes first in the queue), ``requests_per_key`` (how
   many waiting or live requests one key may hold; 0: no limit),
   ``offer_timeout``,
-  ``ice_servers`` (comma-separated STUN/TURN URLs; none by default),
+  ``secret_key_path`` (the key that seals TOTP secrets in the store, next to
+  the host key by default), ``ice_servers`` (comma-separated STUN/TURN URLs;
+  none by default),
   ``record`` (session recordings on/off), ``recordings`` (their directory),
   ``require_verification`` (no control before the user is verified).
 * ``client.toml``: ``[broker] host, port, host_key`` (the pinned key),
@@ -152,7 +154,8 @@ def _apply(base: Any, values: dict[str, Any], source: str) -> Any:
                 value = _port(raw, source) if key == "port" else int(raw)
             elif isinstance(current, float):
                 value = float(raw)
-            elif isinstance(current, Path) or key in ("key", "db", "host_key_path", "recordings"):
+            elif isinstance(current, Path) or key in ("key", "db", "host_key_path",
+                                                                  "secret_key_path", "recordings"):
                 value = Path(str(raw)).expanduser()
             else:
                 value = str(raw)
@@ -175,6 +178,9 @@ class BrokerConfig:
     port: int = DEFAULT_PORT
     db: Path = Path("broker.db")
     host_key_path: Path = Path("host_key")
+    secret_key_path: Path | None = None
+    """The key that seals TOTP secrets in the store (0600, created on first use);
+    by default ``secret_key`` next to the host key."""
     name: str = field(default_factory=socket.gethostname)
     allow_unregistered_users: bool = False
     resume_grace: float = 300.0
@@ -186,6 +192,11 @@ class BrokerConfig:
     record: bool = True
     recordings: Path = Path("recordings")
     require_verification: bool = True
+
+    @property
+    def secret_key_file(self) -> Path:
+        """Where the key that seals TOTP secrets is (see :attr:`secret_key_path`)."""
+        return self.secret_key_path or self.host_key_path.with_name("secret_key")
 
     @property
     def ice_urls(self) -> tuple[str, ...]:

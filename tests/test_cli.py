@@ -180,7 +180,7 @@ def test_totp_enrolment_prints_a_qr_and_never_audits_the_secret(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import pyotp
 
-    from assist.store import Store
+    from assist.cli.admin import open_store
 
     db = str(tmp_path / "b.db")
     assert run(["users", "add", "erin", "--db", db], capsys)[0] == 0
@@ -188,7 +188,7 @@ def test_totp_enrolment_prints_a_qr_and_never_audits_the_secret(
     assert code == 0 and "otpauth://totp/" in out and "▄" in out  # the QR code
     code, out, _ = run(["users", "enrol-totp", "erin", "--db", db, "--json"], capsys)
     enrolled = json.loads(out)
-    with Store(db) as store:
+    with open_store(Path(db)) as store:  # with the broker's secret key: it is sealed
         secret = store.directory.totp_secret("erin")
         assert secret == enrolled["secret"]
         assert pyotp.TOTP(secret).verify(pyotp.TOTP(enrolled["secret"]).now())
@@ -198,7 +198,7 @@ def test_totp_enrolment_prints_a_qr_and_never_audits_the_secret(
     code, out, _ = run(["users", "enrol-totp", "nobody", "--db", db, "--json"], capsys)
     assert code == 1 and json.loads(out)["error"]["code"] == "not-found"
     assert run(["users", "remove-totp", "erin", "--db", db], capsys)[0] == 0
-    with Store(db) as store:
+    with open_store(Path(db)) as store:
         assert store.directory.totp_secret("erin") is None
 
 

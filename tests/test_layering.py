@@ -25,12 +25,13 @@ ALLOWED_LIBS = {
     "av": {"media"},
     "aioice": {"media"},
 }
-BASE = {"errors"}
+BASE = {"errors", "files"}
 LAYERS: dict[str, set[str]] = {
     "errors": set(),
+    "files": set(),
     "log": set(),
     "config": BASE,
-    "protocol": BASE,
+    "protocol": {"errors"},
     "core": BASE | {"protocol"},
     "store": BASE | {"protocol", "core"},
     "transport": BASE | {"protocol", "core"},

@@ -66,7 +66,7 @@ class Broker:
         Raises:
             StoreError, ConfigError: if the store, host key or address is unusable.
         """
-        self.store = Store(self.config.db)
+        self.store = Store(self.config.db, self.config.secret_key_file)
         self.hub = Hub(self.config, self.store, LoopClock(self.clock))
         restored = self.hub.restore()
         self.host_key = ssh.load_or_create_host_key(self.config.host_key_path)

@@ -14,7 +14,7 @@ import sys
 import typer
 from rich.text import Text
 
-from assist.cli import admin, agent, bot, console, demo, queue, replay, report, serve, user
+from assist.cli import admin, agent, bot, console, demo, doctor, queue, replay, report, serve, user
 from assist.cli.app import app, err
 from assist.cli.runtime import use_fast_loop
 from assist.errors import AssistError
@@ -22,7 +22,7 @@ from assist.errors import AssistError
 __all__ = ["app", "main"]
 
 # Registration happens by import; keep the names used so linters see why.
-_COMMANDS = (admin, agent, bot, console, demo, queue, replay, report, serve, user)
+_COMMANDS = (admin, agent, bot, console, demo, doctor, queue, replay, report, serve, user)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,8 +12,9 @@ import segno
 import typer
 from rich.table import Table
 
-from assist.cli.app import JSON_OPTION, app, out, print_json
-from assist.config import BrokerConfig
+from assist.cli.app import JSON_OPTION, app, err, out, print_json
+from assist.cli.doctor import fix_for, loose_files
+from assist.config import BrokerConfig, ClientConfig
 from assist.core import pubkey
 from assist.store import Store
 from assist.store.directory import Person
@@ -22,8 +23,9 @@ DB_OPTION = typer.Option(None, "--db", help="Broker store (default: the broker's
 
 
 def open_store(db: Path | None) -> Store:
-    """Open the broker store named by ``--db`` or the broker config."""
-    return Store(BrokerConfig.load(db=db).db)
+    """Open the broker store named by ``--db`` or the broker config, with its secret key."""
+    config = BrokerConfig.load(db=db)
+    return Store(config.db, config.secret_key_file)
 
 
 def _person_json(person: Person) -> dict[str, object]:
@@ -183,13 +185,47 @@ app.add_typer(audit_app, name="audit")
 
 @audit_app.command("verify")
 def audit_verify(db: Path | None = DB_OPTION, as_json: bool = JSON_OPTION) -> None:
-    """Check the audit hash chain; exit 1 naming the first bad record."""
+    """Check the audit hash chain; exit 1 naming the first bad record.
+
+    Files of the store that other accounts could read are named too.
+    """
+    config = BrokerConfig.load(db=db)
     with open_store(db) as store:
         result = store.audit.verify()
+    found = loose_files(config, ClientConfig.load())
     if as_json:
-        print_json({"ok": True, "records": result.records, "head": result.head})
+        print_json({"ok": True, "records": result.records, "head": result.head,
+                    "loose": [{"path": str(p), "mode": oct(mode)} for p, mode in found]})
+        return
+    out.print(f"[green]audit log intact[/]: {result.records} records, head {result.head[:16]}")
+    for path, mode in found:
+        err.print(f"[yellow]warning:[/] {path} is readable by other accounts "
+                  f"({oct(mode)}): {fix_for(path)}")
+
+
+store_app = typer.Typer(help="The broker's store itself: its secret key.",
+                        no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("rotate-key")
+def rotate_key(db: Path | None = DB_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Seal every TOTP secret with a new key and drop the old one.
+
+    Safe to interrupt: until it finishes, the key file holds both keys. Stop
+    the broker first, or restart it afterwards (it reads the key at start).
+    """
+    with open_store(db) as store:
+        assert store.sealer is not None
+        sealer = store.sealer.begin_rotation()
+        count = store.directory.reseal(sealer)
+        sealer.finish_rotation()
+        store.audit.append(time.time(), "admin", "rotate-secret-key", None, {"secrets": count})
+    if as_json:
+        print_json({"rotated": True, "secrets": count, "key": str(sealer.path)})
     else:
-        out.print(f"[green]audit log intact[/]: {result.records} records, head {result.head[:16]}")
+        out.print(f"sealed {count} TOTP secret{'s' if count != 1 else ''} with a new key in "
+                  f"{sealer.path}; restart the broker to use it")
 
 
 @audit_app.command("show")

@@ -7,9 +7,11 @@ import sqlite3
 from pathlib import Path
 
 from assist.errors import StoreError
+from assist.files import create_private
 from assist.store.audit import AuditLog
 from assist.store.directory import Directory
 from assist.store.schema import MIGRATIONS
+from assist.store.seal import Sealer
 from assist.store.sessions import SessionRepo
 from assist.store.tx import transaction
 
@@ -25,7 +27,9 @@ def connect(path: Path | str) -> sqlite3.Connection:
     where = str(path)
     try:
         if where != ":memory:":
-            Path(where).parent.mkdir(parents=True, exist_ok=True)
+            # 0600 from the first byte: SQLite gives its -wal and -shm files the
+            # mode of the database file, so they are private too.
+            create_private(Path(where))
         db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
         db.row_factory = sqlite3.Row
         # WAL lets the admin CLI write while the broker reads; NORMAL sync keeps
@@ -80,18 +84,26 @@ def _statements(script: str) -> list[str]:
 class Store:
     """The broker's store: one SQLite database with its repositories.
 
+    Args:
+        path: the database file (``:memory:`` for tests).
+        key_path: the secret key file that seals TOTP secrets (created on first
+            use); without it, reading or storing a sealed secret is an error.
+
     Attributes:
         directory: users, agents and their keys.
         sessions: sessions and their events.
         audit: the hash-chained audit log.
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, key_path: Path | None = None) -> None:
         self.path = str(path)
         self.db = connect(path)
-        self.directory = Directory(self.db)
+        self.sealer = Sealer.load_or_create(key_path) if key_path is not None else None
+        self.directory = Directory(self.db, self.sealer)
         self.sessions = SessionRepo(self.db)
         self.audit = AuditLog(self.db)
+        if self.sealer is not None:
+            self.directory.seal_plain()  # a store from before sealing: seal what it holds
 
     def close(self) -> None:
         """Close the database."""

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from assist.core.pubkey import PublicKey
-from assist.errors import ConfigError, Duplicate, NotFound
+from assist.errors import ConfigError, Duplicate, NotFound, StoreError
+from assist.store.seal import Sealer, is_sealed
 from assist.store.tx import transaction
 
 Role = Literal["user", "agent"]
@@ -62,8 +63,9 @@ def check_name(name: str) -> str:
 class Directory:
     """Repository of users, agents and keys."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, sealer: Sealer | None = None) -> None:
         self._db = db
+        self._sealer = sealer
 
     def add(self, role: Role, name: str, key: PublicKey | None, now: float) -> Person:
         """Register a new user or agent, optionally with a key.
@@ -152,17 +154,59 @@ class Directory:
         return Identity(row["role"], row["owner"], fingerprint) if row else None
 
     def set_totp(self, name: str, secret: str | None) -> None:
-        """Store (or clear) a user's TOTP secret.
+        """Store (sealed) or clear a user's TOTP secret.
 
         Raises:
             NotFound: if there is no such user.
+            StoreError: if the store was opened without its secret key.
         """
+        stored = None if secret is None else self._sealer_for(name).seal(secret, name)
         with transaction(self._db) as db:
-            cur = db.execute("UPDATE users SET totp_secret = ? WHERE name = ?", (secret, name))
+            cur = db.execute("UPDATE users SET totp_secret = ? WHERE name = ?", (stored, name))
             if cur.rowcount == 0:
                 raise NotFound(f"no user named {name!r}")
 
     def totp_secret(self, name: str) -> str | None:
-        """Return a user's TOTP secret, if enrolled. Never log it."""
+        """Return a user's TOTP secret, if enrolled. Never log it.
+
+        Raises:
+            StoreError: if the secret is sealed and the key to open it is missing.
+        """
         row = self._db.execute("SELECT totp_secret FROM users WHERE name = ?", (name,)).fetchone()
-        return row["totp_secret"] if row else None
+        value = row["totp_secret"] if row else None
+        if value is None:
+            return None
+        if not is_sealed(value):
+            return str(value)
+        return self._sealer_for(name).open(value, name)
+
+    def _sealer_for(self, name: str) -> Sealer:
+        if self._sealer is None:
+            raise StoreError(f"the TOTP secret of {name} is sealed: open the store with the "
+                             "broker's secret key file (secret_key_path in broker.toml)")
+        return self._sealer
+
+    def seal_plain(self) -> int:
+        """Seal every TOTP secret still stored in the clear; return how many there were."""
+        sealer = self._sealer_for("the users")
+        rows = self._db.execute(
+            "SELECT name, totp_secret FROM users WHERE totp_secret IS NOT NULL").fetchall()
+        plain = [(r["name"], r["totp_secret"]) for r in rows if not is_sealed(r["totp_secret"])]
+        with transaction(self._db) as db:
+            for name, secret in plain:
+                db.execute("UPDATE users SET totp_secret = ? WHERE name = ?",
+                           (sealer.seal(secret, name), name))
+        return len(plain)
+
+    def reseal(self, sealer: Sealer) -> int:
+        """Seal every TOTP secret again with ``sealer``'s newest key (a key rotation)."""
+        current = self._sealer_for("the users")
+        rows = self._db.execute(
+            "SELECT name, totp_secret FROM users WHERE totp_secret IS NOT NULL").fetchall()
+        with transaction(self._db) as db:
+            for row in rows:
+                secret = current.open(row["totp_secret"], row["name"])
+                db.execute("UPDATE users SET totp_secret = ? WHERE name = ?",
+                           (sealer.seal(secret, row["name"]), row["name"]))
+        self._sealer = sealer
+        return len(rows)

@@ -27,6 +27,7 @@ from assist.errors import (
     HostKeyMismatch,
     HostKeyUnknown,
 )
+from assist.files import write_private
 from assist.transport import ssh_packets
 from assist.transport.channel import MessageChannel
 from assist.transport.peer import Peer
@@ -163,9 +164,7 @@ def generate_key_pair(path: Path, comment: str = "") -> str:
     """
     try:
         key = asyncssh.generate_private_key("ssh-ed25519", comment=comment or None)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key.write_private_key(str(path))
-        path.chmod(0o600)
+        write_private(path, key.export_private_key())  # 0600 from the first byte
         key.write_public_key(str(path) + ".pub")
     except (OSError, asyncssh.KeyExportError) as exc:
         raise ConfigError(f"cannot write key {path}: {exc}") from None
@@ -181,10 +180,8 @@ def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
     try:
         if path.exists():
             return asyncssh.read_private_key(str(path))
-        path.parent.mkdir(parents=True, exist_ok=True)
         key = asyncssh.generate_private_key("ssh-ed25519")
-        key.write_private_key(str(path))
-        path.chmod(0o600)
+        write_private(path, key.export_private_key())  # 0600 from the first byte
         log.info("generated host key %s", path)
         return key
     except (OSError, asyncssh.KeyImportError, asyncssh.KeyExportError) as exc:
