@@ -636,3 +636,25 @@ async def test_the_echo_off_flag_is_said_again_after_a_reconnect(harness: Harnes
     again = await harness.connect("user", "alice")
     await again.request(m.Join(topic="help", resume=token), m.Started)
     assert not harness.hub.live[session].hidden, "the app says again; until then nothing"
+
+
+HOSTILE = ["\x1b]52;c;ZWNobyBwd25lZA==\x07", "\x1b]2;owned\x07", "\x1b[2J\x1b[H",
+           "\x1bP+q\x1b\\", "\x9b31m", "\u202eevil\u202c", "a\rb\x08c\x00d\x7f"]
+
+
+@pytest.mark.parametrize("payload", HOSTILE)
+async def test_chat_and_labels_reach_the_other_side_as_text(harness: Harness,
+                                                            payload: str) -> None:
+    user, agent, session = await harness.live()
+    await user.link.send(m.Chat(session=session, text=f"see {payload} here"))
+    await user.link.send(m.GrantAnswer(session=session, scope="annotate", allowed=True,
+                                       grant="g1"))
+    await agent.settle()
+    await agent.request(m.Annotate(session=session, grant="g1", annotation=m.Annotation(
+        id="a1", kind="label", x=0, line=0, text=f"click {payload}")))
+    await agent.request(m.End(session=session, root_cause=f"cause {payload}"))
+    chat = [e for e in await agent.settle() if isinstance(e, m.Chat)][-1]
+    label = [e for e in await user.settle() if isinstance(e, m.Annotate)][-1]
+    for text in (chat.text, label.annotation.text,
+                 harness.store.sessions.get(session).root_cause):
+        assert text.isprintable() and "\x1b" not in text and "\u202e" not in text, repr(text)

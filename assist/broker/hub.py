@@ -42,6 +42,7 @@ from assist.core import metrics
 from assist.core.clock import Clock, Timer
 from assist.core.queue import Queue, Roster, Waiting
 from assist.core.session import Event, Session, State
+from assist.core.text import one_line, printable
 from assist.errors import AlreadyWaiting, AssistError, NotFound, ProtocolError, StateError
 from assist.protocol import PROTOCOL_VERSION
 from assist.protocol import messages as m
@@ -52,17 +53,6 @@ from assist.transport.peer import Peer
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Connection, Any], Awaitable[None]]
-
-
-def printable(text: str, limit: int = 200) -> str:
-    """A client's self-description, kept to one printable line (it is shown to agents)."""
-    return "".join(ch for ch in text if ch.isprintable())[:limit]
-
-
-def one_line(text: str, limit: int = 200) -> str:
-    """Text one party gives for others to see (a topic, a note, a root cause): one line
-    of printable characters, spaces folded, at most ``limit`` long."""
-    return printable(" ".join(text.split()), limit)
 
 
 class Hub:

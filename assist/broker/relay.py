@@ -16,6 +16,7 @@ from typing import Any
 from assist.broker.connection import Connection
 from assist.broker.ledger import Ledger
 from assist.broker.live import LiveSession
+from assist.core.text import one_line
 from assist.errors import StateError
 from assist.protocol import messages as m
 
@@ -73,7 +74,7 @@ class Relay:
     # -- chat ------------------------------------------------------------------------
 
     def _chat(self, live: LiveSession, sender: str, role: str, text: str) -> None:
-        text = text.strip()[:MAX_CHAT]
+        text = one_line(text, MAX_CHAT)
         if not text:
             return
         at = self.ledger.log(live.id, "chat", f"{role}:{sender}", {"text": text})

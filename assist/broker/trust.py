@@ -28,6 +28,7 @@ from assist.core.grants import (
     refuse,
 )
 from assist.core.session import Event, State
+from assist.core.text import one_line
 from assist.errors import ProtocolError, StateError
 from assist.protocol import messages as m
 from assist.store.directory import Directory
@@ -86,7 +87,7 @@ class Trust:
             why = "" if ok else "the user's key is not registered in the directory"
             self._verified(live, actor, "key", ok, why, {})
         else:
-            note = " ".join(msg.note.split())[:MAX_NOTE]
+            note = one_line(msg.note, MAX_NOTE)
             if not note:
                 raise ProtocolError("say how you verified the user (an attestation note)")
             self._verified(live, actor, "attest", True, "", {"note": note})
@@ -215,7 +216,7 @@ class Trust:
             table.live(now)
             msg = msgspec.structs.replace(msg, grant=table.newest(("annotate",)))
         table.check(msg.grant, "annotate", now)
-        a = msg.annotation
+        a = msgspec.structs.replace(msg.annotation, text=one_line(msg.annotation.text))
         self._audit(f"agent:{client.peer.name}", "annotate", live,
                     {"kind": a.kind, "surface": a.surface, "x": a.x, "line": a.line,
                      "x2": a.x2, "line2": a.line2, "text": a.text})
