@@ -18,6 +18,7 @@ import termios
 from collections.abc import Callable, Sequence
 
 from assist.errors import ConfigError
+from assist.share.secret import alternate_screen, foreground_programs, reads_secret
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,9 @@ class PtyProcess:
         self._pending: list[tuple[bool, bytearray]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writing = False
+        self.alternate_screen = False
+        """The program draws in the terminal's alternate screen (a full-screen program)."""
+        self._programs: tuple[tuple[int, int], frozenset[str]] = ((-1, -1), frozenset())
 
     def start(self) -> None:
         """Spawn the program on a new pty and start reading it.
@@ -116,7 +120,9 @@ class PtyProcess:
             parts.append(data)
             size += len(data)
         if parts:
-            self.on_output(parts[0] if len(parts) == 1 else b"".join(parts))
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            self.alternate_screen = alternate_screen(data, self.alternate_screen)
+            self.on_output(data)
         if ended:
             self._finish()
 
@@ -199,11 +205,10 @@ class PtyProcess:
             _set_size(self.fd, self.cols, self.rows)
 
     def secret_input(self) -> bool:
-        """True while the program reads a line with echo off: a password prompt.
+        """True while the program reads a secret (see :mod:`assist.share.secret`).
 
-        Line editors (readline, vim) also switch echo off, but they leave
-        canonical mode too and echo by themselves; a password prompt keeps
-        canonical line input and just hides it.
+        Line editors (readline, vim) also switch echo off, but they echo by
+        themselves; a password prompt, or a secret read key by key, does not.
         """
         if not self.running:
             return False
@@ -211,7 +216,18 @@ class PtyProcess:
             lflag = termios.tcgetattr(self.fd)[3]
         except termios.error:
             return False
-        return not lflag & termios.ECHO and bool(lflag & termios.ICANON)
+        if lflag & termios.ECHO:
+            return False  # the common case, without looking at processes
+        try:
+            group = os.tcgetpgrp(self.fd)
+        except OSError:
+            group = -1
+        # Who is in the foreground changes with jobs, not keystrokes: looked up
+        # again only when the job or the terminal's mode changes.
+        key = (group, lflag)
+        if self._programs[0] != key:
+            self._programs = (key, foreground_programs(self.fd))
+        return reads_secret(lflag, self.alternate_screen, self._programs[1])
 
     def terminate(self) -> None:
         """Hang up the program's session (like closing a terminal window)."""
