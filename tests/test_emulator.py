@@ -35,3 +35,29 @@ def test_backlog_is_bounded_and_keeps_the_tail() -> None:
     assert e.skipped > 0
     e.feed(b"")
     assert e.text()[-2].startswith("row 39999")
+
+
+def test_lines_written_while_a_secret_is_read_never_leave_in_a_snapshot() -> None:
+    emulator = Emulator(40, 6)
+    emulator.feed(b"$ mysql -p\r\nEnter password: ")
+    emulator.receive(b"\r\nyour token is hunter2-XYZ\r\n", hidden=True)
+    emulator.receive(b"mysql> ")
+    emulator.feed(b"")
+    assert any("hunter2" in line for line in emulator.text()), "the user sees it"
+    picture = emulator.snapshot()
+    assert b"hunter2" not in picture and b"mysql> " in picture
+    assert b"Enter password" in picture, "lines before the secret stay"
+    # Scrolling does not make the line clean, nor text drawn over part of it.
+    emulator.feed(b"\r\n" * 3 + b"\x1b[2;1Hover")
+    assert b"hunter2" not in emulator.snapshot() and emulator.hidden_lines
+    # Wiping it (a clear, a redrawn line) does.
+    emulator.feed(b"\x1b[H\x1b[2Jfresh screen\r\n")
+    assert emulator.hidden_lines == set() and b"fresh screen" in emulator.snapshot()
+
+
+def test_hidden_output_stays_marked_through_a_skipped_backlog() -> None:
+    emulator = Emulator(40, 6)
+    emulator.receive(b"x" * 200_000 + b"\r\n")  # more than the backlog keeps
+    emulator.receive(b"secret: p4ssw0rd\r\n", hidden=True)
+    emulator.feed(b"")
+    assert b"p4ssw0rd" not in emulator.snapshot()

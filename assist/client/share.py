@@ -106,8 +106,10 @@ class TerminalShare:
 
     def output(self, data: bytes) -> None:
         """Called with every chunk the pty produced: show locally, send raw."""
-        self.emulator.receive(data)
-        if not self.active or self.check_secret():
+        # Printed while a secret is read: shown here, never in a picture that leaves.
+        hidden = self.check_secret()
+        self.emulator.receive(data, hidden=hidden)
+        if not self.active or hidden:
             return
         now = time.monotonic()
         self._tokens = min(RAW_BURST, self._tokens + (now - self._refilled) * RAW_RATE)

@@ -9,6 +9,12 @@ quickly after). When it falls too far behind (say ``cat`` of a large file)
 it skips to the tail of the backlog: the screen of scrolling output is
 rebuilt by its last lines, and viewers that need an exact picture get a
 snapshot once output stops.
+
+Output that arrives while the terminal reads a secret (``receive(data,
+hidden=True)``) is shown on the user's own screen as usual, but the lines it
+wrote on are remembered and left blank in every snapshot, the picture that
+leaves the machine, until visible output wipes them (scrolling or drawing
+over part of a line does not make it clean).
 """
 
 from __future__ import annotations
@@ -88,6 +94,32 @@ class _Screen(pyte.Screen):
             self.scrolled += 1
         super().index()
 
+    # Which lines text was written on, and which were wiped, by the bytes being
+    # parsed (counted from the start, as ``scrolled``): see Emulator.hidden_lines.
+    written: set[int]
+    wiped: set[int]
+
+    def draw(self, data: str) -> None:
+        start = self.scrolled + self.cursor.y
+        super().draw(data)
+        self.written.update(range(start, self.scrolled + self.cursor.y + 1))
+
+    def erase_in_line(self, how: int = 0, private: bool = False) -> None:
+        if how == 2 or (how == 0 and self.cursor.x == 0):
+            self.wiped.add(self.scrolled + self.cursor.y)
+        super().erase_in_line(how, private)
+
+    def erase_in_display(self, how: int = 0, *args: object, **kwargs: object) -> None:
+        here = self.scrolled + self.cursor.y
+        top, bottom = self.scrolled, self.scrolled + self.lines - 1
+        if how == 0:
+            self.wiped.update(range(here if self.cursor.x == 0 else here + 1, bottom + 1))
+        elif how == 1:
+            self.wiped.update(range(top, here))
+        else:
+            self.wiped.update(range(top, bottom + 1))
+        super().erase_in_display(how, *args, **kwargs)
+
 
 class Emulator:
     """A pyte screen with a bounded-work feeding policy and ANSI snapshots."""
@@ -96,6 +128,10 @@ class Emulator:
         self.screen = _Screen(cols, rows)
         self.stream = pyte.ByteStream(self.screen)
         self._backlog = bytearray()
+        self._hidden: list[list[int]] = []
+        """Spans ``[start, end)`` of the backlog that arrived while a secret was read."""
+        self.hidden_lines: set[int] = set()
+        """Lines (counted from the start, as :attr:`top`) written by hidden output."""
         self._fresh = False
         self.skipped = 0
         self.generation = 0
@@ -119,10 +155,19 @@ class Emulator:
         """Bytes received but not parsed yet."""
         return len(self._backlog)
 
-    def receive(self, data: bytes) -> None:
-        """Queue bytes for parsing; cheap, safe on the hot path."""
+    def receive(self, data: bytes, hidden: bool = False) -> None:
+        """Queue bytes for parsing; cheap, safe on the hot path.
+
+        ``hidden``: they were printed while the terminal read a secret.
+        """
+        start = len(self._backlog)
         self._backlog += data
         self._fresh = True
+        if hidden and data:
+            if self._hidden and self._hidden[-1][1] == start:
+                self._hidden[-1][1] += len(data)
+            else:
+                self._hidden.append([start, start + len(data)])
         if len(self._backlog) > MAX_BACKLOG:
             # Enough to rebuild a full screen of coloured text, whatever its size.
             keep = max(KEEP_TAIL, self.screen.columns * self.screen.lines * 4)
@@ -135,6 +180,8 @@ class Emulator:
             self.screen.scrolled += self._backlog.count(b"\n", 0, skipped)
             self.skipped += skipped
             self._backlog = bytearray(b"\x1b[0m" + tail)
+            # The reset prefix shifts what is kept by its 4 bytes.
+            self._shift_hidden(skipped - 4)
 
     def process(self, seconds: float | None = None) -> bool:
         """Parse queued bytes for about ``seconds``; return True if the screen changed.
@@ -155,9 +202,23 @@ class Emulator:
         self.generation += 1
         return True
 
+    def _shift_hidden(self, consumed: int) -> None:
+        """The backlog's first ``consumed`` bytes are gone: move the hidden spans."""
+        self._hidden = [[max(0, start - consumed), end - consumed]
+                        for start, end in self._hidden if end - consumed > 0]
+
     def _parse(self, size: int) -> None:
+        # A piece is all hidden or all visible, so the lines it touches are known to be one.
+        hidden = bool(self._hidden) and self._hidden[0][0] == 0
+        if hidden:
+            size = min(size, self._hidden[0][1])
+        elif self._hidden:
+            size = min(size, self._hidden[0][0])
         chunk = bytes(self._backlog[:size])
         del self._backlog[:size]
+        self._shift_hidden(len(chunk))
+        screen = self.screen
+        screen.written, screen.wiped = set(), set()
         try:
             self.stream.feed(chunk)
         except Exception:
@@ -165,6 +226,13 @@ class Emulator:
             # a fresh parser (pyte's parser cannot resume after raising).
             log.warning("terminal emulator could not parse %d bytes; skipped", len(chunk))
             self.stream = pyte.ByteStream(self.screen)
+        if hidden:
+            self.hidden_lines |= screen.written
+        elif self.hidden_lines:
+            # Only a line wiped by visible output is clean again: text merely
+            # drawn over part of it, or scrolled, may still show the secret.
+            self.hidden_lines -= screen.wiped
+            self.hidden_lines = {n for n in self.hidden_lines if n >= screen.scrolled}
 
     def feed(self, data: bytes) -> None:
         """Parse ``data`` now, completely (tests, snapshots, small inputs).
@@ -224,6 +292,8 @@ class Emulator:
     def snapshot(self, mask: Sequence[re.Pattern[str]] = (), plain: bool = False) -> bytes:
         """Bytes that redraw this screen on a blank terminal of the same size.
 
+        Lines written while a secret was read are left blank.
+
         Args:
             mask: patterns whose matches on the screen are drawn as ``*``. They
                 are matched on the text as a person reads it: a row that runs
@@ -235,6 +305,8 @@ class Emulator:
         parts = ["\x1b[0m\x1b[H\x1b[2J"]
         for y in range(self.screen.lines):
             parts.append(f"\x1b[{y + 1};1H")
+            if self.screen.scrolled + y in self.hidden_lines:
+                continue  # written while a secret was read: it never leaves the machine
             current = ""
             for x, cell in enumerate(self.cells(y)):
                 if not plain:
