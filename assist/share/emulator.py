@@ -94,10 +94,12 @@ class _Screen(pyte.Screen):
             self.scrolled += 1
         super().index()
 
-    # Which lines text was written on, and which were wiped, by the bytes being
-    # parsed (counted from the start, as ``scrolled``): see Emulator.hidden_lines.
-    written: set[int]
-    wiped: set[int]
+    def __init__(self, columns: int, lines: int) -> None:
+        # Which lines text was written on, and which were wiped, by the bytes being
+        # parsed (counted from the start, as ``scrolled``): see Emulator.hidden_lines.
+        self.written: set[int] = set()
+        self.wiped: set[int] = set()
+        super().__init__(columns, lines)
 
     def draw(self, data: str) -> None:
         start = self.scrolled + self.cursor.y
