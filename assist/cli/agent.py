@@ -13,6 +13,12 @@ a short connection of the same agent, act on the session and exit::
 
 ``assist agent run RUNBOOK --session S`` runs a whole runbook (accepting the
 session first if it is still in the queue).
+
+Each command opens its connection with :meth:`AgentClient.connect`. The
+one-shot actions name a session and leave the decision to the broker and the
+user's machine (they fill in the newest grant and say why one no longer
+works); ``accept`` and ``run`` follow the session they hold in an
+:class:`~assist.client.agent_session.AgentSession`.
 """
 
 from __future__ import annotations
@@ -32,13 +38,20 @@ from assist.cli.app import JSON_OPTION, VERBOSE_OPTION, app, out, print_json
 from assist.cli.connect import BROKER_OPTION, KEY_OPTION, YES_OPTION, client_config, trust_prompt
 from assist.cli.queue import format_wait
 from assist.client import AgentClient
-from assist.client.connect import open_link
+from assist.client.agent_session import AgentSession
 from assist.client.link import BrokerError
 from assist.client.runbook import RunbookRunner, Step, load_runbook
-from assist.core.grants import EXPLAIN
+from assist.core.grants import explain
 from assist.errors import AssistError, ConnectionFailed, StateError
 from assist.log import setup
 from assist.protocol import messages as m
+from assist.protocol.vocabulary import (
+    ANNOTATION_KINDS,
+    AVAILABILITY,
+    SCOPES,
+    VERIFY_METHODS,
+    one_of,
+)
 
 agent_app = typer.Typer(
     help="Console actions as commands for scripts: accept, chat, verify, ask, keys, "
@@ -57,13 +70,9 @@ def _connect(broker: str | None, key: Path | None, yes: bool, verbose: int,
     setup(verbose)
 
     async def main() -> T:
-        link, _ = await open_link(client_config(broker, key), "agent", trust_prompt(yes))
-        try:
-            client = AgentClient(link)
-            await client.hello(client="assist agent", watch=False)
+        async with await AgentClient.connect(client_config(broker, key), "assist agent",
+                                             watch=False, trust=trust_prompt(yes)) as client:
             return await work(client)
-        finally:
-            await link.close()
 
     return asyncio.run(main())
 
@@ -91,10 +100,9 @@ def status(
     as_json: bool = JSON_OPTION, verbose: int = VERBOSE_OPTION,
 ) -> None:
     """Become available for the queue, or away."""
-    if state not in ("available", "away"):
-        raise StateError(f"unknown status {state!r}: use available or away")
-    _connect(broker, key, yes, verbose, lambda c: c.set_status(state))
-    _report(as_json, {"status": state}, f"you are {state}")
+    status = one_of(AVAILABILITY, state, "unknown status")
+    _connect(broker, key, yes, verbose, lambda c: c.set_status(status))
+    _report(as_json, {"status": status}, f"you are {status}")
 
 
 @agent_app.command("accept")
@@ -115,26 +123,29 @@ def accept(
 
     async def work(client: AgentClient) -> None:
         info = await client.accept(session)
+        live = AgentSession(client, info)
+        # Ctrl-C is ours before anyone hears the session started: a script that
+        # interrupts as soon as it reads "started" still hands the user back.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signal.SIGINT, stop.set)
         if as_json:
             print(json.dumps({"t": "started", **msgspec.to_builtins(info)}), flush=True)
         else:
             out.print(f"with [b]{info.user}[/] ({info.topic}), session [b]{info.session}[/]; "
                       "Ctrl-C hands the user back to the queue")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signal.SIGINT, stop.set)
-        events = asyncio.ensure_future(_print_events(client, info.session, as_json))
+        events = asyncio.ensure_future(_print_events(client, live, as_json))
         stopper = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait({events, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         if stopper in done:
             events.cancel()
             with contextlib.suppress(AssistError):
-                await client.handoff(info.session, "the agent stopped `assist agent accept`")
+                await live.handoff("the agent stopped `assist agent accept`")
             return
         if not events.result():
-            reason = client.link.close_reason or "the connection dropped"
+            reason = client.close_reason or "the connection dropped"
             if as_json:
                 print(json.dumps({"t": "connection-lost", "session": info.session,
                                   "reason": reason}), flush=True)
@@ -144,10 +155,11 @@ def accept(
     _connect(broker, key, yes, verbose, work)
 
 
-async def _print_events(client: AgentClient, session: str, as_json: bool) -> bool:
+async def _print_events(client: AgentClient, live: AgentSession, as_json: bool) -> bool:
     """Print the session's events; True once it ended, False if the connection dropped."""
     async for event in client.events():
-        if getattr(event, "session", None) != session:
+        change = live.handle(event)
+        if getattr(event, "session", None) != live.id:
             continue
         if isinstance(event, m.Output | m.Snapshot):
             continue  # screen bytes: see `assist agent screen`
@@ -155,7 +167,7 @@ async def _print_events(client: AgentClient, session: str, as_json: bool) -> boo
             print(json.dumps(_event_json(event)), flush=True)
         else:
             out.print(f"{type(event).__name__}: {_event_json(event)}")
-        if isinstance(event, m.Ended | m.UserLost):
+        if change is not None and change.ended:
             return True
     return False
 
@@ -192,14 +204,13 @@ def verify(
     as_json: bool = JSON_OPTION, verbose: int = VERBOSE_OPTION,
 ) -> None:
     """Verify the user's identity; waits for the outcome (exit 1 if it fails)."""
-    if method not in ("key", "totp", "attest"):
-        raise StateError(f"unknown method {method!r}: use key, totp or attest")
+    how = one_of(VERIFY_METHODS, method, "unknown method")
 
     async def work(client: AgentClient) -> m.Verified:
         waiter = asyncio.ensure_future(client.link.wait_for(
             lambda x: isinstance(x, m.Verified) and x.session == session, timeout))
         try:
-            await client.verify(session, method, note)
+            await client.verify(session, how, note)
             result = await waiter
         finally:
             waiter.cancel()
@@ -223,13 +234,12 @@ def ask(
     as_json: bool = JSON_OPTION, verbose: int = VERBOSE_OPTION,
 ) -> None:
     """Ask the user for a permission; waits for the answer (exit 1 if declined)."""
-    if scope not in ("annotate", "control", "run"):
-        raise StateError(f"unknown permission {scope!r}: use annotate, control or run")
+    asked = one_of(SCOPES, scope, "unknown permission")
 
     async def work(client: AgentClient) -> m.GrantAnswer:
         waiter = asyncio.ensure_future(client.wait_grant(session, scope, timeout))
         try:
-            await client.ask_grant(session, scope, seconds)
+            await client.ask_grant(session, asked, seconds)
             return await waiter
         finally:
             waiter.cancel()
@@ -267,8 +277,7 @@ def keys(
 
     refused = _connect(broker, key, yes, verbose, work)
     if refused is not None:
-        why = EXPLAIN.get(refused.reason, refused.reason)  # type: ignore[call-overload]
-        raise StateError(f"keys refused: {why}")
+        raise StateError(f"keys refused: {explain(refused.reason)}")
     _report(as_json, {"session": session, "typed": len(data)}, f"typed {len(data)} bytes")
 
 
@@ -286,12 +295,10 @@ def annotate(
     as_json: bool = JSON_OPTION, verbose: int = VERBOSE_OPTION,
 ) -> None:
     """Draw on the user's screen (needs their annotate grant)."""
-    if kind not in ("box", "arrow", "highlight", "label"):
-        raise StateError(f"unknown kind {kind!r}: use box, arrow, highlight or label")
-    mark = m.Annotation(id=f"cli-{x}-{row}-{kind}", kind=kind,  # type: ignore[arg-type]
-                        x=x, line=row, x2=x if x2 is None else x2,
-                        line2=row if row2 is None else row2, text=text, ttl=ttl,
-                        relative=True)
+    shape = one_of(ANNOTATION_KINDS, kind, "unknown kind")
+    mark = m.Annotation(id=f"cli-{x}-{row}-{kind}", kind=shape, x=x, line=row,
+                        x2=x if x2 is None else x2, line2=row if row2 is None else row2,
+                        text=text, ttl=ttl, relative=True)
     _connect(broker, key, yes, verbose, lambda c: c.annotate(session, "", mark))
     _report(as_json, {"session": session, "annotation": msgspec.to_builtins(mark)}, "drawn")
 

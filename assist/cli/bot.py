@@ -14,7 +14,6 @@ from assist.cli.app import JSON_OPTION, VERBOSE_OPTION, app, out
 from assist.cli.connect import BROKER_OPTION, KEY_OPTION, YES_OPTION, client_config, trust_prompt
 from assist.client import AgentClient
 from assist.client.bot import Bot, Outcome, load_flows
-from assist.client.connect import open_link
 from assist.log import setup
 
 
@@ -37,9 +36,10 @@ def bot(
     config = [client_config(broker, key)]
 
     async def connect(watch: bool) -> AgentClient:
-        link, config[0] = await open_link(config[0], "agent", trust_prompt(yes))
-        client = AgentClient(link)
-        await client.hello(client="assist bot", watch=watch)
+        client = await AgentClient.connect(config[0], "assist bot", watch=watch,
+                                           trust=trust_prompt(yes))
+        assert client.config is not None
+        config[0] = client.config  # pinned on first contact: the next ones need not ask
         return client
 
     def show(outcome: Outcome) -> None:

@@ -11,7 +11,6 @@ from rich.table import Table
 from assist.cli.app import JSON_OPTION, VERBOSE_OPTION, app, out, print_json
 from assist.cli.connect import BROKER_OPTION, KEY_OPTION, YES_OPTION, client_config, trust_prompt
 from assist.client import AgentClient
-from assist.client.connect import open_link
 from assist.log import setup
 from assist.protocol import messages as m
 
@@ -61,12 +60,8 @@ def queue(
 
 
 async def _queue(broker: str | None, key: Path | None, yes: bool) -> m.QueueList:
-    link, _ = await open_link(client_config(broker, key), "agent", trust_prompt(yes))
-    try:
-        client = AgentClient(link)
-        await client.hello(client="assist queue")
+    async with await AgentClient.connect(client_config(broker, key), "assist queue",
+                                         trust=trust_prompt(yes)) as client:
         return await client.queue()
-    finally:
-        await link.close()
 
 

@@ -128,7 +128,7 @@ class Bot:
         finally:
             follow.cancel()
             stopper.cancel()
-            await watcher.link.close()
+            await watcher.close()
 
     @staticmethod
     async def _follow(watcher: AgentClient, mirror: QueueMirror,
@@ -185,4 +185,4 @@ class Bot:
             self.on_outcome(outcome)
             return True
         finally:
-            await worker.link.close()
+            await worker.close()

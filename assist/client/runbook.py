@@ -33,9 +33,10 @@ from typing import Any
 import yaml
 
 from assist.client.agent import AgentClient
-from assist.client.share import TerminalViewer
-from assist.errors import AssistError, ConfigError, StateError
+from assist.client.agent_session import AgentSession
+from assist.errors import AssistError, ConfigError
 from assist.protocol import messages as m
+from assist.protocol.vocabulary import ANNOTATION_KINDS, SCOPES, VERIFY_METHODS, one_of
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds a step waits for the user (a grant answer, text on the screen)."""
@@ -145,22 +146,20 @@ def _step(raw: object, where: str) -> Step:
                 raise ConfigError(f"{where}: `{args['text']}` is not a valid pattern: {exc}") \
                     from None
     elif kind == "verify":
-        if args.get("method") not in ("key", "totp", "attest"):
-            raise ConfigError(f"{where}: verify needs a method: key, totp or attest")
+        args["method"] = one_of(VERIFY_METHODS, args.get("method"), "verify needs a method",
+                                where)
         if args["method"] == "attest":
             _need(args, "note", str, where)
     elif kind == "ask":
-        if args.get("scope") not in ("annotate", "control", "run"):
-            raise ConfigError(f"{where}: ask needs a scope: annotate, control or run")
+        args["scope"] = one_of(SCOPES, args.get("scope"), "ask needs a scope", where)
         args.setdefault("seconds", 0)
     elif kind == "collect":
         args.setdefault("lines", 5)
         _need(args, "name", str, where)
         _need(args, "lines", int, where)
     elif kind == "annotate":
-        args.setdefault("kind", "box")
-        if args["kind"] not in ("box", "arrow", "highlight", "label"):
-            raise ConfigError(f"{where}: annotate kind is box, arrow, highlight or label")
+        args["kind"] = one_of(ANNOTATION_KINDS, args.get("kind", "box"), "annotate kind",
+                              where)
         for key in ("x", "row"):
             _need(args, key, int, where)
     elif kind == "sleep":
@@ -220,33 +219,31 @@ def load_runbook(path: Path) -> Runbook:
 class RunbookRunner:
     """Run one runbook in one live session, as the agent.
 
-    The runner reads the agent's events itself (screen, answers, revokes), so
-    give it an :class:`AgentClient` whose events nobody else consumes.
+    The runner reads the agent's events itself (screen, answers, revokes) into
+    an :class:`~assist.client.agent_session.AgentSession`, so give it an
+    :class:`AgentClient` whose events nobody else consumes.
 
     Args:
         agent: the agent's client, said hello.
-        session: the live session.
+        session: the live session (its id, or the agent's session object).
         runbook: what to do.
         on_step: told ``(index, step)`` before each step runs.
         timeout: default seconds a step waits for the user.
     """
 
-    def __init__(self, agent: AgentClient, session: str, runbook: Runbook,
+    def __init__(self, agent: AgentClient, session: str | AgentSession, runbook: Runbook,
                  on_step: Callable[[int, Step], None] | None = None,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
         self.agent = agent
-        self.session = session
+        self.live = session if isinstance(session, AgentSession) else \
+            AgentSession.joining(agent, session, mark_prefix="rb")
+        self.session = self.live.id
         self.runbook = runbook
         self.on_step = on_step or (lambda i, s: None)
         self.timeout = timeout
-        self.viewer = TerminalViewer(session)
-        self.grants: dict[str, str] = {}
-        self.result = RunResult(runbook.name, session)
+        self.result = RunResult(runbook.name, self.session)
         self._stop: asyncio.Future[str] | None = None
-        self._changed = asyncio.Event()
-        self._marks = 0
         self._ending = False
-        self._answers: asyncio.Queue[m.Msg] = asyncio.Queue()
 
     async def run(self) -> RunResult:
         """Run every step; return the result (``ok`` False with a reason if stopped)."""
@@ -254,7 +251,10 @@ class RunbookRunner:
         pump = asyncio.ensure_future(self._pump())
         try:
             try:
-                await self.agent.resync(self.session)
+                # The session as it stands (verified? grants held?), then a snapshot.
+                await self.live.resync()
+                await self._within(lambda: self.live.info is not None, self.timeout,
+                                   "the broker did not show the session")
             except AssistError as exc:
                 self.result.failed, self.result.reason = "start", exc.message
                 return self.result
@@ -263,8 +263,8 @@ class RunbookRunner:
                 self.on_step(index, step)
                 try:
                     if step.kind != "say":
-                        await self.agent.chat(self.session, f"[{self.runbook.name}] step "
-                                                            f"{index}/{total}: {step.describe()}")
+                        await self.live.chat(f"[{self.runbook.name}] step "
+                                             f"{index}/{total}: {step.describe()}")
                     await self._guarded(self._do(step))
                 except AssistError as exc:
                     self.result.failed = f"step {index} ({step.kind})"
@@ -293,18 +293,16 @@ class RunbookRunner:
 
     async def _pump(self) -> None:
         async for msg in self.agent.events():
-            if getattr(msg, "session", None) != self.session:
+            change = self.live.handle(msg)
+            if change is None:
                 continue
-            if self.viewer.handle(msg):
-                self.viewer.emulator.feed(b"")
-                self._changed.set()
-            elif isinstance(msg, m.GrantAnswer | m.Verified):
-                await self._answers.put(msg)
-            elif isinstance(msg, m.Revoke):
+            if change.screen:
+                self.live.viewer.emulator.feed(b"")  # `wait` reads the screen as it is
+            if isinstance(msg, m.Revoke):
                 self._halt("the user revoked the permissions")
             elif isinstance(msg, m.KeysRefused):
                 self._halt(f"the user's machine refused the keys ({msg.reason})")
-            elif isinstance(msg, m.Ended | m.UserLost):
+            elif change.ended:
                 self.result.ended = True
                 if not self._ending:  # our own `end` step is no reason to stop
                     self._halt("the session ended")
@@ -314,70 +312,52 @@ class RunbookRunner:
         if self._stop is not None and not self._stop.done():
             self._stop.set_result(why)
 
-    async def _answer(self, kind: type[m.Msg], timeout: float, scope: str = "") -> m.Msg:
+    async def _within(self, done: Callable[[], object], timeout: float, why: str) -> None:
+        """Wait until ``done()`` holds after the session's events; stop the run if not soon."""
         try:
             async with asyncio.timeout(timeout):
-                while True:
-                    msg = await self._answers.get()
-                    # Answers fan out to all the agent's connections: take only ours.
-                    if isinstance(msg, kind) and getattr(msg, "scope", scope) == scope:
-                        return msg
+                await self.live.until(done)
         except TimeoutError:
-            raise RunStopped(f"the user did not answer within {timeout:g} s") from None
+            raise RunStopped(why) from None
 
     async def _do(self, step: Step) -> None:
-        a = step.args
+        a, live = step.args, self.live
         timeout = float(a.get("timeout", self.timeout))
+        no_answer = f"the user did not answer within {timeout:g} s"
         if step.kind == "say":
-            await self.agent.chat(self.session, a["text"])
+            await live.chat(a["text"])
         elif step.kind == "verify":
-            await self.agent.verify(self.session, a["method"], a.get("note", ""))
-            verified = await self._answer(m.Verified, timeout)
-            assert isinstance(verified, m.Verified)
-            if not verified.ok:
-                raise RunStopped(f"identity not verified: {verified.message}")
+            await live.verify(a["method"], a.get("note", ""))
+            await self._within(lambda: live.verifying is None, timeout, no_answer)
+            verified = live.verification
+            if verified is None or not verified.ok:
+                why = verified.message if verified is not None else "no outcome"
+                raise RunStopped(f"identity not verified: {why}")
         elif step.kind == "ask":
-            await self.agent.ask_grant(self.session, a["scope"], float(a["seconds"]))
-            answer = await self._answer(m.GrantAnswer, timeout, a["scope"])
-            assert isinstance(answer, m.GrantAnswer)
-            if not answer.allowed:
-                raise RunStopped(f"the user declined {a['scope']}")
-            self.grants[answer.scope] = answer.grant
+            scope = a["scope"]
+            await live.ask(scope, float(a["seconds"]))
+            await self._within(lambda: scope not in live.pending, timeout, no_answer)
+            answer = live.answers.get(scope)
+            if answer is None or not answer.allowed:
+                raise RunStopped(f"the user declined {scope}")
         elif step.kind == "type":
-            grant = self.grants.get("run") or self.grants.get("control")
-            if grant is None:
-                raise StateError("typing needs a `run` or `control` grant: add an `ask` step")
-            await self.agent.send_keys(self.session, grant, a["text"].encode())
+            # Scripted steps go under the user's `run` grant when there is one.
+            await live.type_keys(a["text"].encode(), under=("run", "control"))
         elif step.kind == "wait":
-            await self._wait_text(a["text"], timeout)
+            found = re.compile(a["text"])
+            await self._within(lambda: found.search("\n".join(live.viewer.emulator.text())),
+                               timeout, f"`{a['text']}` did not appear within {timeout:g} s")
         elif step.kind == "collect":
-            lines = [line.rstrip() for line in self.viewer.emulator.text() if line.strip()]
+            lines = [line.rstrip() for line in live.viewer.emulator.text() if line.strip()]
             self.result.collected[a["name"]] = lines[-int(a["lines"]):]
         elif step.kind == "annotate":
-            await self._annotate(a)
+            x, row = int(a["x"]), int(a["row"])
+            end = (int(a.get("x2", x)), int(a.get("row2", row)))
+            await live.annotate(a["kind"], (x, row), end, text=str(a.get("text", "")),
+                                ttl=float(a.get("ttl", 30)), relative=True)
         elif step.kind == "sleep":
             await asyncio.sleep(float(a["seconds"]))
         elif step.kind == "end":
             self._ending = True
-            await self.agent.end(self.session, a["root_cause"], bool(a["resolved"]))
+            await live.end(a["root_cause"], bool(a["resolved"]))
             self.result.ended = True
-
-    async def _wait_text(self, pattern: str, timeout: float) -> None:
-        found = re.compile(pattern)
-        try:
-            async with asyncio.timeout(timeout):
-                while not found.search("\n".join(self.viewer.emulator.text())):
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            raise RunStopped(f"`{pattern}` did not appear within {timeout:g} s") from None
-
-    async def _annotate(self, a: dict[str, Any]) -> None:
-        grant = self.grants.get("annotate", "")
-        self._marks += 1
-        mark = m.Annotation(id=f"rb{self._marks}",
-                            kind=a["kind"], x=int(a["x"]), line=int(a["row"]),
-                            x2=int(a.get("x2", a["x"])), line2=int(a.get("row2", a["row"])),
-                            text=str(a.get("text", "")), ttl=float(a.get("ttl", 30)),
-                            relative=True)
-        await self.agent.annotate(self.session, grant, mark)

@@ -16,12 +16,15 @@ Pure: ids and times come from the caller.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from assist.errors import StateError
+from assist.protocol import messages
+from assist.protocol.vocabulary import SCOPES
 
-Scope = Literal["annotate", "control", "run"]
-SCOPES: tuple[Scope, ...] = ("annotate", "control", "run")
+Scope: TypeAlias = messages.Scope
+"""What a grant allows: the protocol's own scopes (:data:`SCOPES`)."""
+
 NEEDS_VERIFIED: frozenset[str] = frozenset({"control", "run"})
 """Scopes that act on the user's machine: impossible before identity is verified."""
 
@@ -49,6 +52,11 @@ EXPLAIN: dict[Reason, str] = {
     "user-away": "the user's connection dropped; they are reconnecting",
 }
 """What each refusal means, for the person who was refused."""
+
+
+def explain(reason: str) -> str:
+    """What a refusal reason (as it came over the wire) means; unknown ones as they are."""
+    return next((words for known, words in EXPLAIN.items() if known == reason), reason)
 
 
 def refuse(reason: Reason) -> GrantRefused:

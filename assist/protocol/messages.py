@@ -64,10 +64,15 @@ Line = Annotated[int, msgspec.Meta(ge=-(2**40), le=2**40)]
 
 Role = Literal["user", "agent"]
 AgentStatus = Literal["available", "away", "busy"]
+Availability = Literal["available", "away"]
+"""What an agent may say it is (``busy`` follows from holding a session)."""
 Scope = Literal["annotate", "control", "run"]
 """What a grant allows: draw on the user's screen, type, run scripted steps."""
 VerifyMethod = Literal["key", "totp", "attest"]
 SignalKind = Literal["offer", "answer", "bye", "pause", "resume"]
+AnnotationKind = Literal["box", "arrow", "highlight", "label"]
+Surface = Literal["terminal", "desktop"]
+"""Where a mark is drawn: the user's terminal (cells) or shared desktop (pixels)."""
 
 
 class Msg(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", omit_defaults=True):
@@ -286,7 +291,7 @@ class Wallboard(Msg, tag="wallboard", frozen=True):
 class SetStatus(Msg, tag="set-status", frozen=True):
     """A -> B: become available or away."""
 
-    status: Literal["available", "away"]
+    status: Availability
 
 
 class Accept(Msg, tag="accept", frozen=True):
@@ -577,14 +582,14 @@ class Annotation(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     id: Annotated[str, msgspec.Meta(max_length=40)]
-    kind: Literal["box", "arrow", "highlight", "label"]
+    kind: AnnotationKind
     x: Coord
     line: Line
     x2: Coord = 0
     line2: Line = 0
     text: Annotated[str, msgspec.Meta(max_length=200)] = ""
     ttl: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
-    surface: Literal["terminal", "desktop"] = "terminal"
+    surface: Surface = "terminal"
     relative: bool = False
     """``line``/``line2`` are rows of the user's screen as it is when the mark arrives
     (for scripts, which do not track scrolling)."""

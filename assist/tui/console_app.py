@@ -6,9 +6,14 @@ wallboard go to the queue view; a session's terminal stream to its
 :class:`~assist.client.share.TerminalViewer`; its desktop share signalling to
 a :class:`~assist.client.desktop.DesktopReceiver` feeding the
 :class:`~assist.tui.video.VideoView` (F4 switches between terminal and
-desktop); trust events to :class:`~assist.tui.console_session.SessionConsole`.
-When the connection drops the console says so and reconnects with backoff;
-the broker gives a live session back to its agent within the grace period.
+desktop); every other event of the live session to its
+:class:`~assist.client.agent_session.AgentSession`, whose changes
+:class:`~assist.tui.console_session.SessionConsole` shows. The console
+connects with :meth:`AgentClient.connect
+<assist.client.agent.AgentClient.connect>`; when the connection drops it says
+so and reconnects with backoff over the same path
+(:meth:`~assist.client.agent.AgentClient.reconnect`); the broker gives a live
+session back to its agent within the grace period.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from textual.widgets import (
 )
 
 from assist.client.agent import AgentClient
-from assist.client.connect import TrustPrompt, open_link, reconnect
+from assist.client.agent_session import AgentSession
+from assist.client.connect import TrustPrompt
 from assist.client.desktop import DesktopReceiver
 from assist.client.helpflow import backoff
 from assist.client.link import BrokerError
@@ -45,7 +51,7 @@ from assist.config import ClientConfig
 from assist.core.queueview import QueueMirror
 from assist.errors import AssistError, AuthRefused, HostKeyMismatch
 from assist.protocol import messages as m
-from assist.tui.console_session import TRUST_EVENTS, SessionConsole, wait_text
+from assist.tui.console_session import SessionConsole, wait_text
 from assist.tui.dialogs import Dialog
 from assist.tui.focus import focus_now
 from assist.tui.terminal import TerminalView
@@ -149,7 +155,7 @@ class ConsoleApp(SessionConsole):
         self.config = config
         self.trust = trust
         self.audio = audio
-        self.status = "away"
+        self.status: m.AgentStatus = "away"
         self.queue = QueueMirror()
         self.connection = "connecting..."
         """How the link to the broker stands, when it is not simply up."""
@@ -206,52 +212,54 @@ class ConsoleApp(SessionConsole):
                 continue
             attempt = 0
             self.connection = ""
-            if self.info is not None:
-                self._rejoin(self.info.session)
+            if self.session is not None:
+                self._rejoin(self.session)
             self.agent_name = welcome.name
             self.broker_name = welcome.broker
             self._tick()
             assert self.client is not None
             async for event in self.client.events():
                 self._event(event)
-            reason = self.client.link.close_reason or "the connection dropped"
+            reason = self.client.close_reason or "the connection dropped"
             self.connection = f"reconnecting: lost the connection to the broker ({reason})"
             self.notify("Lost the connection to the broker; reconnecting. A live session "
                         "waits for you for a few seconds.", severity="warning")
             self._tick()
 
     @work(group="rejoin")
-    async def _rejoin(self, session: str) -> None:
+    async def _rejoin(self, session: AgentSession) -> None:
         """Back after a reconnect while in a session: is it still ours?"""
-        assert self.client is not None
         try:
-            await self.client.resync(session)
+            await session.resync()
         except AssistError as exc:
             # Only a definite "not yours" ends it here; a dropped link retries.
             if isinstance(exc, BrokerError) and exc.code == "not-found" \
-                    and self.info is not None and self.info.session == session:
-                self.notify(f"Session {session} is no longer yours: {exc.message}",
+                    and self.session is session:
+                self.notify(f"Session {session.id} is no longer yours: {exc.message}",
                             severity="warning")
                 self._leave_session()
 
     async def _open(self) -> m.Welcome:
         """Connect (or reconnect) and say hello; the queue arrives as pages after it."""
+        self.queue = QueueMirror()
         if self.client is None:
-            link, self.config = await open_link(self.config, "agent", self.trust)
-            client = AgentClient(link)
+            client = await AgentClient.connect(
+                self.config, "assist console", trust=self.trust, host=self.config.hostname,
+                os_user=self.config.os_user, fast=self._fast)
+            assert client.welcome is not None
+            welcome = client.welcome
         else:
             client = self.client
-            self.config = await reconnect(client.link, self.config, "agent", self.trust)
-        self.queue = QueueMirror()
-        client.link.fast = self._fast
-        welcome = await client.hello(self.config.hostname, self.config.os_user,
-                                     "assist console")
+            welcome = await client.reconnect()
+        assert client.config is not None
+        self.config = client.config
         self.client = client
-        if self.info is None:
+        if self.session is None:
             # A console comes up available; after a reconnect an idle agent says
             # again what it was (in a session the broker knows it is busy).
             first = self.agent_name == ""
-            status = "available" if first or self.status == "busy" else self.status
+            status: m.Availability = "away" if self.status == "away" and not first \
+                else "available"
             try:
                 await client.set_status(status)
                 self.status = status
@@ -265,7 +273,7 @@ class ConsoleApp(SessionConsole):
 
     def _fast(self, msg: m.Msg) -> bool:
         # The user's terminal output goes to the view from the reader (no queue hop).
-        if isinstance(msg, m.Output) and self.viewer is not None:
+        if isinstance(msg, m.Output) and self.session is not None:
             self._event(msg)
             return True
         return False
@@ -275,67 +283,57 @@ class ConsoleApp(SessionConsole):
             changed = self.queue.apply(msg)
             if changed is None and self.client is not None:
                 self.run_worker(self.client.queue_pages(), group="pages")
-            elif changed and self.info is None:
+            elif changed and self.session is None:
                 self._fill_queue()
         elif isinstance(msg, m.Wallboard):
             self.query_one(WallboardStrip).show(msg)
-        elif isinstance(msg, m.Started):
-            if msg.resumed and self.info is not None and msg.info.session == self.info.session:
-                self.info = msg.info
-                self.grants.clear()  # the broker says again which grants still hold
-                self.notify("Reconnected: the session goes on.")
-                self._show_trust()
-            else:
-                self._start_session(msg.info)
-        elif isinstance(msg, m.Away | m.Back):
-            self._presence(msg)
         elif isinstance(msg, m.Signal):
-            if self.info is not None and msg.session == self.info.session:
+            if self.session is not None and msg.session == self.session.id:
                 self._desktop_signal(msg)
-        elif self.viewer is not None and self.viewer.handle(msg):
-            view = self.query_one("#screen", TerminalView)
-            if view.emulator is not self.viewer.emulator:
-                view.set_emulator(self.viewer.emulator)
-            view.nudge()
-            if isinstance(msg, m.Hidden):
-                self._show_trust()
-        elif self.info is not None and getattr(msg, "session", None) == self.info.session \
-                and type(msg) in TRUST_EVENTS:
-            TRUST_EVENTS[type(msg)](self, msg)
+        elif self.session is not None and (change := self.session.handle(msg)) is not None:
+            if change.ended:
+                self._session_over(msg)
+                return
+            self.session_changed(msg, change)
+            if change.presence:
+                self._presence(msg)
+        elif isinstance(msg, m.Started):
+            self._start_session(msg.info)
         elif isinstance(msg, m.Chat):
             self.query_one("#chat", RichLog).write(f"{msg.sender}: {msg.text}")
-        elif isinstance(msg, m.Ended | m.UserLost) and self.info is not None \
-                and msg.session == self.info.session:
-            gone = isinstance(msg, m.UserLost) or msg.reason != "agent"
-            words = msg.message if isinstance(msg, m.Ended) and msg.message else \
-                "the user left" if gone else "ended"
-            self.notify(f"Session {self.info.session}: {words}.",
-                        severity="warning" if gone else "information")
-            self._leave_session()
         elif isinstance(msg, m.Ended) and msg.message:
             self.notify(f"Session {msg.session}: {msg.message}.", severity="warning")
 
-    def _presence(self, msg: m.Away | m.Back) -> None:
+    def _session_over(self, msg: m.Msg) -> None:
+        """The live session ended (by anyone) or its user left: say how, back to the queue."""
+        assert self.session is not None
+        gone = isinstance(msg, m.UserLost) or (isinstance(msg, m.Ended) and
+                                               msg.reason != "agent")
+        words = msg.message if isinstance(msg, m.Ended) and msg.message else \
+            "the user left" if gone else "ended"
+        self.notify(f"Session {self.session.id}: {words}.",
+                    severity="warning" if gone else "information")
+        self._leave_session()
+
+    def _presence(self, msg: m.Msg) -> None:
         """The user's connection dropped or came back (the agent's own is in the status)."""
-        if self.info is None or msg.session != self.info.session or msg.who != "user":
-            return
-        if isinstance(msg, m.Away):
-            wait = max(0, round(msg.until - time.time()))
+        assert self.session is not None
+        until = self.session.away_until
+        if until is not None:
+            wait = max(0, round(until - time.time()))
             self.away = f"the user is reconnecting (up to {wait} s)"
-            self.notify(f"{self.info.user}'s connection dropped; waiting up to {wait} s.",
+            self.notify(f"{self.session.user}'s connection dropped; waiting up to {wait} s.",
                         severity="warning")
         else:
             self.away = ""
-            self.notify(f"{self.info.user} is back.")
+            self.notify(f"{self.session.user} is back.")
         self._tick()
 
     def _start_session(self, info: m.SessionInfo) -> None:
-        self.info = info
-        self.verified = info.verified
-        self.grants.clear()
-        self.viewer = TerminalViewer(info.session, info.cols, info.rows)
+        assert self.client is not None
+        self.session = AgentSession(self.client, info)
         view = self.query_one("#screen", TerminalView)
-        view.set_emulator(self.viewer.emulator)
+        view.set_emulator(self.session.viewer.emulator)
         view.overlay.clear()
         self._set_mode(draw=False)
         self.query_one("#chat", RichLog).clear()
@@ -344,10 +342,7 @@ class ConsoleApp(SessionConsole):
 
     def _leave_session(self) -> None:
         self.away = ""
-        self.info = None
-        self.viewer = None
-        self.grants.clear()
-        self.verified = False
+        self.session = None
         self._drop_desktop()
         self._set_mode(draw=False)
         self.remove_class("in-session")
@@ -363,6 +358,7 @@ class ConsoleApp(SessionConsole):
             if msg.kind != "offer":
                 return  # a late bye or pause for a share we never saw
             video = self.query_one("#desktop", VideoView)
+            # The receiver signals over the link itself: it outlives reconnects.
             self.desktop = DesktopReceiver(self.client.link, self.info,
                                            self.config.media_host_addresses,
                                            on_frame=video.update_frame,
@@ -421,12 +417,7 @@ class ConsoleApp(SessionConsole):
     def _tick(self) -> None:
         if self.client is None:
             return
-        now = time.time()
-        for scope, g in list(self.grants.items()):
-            if g.expires_at is not None and g.expires_at <= now:
-                del self.grants[scope]
-                self.notify(f"The {scope} permission ran out.")
-                self._set_mode(draw=False)
+        self.expire_grants()
         if self.info is not None:
             self._show_trust()
             answered = self.info.answered_at or time.time()
@@ -458,12 +449,12 @@ class ConsoleApp(SessionConsole):
             self.notify(exc.message, severity="error")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id != "say" or self.info is None or self.client is None:
+        if event.input.id != "say" or self.session is None:
             return
         text = event.value.strip()
         event.input.value = ""
         if text:
-            self.run_worker(self.client.link.send(m.Chat(session=self.info.session, text=text)))
+            self.run_worker(self._try(self.session.chat(text)))
 
     def action_chat(self) -> None:
         if self.info is not None:
@@ -477,16 +468,16 @@ class ConsoleApp(SessionConsole):
 
     async def action_quit(self) -> None:
         """Quit; a user still being helped goes back to the front of the queue at once."""
-        if self.client is not None and self.info is not None:
+        if self.session is not None:
             with contextlib.suppress(AssistError):
-                await self.client.handoff(self.info.session, "the agent closed the console")
+                await self.session.handoff("the agent closed the console")
         self.exit()
 
     @work(group="status")
     async def action_toggle_status(self) -> None:
         if self.client is None or self.info is not None:
             return
-        new = "away" if self.status == "available" else "available"
+        new: m.Availability = "away" if self.status == "available" else "available"
         try:
             await self.client.set_status(new)
             self.status = new
@@ -496,19 +487,16 @@ class ConsoleApp(SessionConsole):
 
     @work(group="end")
     async def action_end(self) -> None:
-        if self.client is None or self.info is None:
+        session = self.session
+        if session is None:
             return
         try:
-            tags = (await self.client.link.request(m.ListRootCauses(), m.RootCauses)).tags
+            tags = await session.root_causes()
         except AssistError:
             tags = ()  # the pick list is a help, not a must: free text still works
         answer = await self.push_screen_wait(EndScreen(tags))
-        if answer is None or self.info is None:
+        if answer is None or self.session is not session:
             return
         cause, resolved = answer
-        try:
-            await self.client.end(self.info.session, cause, resolved)
-        except AssistError as exc:
-            self.notify(exc.message, severity="error")
-            return
-        self._leave_session()
+        if await self._try(session.end(cause, resolved)):
+            self._leave_session()

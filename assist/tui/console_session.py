@@ -1,27 +1,29 @@
 """The live-session half of the console: the user's screen, trust state, drawing.
 
 :class:`SessionConsole` is the base of :class:`~assist.tui.console_app.ConsoleApp`
-that knows one live session: identity verification, the grants the user gave
-(and took back), typing under a control grant, and marks drawn on the user's
-terminal or shared desktop under an annotate grant. The app around it
-connects to the broker, shows the queue and the wallboard, and routes the
-session's events here (:data:`TRUST_EVENTS`).
+that shows one live session. What the agent knows of it and may do in it
+(verification, the grants the user gave and took back, typing under a control
+grant, marks under an annotate grant) is the session's
+:class:`~assist.client.agent_session.AgentSession`; this half keeps only what
+is the screen's own: the draw tool and pen, focus, dialogs, and the words for
+each change. The app around it connects to the broker, shows the queue and
+the wallboard, and passes the session's events to :meth:`SessionConsole.session_changed`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from rich.markup import escape
 from textual import work
 from textual.widgets import Static
 
 from assist.client.agent import AgentClient
+from assist.client.agent_session import MARK_TTL, AgentSession, Change
 from assist.client.desktop import DesktopReceiver
-from assist.client.share import TerminalViewer
-from assist.core.grants import EXPLAIN
+from assist.core.grants import explain
 from assist.errors import AssistError
 from assist.protocol import messages as m
 from assist.tui.dialogs import DurationScreen, TextScreen, VerifyScreen, evidence_text
@@ -30,9 +32,8 @@ from assist.tui.safe_app import SafeApp
 from assist.tui.terminal import TerminalView
 from assist.tui.video import Box, VideoView
 
-TOOLS = {"b": "box", "h": "highlight", "a": "arrow", "l": "label"}
+TOOLS: dict[str, m.AnnotationKind] = {"b": "box", "h": "highlight", "a": "arrow", "l": "label"}
 """Draw-mode keys and the annotation kind each picks."""
-MARK_TTL = 30.0
 PEN_MOVES = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 
 
@@ -45,7 +46,7 @@ def wait_text(seconds: float) -> str:
 class SessionConsole(SafeApp[None]):
     """The agent's tools for one live session (the base of the console app).
 
-    Subclasses set :attr:`client` once connected and :attr:`info` while a
+    Subclasses set :attr:`client` once connected and :attr:`session` while a
     session is live; the widgets ``#screen`` (a :class:`TerminalView`),
     ``#desktop`` (a :class:`VideoView`) and ``#trust`` must exist.
     """
@@ -53,103 +54,127 @@ class SessionConsole(SafeApp[None]):
     def __init__(self) -> None:
         super().__init__()
         self.client: AgentClient | None = None
-        self.info: m.SessionInfo | None = None
-        self.viewer: TerminalViewer | None = None
+        self.session: AgentSession | None = None
         self.desktop: DesktopReceiver | None = None
-        self.verified = False
-        self.grants: dict[str, m.GrantAnswer] = {}
-        self.tool = "box"
-        self._marks = 0
+        self.tool: m.AnnotationKind = "box"
         self._pen_start: tuple[int, int] | None = None
+
+    @property
+    def info(self) -> m.SessionInfo | None:
+        """The live session, if any."""
+        return self.session.info if self.session is not None else None
+
+    @property
+    def grants(self) -> dict[m.Scope, m.GrantAnswer]:
+        """The grants the user gave in the live session, by scope."""
+        return self.session.grants if self.session is not None else {}
 
     @property
     def showing_desktop(self) -> bool:
         """The shared desktop is shown instead of the terminal."""
         return self.has_class("desktop")
 
-    # -- trust events ------------------------------------------------------------------
+    def _holds(self, scope: m.Scope) -> bool:
+        return self.session is not None and self.session.holds(scope)
 
-    def _on_verified(self, msg: m.Verified) -> None:
+    async def _try(self, action: Awaitable[object]) -> bool:
+        """Run an action on the session; False (and say why) if it failed."""
+        try:
+            await action
+        except AssistError as exc:
+            self.notify(exc.message, severity="error")
+            return False
+        return True
+
+    # -- the session's events -------------------------------------------------------------
+
+    def session_changed(self, msg: m.Msg, change: Change) -> None:
+        """Show what one event of the live session changed (the session is updated)."""
+        if change.screen:
+            assert self.session is not None
+            view = self.query_one("#screen", TerminalView)
+            if view.emulator is not self.session.viewer.emulator:
+                view.set_emulator(self.session.viewer.emulator)
+            view.nudge()
+        if change.resumed:
+            self.notify("Reconnected: the session goes on.")
+        notice = NOTICES.get(type(msg))
+        if notice is not None:
+            notice(self, msg, change)
+        if change.cleared is not None:
+            view = self.query_one("#screen", TerminalView)
+            view.overlay.clear(change.cleared)
+            view.refresh()
+            self.query_one("#desktop", VideoView).clear_marks(change.cleared)
+        if change.trust:
+            self._show_trust()
+
+    def _on_verified(self, msg: m.Verified, change: Change) -> None:
         if msg.ok:
-            self.verified = True
             self.notify(f"Identity verified ({msg.method}). You may ask for control now.")
         else:
             self.notify(f"Verification failed: {msg.message}", severity="warning")
-        self._show_trust()
 
-    def _on_grant(self, msg: m.GrantAnswer) -> None:
-        user = self.info.user if self.info else "the user"
-        if not msg.allowed:
+    def _on_grant(self, msg: m.GrantAnswer, change: Change) -> None:
+        user = self.session.user if self.session else "the user"
+        if change.declined:
             self.notify(f"{user} declined: {msg.scope}.", severity="warning")
-            return
-        self.grants[msg.scope] = msg
-        if msg.restored:  # still held after a reconnect: nothing new to say
-            self._show_trust()
-            return
-        self.notify(f"{user} allowed {msg.scope}.")
-        if msg.scope == "control":
-            self._set_mode(draw=False)
-        elif msg.scope == "annotate":
-            self._set_mode(draw=True)
-        self._show_trust()
+        elif change.granted:  # not a grant restored after a reconnect: nothing new there
+            self.notify(f"{user} allowed {msg.scope}.")
+            if change.granted in ("control", "annotate"):
+                self._set_mode(draw=change.granted == "annotate")
 
-    def _on_revoke(self, msg: m.Revoke) -> None:
-        gone = [scope for scope, g in self.grants.items()
-                if not msg.grants or g.grant in msg.grants]
-        for scope in gone:
-            del self.grants[scope]
-        if gone:
-            self.notify(f"The user revoked: {', '.join(gone)}.", severity="warning")
+    def _on_revoke(self, msg: m.Revoke, change: Change) -> None:
+        if change.lost:
+            self.notify(f"The user revoked: {', '.join(change.lost)}.", severity="warning")
         self._set_mode(draw=False)
-        self._show_trust()
 
-    def _on_refused(self, msg: m.KeysRefused) -> None:
-        reason = EXPLAIN.get(msg.reason, msg.reason)  # type: ignore[call-overload]
-        self.notify(f"Keys refused: {reason}.", severity="warning")
-        control = self.grants.get("control")
-        if control is not None and control.grant == msg.grant and msg.reason in (
-                "revoked", "expired", "no-grant"):
-            del self.grants["control"]
+    def _on_refused(self, msg: m.KeysRefused, change: Change) -> None:
+        self.notify(f"Keys refused: {explain(msg.reason)}.", severity="warning")
+        if change.lost:
             self._set_mode(draw=False)
-            self._show_trust()
 
-    def _on_clear(self, msg: m.ClearAnnotations) -> None:
-        view = self.query_one("#screen", TerminalView)
-        view.overlay.clear(msg.ids)
-        view.refresh()
-        self.query_one("#desktop", VideoView).clear_marks(msg.ids)
+    def expire_grants(self) -> None:
+        """Retire the grants that ran out, and say so (every tick)."""
+        if self.session is None:
+            return
+        for scope in self.session.expire():
+            self.notify(f"The {scope} permission ran out.")
+            self._set_mode(draw=False)
 
     def _show_trust(self) -> None:
-        if self.info is None:
+        session = self.session
+        if session is None or session.info is None:
             return
         now = time.time()
-        lines = [evidence_text(self.info.evidence),
-                 "[b green]verified[/]" if self.verified else "[b yellow]not verified[/] (F6)"]
-        for scope, g in self.grants.items():
+        lines = [evidence_text(session.info.evidence),
+                 "[b green]verified[/]" if session.verified else
+                 "[b yellow]not verified[/] (F6)"]
+        for scope, g in session.grants.items():
             left = "" if g.expires_at is None else \
                 f" {wait_text(g.expires_at - now)} left"
             lines.append(f"may {scope}{left}")
         view = self.query_one("#screen", TerminalView)
         if view.draw_mode:
             lines.append(f"[b]drawing[/]: {self.tool} (b/h/a/l, arrows+Enter, F7 stops)")
-        elif "control" in self.grants:
+        elif session.holds("control"):
             lines.append("[b]typing[/] goes to the user's shell")
-        if self.viewer is not None and self.viewer.hidden:
+        if session.hidden:
             lines.append("[b red]\\[hidden input][/] the user types a secret")
         if self.desktop is not None:
             lines.append(escape(self.desktop.describe()))
-            if "annotate" in self.grants:
+            if session.holds("annotate"):
                 lines.append("mark the desktop: drag (box) or click (point) on it")
         self.query_one("#trust", Static).update("\n".join(lines))
 
     def _set_mode(self, draw: bool) -> None:
         """Draw mode or typing mode on the user's screen."""
         view = self.query_one("#screen", TerminalView)
-        view.draw_mode = draw and "annotate" in self.grants
+        view.draw_mode = draw and self._holds("annotate")
         view.pen = None
-        view.read_only = view.draw_mode or "control" not in self.grants
-        self.query_one("#desktop", VideoView).mark_mode = "annotate" in self.grants
-        if self.info is not None and not self.showing_desktop and (
+        view.read_only = view.draw_mode or not self._holds("control")
+        self.query_one("#desktop", VideoView).mark_mode = self._holds("annotate")
+        if self.session is not None and not self.showing_desktop and (
                 view.draw_mode or not view.read_only):
             focus_now(view)
         self._show_trust()
@@ -157,59 +182,47 @@ class SessionConsole(SafeApp[None]):
     # -- acting on the user's screen ------------------------------------------------------
 
     def on_terminal_view_input(self, event: TerminalView.Input) -> None:
-        control = self.grants.get("control")
-        if self.client is None or self.info is None or control is None:
-            return
-        self.run_worker(self.client.send_keys(self.info.session, control.grant, event.data))
+        if self.session is not None and self.session.holds("control"):
+            # What the agent types in the view goes under the control grant only.
+            self.run_worker(self._try(self.session.type_keys(event.data, under=("control",))))
 
     @work(group="verify")
     async def action_verify(self) -> None:
-        if self.client is None or self.info is None:
+        session = self.session
+        if session is None or session.info is None:
             return
-        info = self.info
-        answer = await self.push_screen_wait(VerifyScreen(info.user, info.evidence))
-        if answer is None or self.info is not info:
+        answer = await self.push_screen_wait(VerifyScreen(session.user, session.info.evidence))
+        if answer is None or self.session is not session:
             return
         method, note = answer
-        try:
-            await self.client.verify(info.session, method, note)
-        except AssistError as exc:
-            self.notify(exc.message, severity="error")
-            return
-        if method == "totp":
-            self.notify(f"Asked {info.user} for their authenticator code...")
+        if await self._try(session.verify(method, note)) and method == "totp":
+            self.notify(f"Asked {session.user} for their authenticator code...")
 
     @work(group="ask")
     async def action_control(self) -> None:
-        if self.client is None or self.info is None:
+        session = self.session
+        if session is None:
             return
-        info = self.info
-        if "control" in self.grants:
+        if session.holds("control"):
             self._set_mode(draw=False)
             return
-        seconds = await self.push_screen_wait(DurationScreen(info.user))
-        if seconds is None or self.info is not info:
+        seconds = await self.push_screen_wait(DurationScreen(session.user))
+        if seconds is None or self.session is not session:
             return
-        await self._ask(info, "control", seconds)
+        await self._ask(session, "control", seconds)
 
-    async def _ask(self, info: m.SessionInfo, scope: str, seconds: float) -> None:
-        assert self.client is not None
-        try:
-            await self.client.ask_grant(info.session, scope, seconds)
-        except AssistError as exc:
-            self.notify(exc.message, severity="error")
-            return
-        self.notify(f"Asked {info.user} for {scope}; waiting for their answer...")
+    async def _ask(self, session: AgentSession, scope: m.Scope, seconds: float) -> None:
+        if await self._try(session.ask(scope, seconds)):
+            self.notify(f"Asked {session.user} for {scope}; waiting for their answer...")
 
     @work(group="ask")
     async def action_draw(self) -> None:
-        if self.client is None or self.info is None:
+        if self.session is None:
             return
-        view = self.query_one("#screen", TerminalView)
-        if "annotate" not in self.grants:
-            await self._ask(self.info, "annotate", 0)
+        if not self.session.holds("annotate"):
+            await self._ask(self.session, "annotate", 0)
             return
-        self._set_mode(draw=not view.draw_mode)
+        self._set_mode(draw=not self.query_one("#screen", TerminalView).draw_mode)
 
     def on_terminal_view_drawn(self, event: TerminalView.Drawn) -> None:
         self._mark(event.start, event.end)
@@ -244,41 +257,42 @@ class SessionConsole(SafeApp[None]):
             return
         getattr(event, "stop", lambda: None)()
 
-    @work(group="mark")
-    async def _mark(self, start: tuple[int, int], end: tuple[int, int]) -> None:
-        grant = self.grants.get("annotate")
-        if self.client is None or self.info is None or grant is None:
-            return
-        info = self.info
-        text = ""
-        if self.tool in ("arrow", "label"):
-            asked: str | None = await self.push_screen_wait(
-                TextScreen(f"Text of the {self.tool}:"))
-            text = asked or ""
-            if self.tool == "label" and not text:
-                return
-        self._marks += 1
-        mark = m.Annotation(id=f"m{self._marks}", kind=self.tool,  # type: ignore[arg-type]
-                            x=start[0], line=start[1], x2=end[0], line2=end[1], text=text,
-                            ttl=MARK_TTL)
+    async def _draw(self, session: AgentSession, kind: m.AnnotationKind,
+                    start: tuple[int, int], end: tuple[int, int], text: str = "",
+                    surface: m.Surface = "terminal") -> m.Annotation | None:
+        """Mark the user's screen; the mark, or ``None`` (and why) if it failed."""
         try:
-            await self.client.annotate(info.session, grant.grant, mark)
+            return await session.annotate(kind, start, end, text, MARK_TTL, surface)
         except AssistError as exc:
             self.notify(exc.message, severity="error")
+            return None
+
+    @work(group="mark")
+    async def _mark(self, start: tuple[int, int], end: tuple[int, int]) -> None:
+        session, tool = self.session, self.tool
+        if session is None or not session.holds("annotate"):
             return
-        view = self.query_one("#screen", TerminalView)
-        view.overlay.add(mark)
-        view.refresh()
+        text = ""
+        if tool in ("arrow", "label"):
+            asked: str | None = await self.push_screen_wait(
+                TextScreen(f"Text of the {tool}:"))
+            text = asked or ""
+            if tool == "label" and not text:
+                return
+        mark = await self._draw(session, tool, start, end, text)
+        if mark is not None:
+            view = self.query_one("#screen", TerminalView)
+            view.overlay.add(mark)
+            view.refresh()
 
     def action_clear_marks(self) -> None:
-        if self.client is None or self.info is None:
+        if self.session is None:
             return
         view = self.query_one("#screen", TerminalView)
         view.overlay.clear()
         view.refresh()
         self.query_one("#desktop", VideoView).clear_marks()
-        self.run_worker(self.client.clear_annotations(self.info.session))
-
+        self.run_worker(self._try(self.session.clear_marks()))
 
     def on_video_view_marked(self, event: VideoView.Marked) -> None:
         self._mark_desktop(event.start, event.end)
@@ -286,29 +300,21 @@ class SessionConsole(SafeApp[None]):
     @work(group="mark")
     async def _mark_desktop(self, start: tuple[int, int], end: tuple[int, int]) -> None:
         """Mark the shared desktop: a box for a drag, a point for a click (desktop pixels)."""
-        grant = self.grants.get("annotate")
-        if self.client is None or self.info is None or grant is None:
+        session = self.session
+        if session is None or not session.holds("annotate"):
             return
-        self._marks += 1
-        (x, y), (x2, y2) = start, end
-        kind: Literal["box", "arrow"] = "box" if start != end else "arrow"
-        mark = m.Annotation(id=f"m{self._marks}", kind=kind, x=x, line=y, x2=x2, line2=y2,
-                            ttl=MARK_TTL, surface="desktop")
-        try:
-            await self.client.annotate(self.info.session, grant.grant, mark)
-        except AssistError as exc:
-            self.notify(exc.message, severity="error")
-            return
-        left, top = min(x, x2), min(y, y2)
-        self.query_one("#desktop", VideoView).add_mark(
-            mark.id, Box(left, top, abs(x2 - x), abs(y2 - y)), MARK_TTL)
+        kind: m.AnnotationKind = "box" if start != end else "arrow"
+        mark = await self._draw(session, kind, start, end, surface="desktop")
+        if mark is not None:
+            (x, y), (x2, y2) = start, end
+            self.query_one("#desktop", VideoView).add_mark(
+                mark.id, Box(min(x, x2), min(y, y2), abs(x2 - x), abs(y2 - y)), MARK_TTL)
 
 
-TRUST_EVENTS: dict[type[m.Msg], Callable[[SessionConsole, Any], None]] = {
+NOTICES: dict[type[m.Msg], Callable[[SessionConsole, Any, Change], None]] = {
     m.Verified: SessionConsole._on_verified,
     m.GrantAnswer: SessionConsole._on_grant,
     m.Revoke: SessionConsole._on_revoke,
     m.KeysRefused: SessionConsole._on_refused,
-    m.ClearAnnotations: SessionConsole._on_clear,
 }
-"""Trust events of the live session and their handlers."""
+"""What the console says (and which mode it takes) for the session's trust events."""

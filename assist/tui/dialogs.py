@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
 from assist.protocol import messages as m
+from assist.protocol.vocabulary import VERIFY_METHODS, one_of
 
 WHAT = {
     "control": "type in your terminal",
@@ -129,7 +130,7 @@ class CodeScreen(Dialog[str | None]):
         self.answer(None)
 
 
-class VerifyScreen(Dialog[tuple[str, str] | None]):
+class VerifyScreen(Dialog[tuple[m.VerifyMethod, str] | None]):
     """The agent picks how to verify the user: registered key, TOTP, or attestation."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="VerifyScreen")
@@ -152,7 +153,7 @@ class VerifyScreen(Dialog[tuple[str, str] | None]):
                         "desk phone)", id="note")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.answer((str(event.button.id), ""))
+        self.answer((one_of(VERIFY_METHODS, event.button.id, "verification method"), ""))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.value.strip():
