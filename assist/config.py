@@ -39,15 +39,16 @@ import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import platformdirs
 
 from assist.errors import ConfigError
 
 DEFAULT_PORT = 2222
-CODECS = ("VP8", "H264")
-"""Video codecs a desktop share can use (see :mod:`assist.media.codecs`)."""
+Codec = Literal["VP8", "H264"]
+"""A video codec a desktop share can use (see :mod:`assist.media.codecs`)."""
+CODECS: tuple[Codec, ...] = get_args(Codec)
 
 
 @dataclass(frozen=True)
@@ -105,16 +106,17 @@ def parse_address(text: str, source: str = "address") -> tuple[str, int]:
     return text or "127.0.0.1", DEFAULT_PORT
 
 
-def parse_codec(text: str, source: str = "codec") -> str:
+def parse_codec(text: str, source: str = "codec") -> Codec:
     """``VP8`` or ``H264`` from any spelling (``vp8``, ``h264``).
 
     Raises:
         ConfigError: for another codec.
     """
-    codec = text.strip().upper()
-    if codec not in CODECS:
-        raise ConfigError(f"{source}: unknown video codec {text!r}; use {' or '.join(CODECS)}")
-    return codec
+    spelt = text.strip().upper()
+    for codec in CODECS:
+        if codec == spelt:
+            return codec
+    raise ConfigError(f"{source}: unknown video codec {text!r}; use {' or '.join(CODECS)}")
 
 
 def parse_hosts(value: object, source: str = "media_hosts") -> tuple[str, ...]:
@@ -230,7 +232,7 @@ class ClientConfig:
     hostname: str = ""
     redact: tuple[str, ...] = ()
     media_hosts: tuple[str, ...] = ()
-    codec: str = "VP8"
+    codec: Codec = "VP8"
     snapshots: Path = Path(".")
 
     @property

@@ -1,8 +1,8 @@
 """Live-session benchmarks: accept to first frame, output to agent view, bulk output.
 
 Three real processes on 127.0.0.1: ``assist serve`` (the broker), a user
-process running a real shell in a pty through the same ``HelpRequest`` and
-``TerminalShare`` code as ``assist help``, and this process as the agent with
+process running a real shell in a pty through the same ``UserSession`` as
+``assist help``, and this process as the agent with
 the console's ``TerminalViewer``, parsed as messages arrive and once per frame
 with the console's time budget::
 
@@ -45,15 +45,12 @@ from rich.table import Table
 
 from assist.cli.runtime import use_fast_loop
 from assist.client import AgentClient
-from assist.client.guard import Guard
-from assist.client.helpflow import HelpRequest
-from assist.client.share import TerminalShare, TerminalViewer
-from assist.client.user import UserClient
+from assist.client.share import TerminalViewer
+from assist.client.user_events import GrantAsked, UserEvent
+from assist.client.user_session import UserSession
 from assist.config import ClientConfig
 from assist.core import pubkey
 from assist.protocol import messages as m
-from assist.share.emulator import Emulator
-from assist.share.pty import PtyProcess
 from assist.store import Store
 from assist.transport import ssh
 from bench.broker import connect, make_key, start_broker
@@ -71,21 +68,17 @@ COLS, ROWS = 100, 30
 
 
 class UserSide:
-    """Runs in the child: one shell in a pty, shared through a real HelpRequest."""
+    """Runs in the child: one shell in a pty per request, shared through a real UserSession."""
 
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
-        self.emulator = Emulator(COLS, ROWS)
-        self.share: TerminalShare | None = None
-        self.sharing = True
+        self.user: UserSession | None = None
         self.marks: dict[int, float] = {}
         self.waiters: dict[bytes, asyncio.Future[float]] = {}
         self.tail = b""
-        self.pty = PtyProcess(["bash", "--norc", "--noprofile"], COLS, ROWS,
-                              env={"PS1": "$ ", "HISTFILE": "/dev/null"},
-                              on_output=self.output)
 
     def output(self, data: bytes) -> None:
+        """Every chunk the shell writes, timed before assist shows or sends it."""
         now = time.perf_counter()
         for found in MARK.finditer(data):
             self.marks.setdefault(int(found.group(1)), now)
@@ -94,52 +87,36 @@ class UserSide:
             if marker in window and not future.done():
                 future.set_result(now)
         self.tail = window[-32:]
-        if self.share is not None and self.sharing:
-            self.share.output(data)
-        else:
-            self.emulator.receive(data)
 
-    async def parse_loop(self) -> None:
+    def event(self, event: UserEvent) -> None:
+        # The bench's user says yes to whatever is asked (the agent types).
+        if isinstance(event, GrantAsked) and self.user is not None:
+            self.user.answer(event.ask, True)
+
+    async def parse_loop(self, user: UserSession) -> None:
         # As the help app's terminal view does: a time-bounded slice per frame.
         while True:
-            self.emulator.process()
+            user.emulator.process()
             await asyncio.sleep(FRAME)
 
-    async def run_command(self, command: str, marker: str) -> float:
+    async def run_command(self, user: UserSession, command: str, marker: str) -> float:
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self.waiters[marker.encode()] = future
         self.tail = b""
         start = time.perf_counter()
-        self.pty.write(command.encode() + b"\n")
+        user.write(command.encode() + b"\n")
         end = await future
         del self.waiters[marker.encode()]
         return end - start
 
     async def session(self, commands: asyncio.Queue[str]) -> None:
-        guards: list[Guard] = []
-
-        def allow(msg: m.Msg) -> None:
-            # The bench's user says yes to whatever is asked (the agent types).
-            if isinstance(msg, m.AskGrant) and guards:
-                guards[-1].decide(msg, True)
-
-        async def started(client: UserClient, info: m.SessionInfo) -> None:
-            self.share = TerminalShare(client.link, info.session, self.emulator,
-                                       secret=self.pty.secret_input)
-            guards.append(Guard(client.link, info.session,
-                                lambda data: self.pty.write(data, agent=True),
-                                self.pty.secret_input, on_ask=allow,
-                                drop=self.pty.drop_agent_input))
-
-        def event(msg: m.Msg) -> None:
-            if guards and guards[-1].handle(msg):
-                return
-            if self.share is not None:
-                self.share.handle(msg)
-
-        request = HelpRequest(self.config, "bench", lambda status: None, on_started=started,
-                              size=(COLS, ROWS), on_event=event)
-        runner = asyncio.ensure_future(request.run())
+        self.user = user = UserSession(
+            self.config, "bench", self.event, command=["bash", "--norc", "--noprofile"],
+            size=(COLS, ROWS), env={"PS1": "$ ", "HISTFILE": "/dev/null"},
+            on_output=self.output)
+        user.start()
+        parser = asyncio.ensure_future(self.parse_loop(user))
+        runner = asyncio.ensure_future(user.run())
         try:
             while True:
                 getter = asyncio.ensure_future(commands.get())
@@ -148,44 +125,43 @@ class UserSide:
                 if runner in done:
                     getter.cancel()
                     break
-                await self.command(getter.result())
+                await self.command(user, getter.result())
         finally:
-            self.share = None
             with contextlib.suppress(Exception):
                 await runner
-            await request.close()
+            parser.cancel()
+            await user.close()
         print(json.dumps({"ended": True}), flush=True)
 
-    async def command(self, line: str) -> None:
+    async def command(self, user: UserSession, line: str) -> None:
         word, _, arg = line.partition(" ")
         if word == "marks":
             count, gap = int(arg), 0.02
             for n in range(count):
-                self.pty.write(f"echo mk$(({n}+0))x\n".encode())
+                user.write(f"echo mk$(({n}+0))x\n".encode())
                 await asyncio.sleep(gap)
             await asyncio.sleep(0.5)
             print(json.dumps({"marks": self.marks}), flush=True)
         elif word == "cat":
             shared, path = arg.split(" ", 1)
-            self.sharing = shared == "on"
-            elapsed = await self.run_command(f"cat {path}; echo done-$((6*7))", "done-42")
+            user.streaming = shared == "on"
+            elapsed = await self.run_command(user, f"cat {path}; echo done-$((6*7))",
+                                             "done-42")
             stopped = time.perf_counter()
-            self.sharing = True
-            if shared == "off" and self.share is not None:
-                self.share.snapshot()  # what the agent missed while sharing was off
+            user.streaming = True
+            if shared == "off" and user.share is not None:
+                user.share.snapshot()  # what the agent missed while sharing was off
             # Let the local emulator finish, so the screen to compare with is final.
-            while self.emulator.backlog:
+            while user.emulator.backlog:
                 await asyncio.sleep(FRAME)
             print(json.dumps({"cat": elapsed, "stopped": stopped,
-                              "screen": self.emulator.text()}), flush=True)
+                              "screen": user.emulator.text()}), flush=True)
 
 
 async def user_main(port: int, host_key: str, key: Path, state: Path) -> None:
     config = ClientConfig(host="127.0.0.1", port=port, host_key=host_key, key=key,
                           file=state / "client.toml", state=state)
     side = UserSide(config)
-    side.pty.start()
-    parser = asyncio.ensure_future(side.parse_loop())
     commands: asyncio.Queue[str] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -198,8 +174,10 @@ async def user_main(port: int, host_key: str, key: Path, state: Path) -> None:
             await commands.put(line)
         if session is not None and session.done():
             session = None
-    parser.cancel()
-    side.pty.terminate()
+    if session is not None:
+        session.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await session
 
 
 # -- the agent (this process) ------------------------------------------------------------

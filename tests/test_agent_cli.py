@@ -15,7 +15,7 @@ from assist.client import UserClient
 from assist.protocol import messages as m
 from tests.helpers import KeyPair, user_client
 from tests.test_runbook import answer_asks
-from tests.test_trust import live_session
+from tests.user_side import live_session
 
 pytestmark = pytest.mark.slow
 

@@ -20,8 +20,8 @@ import pytest
 
 from assist.broker.server import Broker
 from assist.client import AgentClient, UserClient
+from assist.config import Codec
 from assist.media import network
-from assist.media.codecs import Codec
 from assist.media.errors import MediaError
 from assist.media.peer import MediaPeer, ice_server, offered_directions
 from assist.media.signalling import ScreenShare, ShareViewer

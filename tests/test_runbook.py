@@ -14,7 +14,7 @@ from assist.client.runbook import RunbookRunner, load_runbook, parse_runbook
 from assist.errors import ConfigError
 from assist.protocol import messages as m
 from tests.helpers import KeyPair, link_to
-from tests.test_trust import Live, live_session
+from tests.user_side import Live, live_session
 
 BOOK = {
     "name": "print check",

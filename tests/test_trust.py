@@ -3,141 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyotp
 import pytest
 
 from assist.broker.server import Broker
-from assist.client.agent import AgentClient
-from assist.client.guard import Guard
 from assist.client.link import BrokerError
-from assist.client.share import TerminalShare, TerminalViewer, compile_redactions
-from assist.client.user import UserClient
 from assist.core.grants import GrantTable
 from assist.protocol import messages as m
-from assist.share.emulator import Emulator
-from assist.share.pty import PtyProcess
-from tests.helpers import KeyPair, asciinema_cat, started_session
-
-COLS, ROWS = 80, 24
-SHELL = ["env", "PS1=$ ", "HISTFILE=/dev/null", "bash", "--norc", "--noprofile"]
-
-
-@dataclass
-class Live:
-    """A live session: alice's real shell shared with carol's client."""
-
-    alice: UserClient
-    carol: AgentClient
-    session: str
-    pty: PtyProcess
-    guard: Guard
-    share: TerminalShare
-    viewer: TerminalViewer
-    pty_out: bytearray = field(default_factory=bytearray)
-    asks: list[m.Msg] = field(default_factory=list)
-    annotations: list[m.Msg] = field(default_factory=list)
-    agent_events: list[m.Msg] = field(default_factory=list)
-
-    async def wait_pty(self, text: bytes, timeout: float = 5) -> None:
-        async with asyncio.timeout(timeout):
-            while text not in self.pty_out:
-                await asyncio.sleep(0.02)
-
-    async def agent_event(self, kind: type[m.Msg], timeout: float = 5) -> m.Msg:
-        async with asyncio.timeout(timeout):
-            while True:
-                for event in self.agent_events:
-                    if isinstance(event, kind):
-                        self.agent_events.remove(event)
-                        return event
-                await asyncio.sleep(0.02)
-
-    async def ask(self, scope: str, seconds: float = 0.0) -> m.AskGrant:
-        self.asks.clear()
-        await self.carol.ask_grant(self.session, scope, seconds)
-        async with asyncio.timeout(5):
-            while not self.asks:
-                await asyncio.sleep(0.02)
-        ask = self.asks.pop()
-        assert isinstance(ask, m.AskGrant)
-        return ask
-
-    async def grant(self, scope: str, seconds: float = 0.0) -> str:
-        grant_id = self.guard.decide(await self.ask(scope, seconds), True)
-        answer = await self.agent_event(m.GrantAnswer)
-        assert isinstance(answer, m.GrantAnswer) and answer.grant == grant_id
-        return grant_id
-
-    async def verify_by_key(self) -> None:
-        await self.carol.verify(self.session, "key")
-        verified = await self.agent_event(m.Verified)
-        assert isinstance(verified, m.Verified) and verified.ok
-        async with asyncio.timeout(5):
-            while not self.guard.verified:
-                await asyncio.sleep(0.02)
-
-
-@contextlib.asynccontextmanager
-async def live_session(broker: Broker, keys: dict[str, KeyPair], argv: list[str] = SHELL,
-                       redact: tuple[str, ...] = ()) -> AsyncIterator[Live]:
-    # Events wait in the links' queues until the pumps below read them.
-    alice, carol, session = await started_session(broker, keys, "trust", COLS, ROWS)
-    out = bytearray()
-    emulator = Emulator(COLS, ROWS)
-    holder: list[Live] = []
-
-    def output(data: bytes) -> None:
-        out.extend(data)
-        if holder:
-            holder[0].share.output(data)
-
-    pty = PtyProcess(argv, COLS, ROWS, on_output=output)
-    pty.start()
-    share = TerminalShare(alice.link.channel, session, emulator,
-                          secret=pty.secret_input, redact=compile_redactions(redact))
-    live = Live(alice, carol, session, pty,
-                Guard(alice.link.channel, session, lambda data: pty.write(data, agent=True),
-                      pty.secret_input, drop=pty.drop_agent_input),
-                share, TerminalViewer(session, COLS, ROWS), out)
-    live.guard.on_ask = live.asks.append
-    live.guard.on_annotation = live.annotations.append
-    holder.append(live)
-
-    async def pump_user() -> None:
-        async for event in alice.events():
-            if not live.guard.handle(event):
-                live.share.handle(event)
-
-    async def pump_agent() -> None:
-        async for event in carol.events():
-            if not live.viewer.handle(event):
-                live.agent_events.append(event)
-
-    async def poll_secret() -> None:
-        while True:
-            share.check_secret()
-            live.viewer.emulator.process()
-            await asyncio.sleep(0.05)
-
-    tasks = [asyncio.ensure_future(t()) for t in (pump_user, pump_agent, poll_secret)]
-    try:
-        yield live
-    finally:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        pty.terminate()
-        await alice.link.close()
-        await carol.link.close()
+from tests.helpers import KeyPair, asciinema_cat, until
+from tests.user_side import live_session
 
 
 def audit_actions(broker: Broker, session: str) -> list[str]:
@@ -224,9 +103,8 @@ async def test_echo_off_hides_input_from_agent_and_recording(
         await live.carol.send_keys(
             live.session, grant,
             b"read -s -p 'Password: ' pw; echo; echo length-${#pw}\r")
-        async with asyncio.timeout(5):
-            while not live.viewer.hidden:  # the agent's view says: hidden input
-                await asyncio.sleep(0.02)
+        # The agent's view says: hidden input.
+        await until(lambda: live.viewer.hidden, 5, what="hidden input on the agent's view")
         # While the secret is read, the agent cannot type...
         await live.carol.send_keys(live.session, grant, b"agent-guess\r")
         refused = await live.agent_event(m.KeysRefused)
@@ -234,12 +112,9 @@ async def test_echo_off_hides_input_from_agent_and_recording(
         # ...and what the user types goes nowhere but the pty.
         live.pty.write(b"hunter2\r")
         await live.wait_pty(b"length-7")
-        async with asyncio.timeout(5):
-            while live.viewer.hidden:
-                await asyncio.sleep(0.02)
-        async with asyncio.timeout(5):
-            while not any("length-7" in line for line in live.viewer.emulator.text()):
-                await asyncio.sleep(0.05)
+        await until(lambda: not live.viewer.hidden, 5, what="the agent's view to show again")
+        await until(lambda: any("length-7" in line for line in live.viewer.emulator.text()),
+                    5, what="length-7 on the agent's view")
         await live.carol.end(live.session, "password reset", True)
     assert broker.hub is not None
     cast = broker.config.recordings / f"{live.session}.cast"
@@ -255,9 +130,7 @@ async def test_totp_verification(broker: Broker, keys: dict[str, KeyPair]) -> No
     broker.store.directory.set_totp("alice", secret)
     async with live_session(broker, keys) as live:
         await live.carol.verify(live.session, "totp")
-        async with asyncio.timeout(5):
-            while not live.asks:
-                await asyncio.sleep(0.02)
+        await until(lambda: live.asks, 5, what="the code asked")
         assert isinstance(live.asks.pop(), m.AskCode)
         live.guard.code("000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
         wrong = await live.agent_event(m.Verified)
@@ -287,9 +160,7 @@ async def test_annotations_need_a_grant(broker: Broker, keys: dict[str, KeyPair]
             await live.carol.annotate(live.session, "none", mark)
         grant = await live.grant("annotate")
         await live.carol.annotate(live.session, grant, mark)
-        async with asyncio.timeout(5):
-            while not live.annotations:
-                await asyncio.sleep(0.02)
+        await until(lambda: live.annotations, 5, what="the mark drawn")
         shown = live.annotations.pop()
         assert isinstance(shown, m.Annotate) and shown.annotation == mark
         live.guard.revoke_all()
@@ -305,9 +176,8 @@ async def test_redaction_happens_before_bytes_leave(broker: Broker,
         await live.wait_pty(b"$ ")
         live.pty.write(b"echo tok-$((16#deadbeef))x; printf 'tok-%s\\n' cafe0123\r")
         await live.wait_pty(b"tok-cafe0123")
-        async with asyncio.timeout(5):
-            while not any("[redacted]" in line for line in live.viewer.emulator.text()):
-                await asyncio.sleep(0.05)
+        await until(lambda: any("[redacted]" in line for line in live.viewer.emulator.text()),
+                    5, what="[redacted] on the agent's view")
         # The typed command shows the pieces; the printed token never leaves.
         assert not any("tok-cafe0123" in line for line in live.viewer.emulator.text())
         await live.carol.end(live.session, "token", True)
@@ -327,9 +197,7 @@ async def test_session_recording_plays_with_asciinema_and_audit_verifies(
         await asyncio.sleep(0.2)
         await live.carol.end(live.session, "demo", True)
     cast = broker.config.recordings / f"{live.session}.cast"
-    async with asyncio.timeout(5):
-        while "session ended" not in cast.read_text():
-            await asyncio.sleep(0.05)
+    await until(lambda: "session ended" in cast.read_text(), 5, what="the end recorded")
     assert "agent:carol typed" in cast.read_text()
     result = asciinema_cat(cast, tmp_path / "asciinema")
     assert result.returncode == 0, result.stderr

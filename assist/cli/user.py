@@ -27,12 +27,22 @@ from assist.cli.connect import (
     trust_prompt,
 )
 from assist.client.desktop import DesktopRequest, DesktopSender, describe_mark, parse_region
-from assist.client.helpflow import HelpRequest, Status
-from assist.client.user import UserClient
+from assist.client.helpflow import Status
+from assist.client.user_events import (
+    ChatLine,
+    CodeAsked,
+    DesktopChanged,
+    GrantAsked,
+    Marked,
+    Revoked,
+    StatusChanged,
+    UserEvent,
+    Verification,
+)
+from assist.client.user_session import UserSession
 from assist.config import ClientConfig, parse_codec
 from assist.errors import ConfigError, ConnectionFailed
 from assist.log import setup
-from assist.protocol import messages as m
 
 HELP_EPILOG = """\
 [b]Desktop sharing[/b] (--screen): once an agent answers, your desktop is offered
@@ -59,37 +69,38 @@ def status_event(status: Status) -> dict[str, Any]:
             "broker": status.broker, "message": status.message}
 
 
-def _annotation_event(msg: m.Annotate) -> dict[str, Any]:
+def _annotation_event(event: Marked) -> dict[str, Any]:
+    msg = event.mark
     a = msg.annotation
     return {"event": "annotation", "agent": msg.agent, "surface": a.surface, "kind": a.kind,
             "x": a.x, "y": a.line, "x2": a.x2, "y2": a.line2, "text": a.text,
             "description": describe_mark(msg.agent, a) if a.surface == "desktop" else ""}
 
 
-_EVENTS: dict[type[m.Msg], Callable[[Any], dict[str, Any]]] = {
-    m.Chat: lambda msg: {"event": "chat", "sender": msg.sender, "text": msg.text},
-    m.AskGrant: lambda msg: {"event": "grant-asked", "scope": msg.scope,
-                             "seconds": msg.seconds, "agent": msg.agent},
-    m.AskCode: lambda msg: {"event": "code-asked", "agent": msg.agent},
-    m.Verified: lambda msg: {"event": "verified", "method": msg.method, "ok": msg.ok,
-                             "message": msg.message},
-    m.Annotate: _annotation_event,
-    m.Revoke: lambda msg: {"event": "revoked", "grants": list(msg.grants),
-                           "reason": msg.reason},
-}
-"""Session messages a wrapper may care about, as JSON events (a table, not an if-chain)."""
-
-
-def message_event(msg: m.Msg) -> dict[str, Any] | None:
-    """A session message as a JSON event, or ``None`` if wrappers need not see it."""
-    convert = _EVENTS.get(type(msg))
-    return None if convert is None else convert(msg)
-
-
-def desktop_event(desktop: DesktopSender) -> dict[str, Any]:
+def desktop_event(event: DesktopChanged) -> dict[str, Any]:
     """The desktop share's state as a ``desktop`` JSON event."""
-    return {"event": "desktop", "state": desktop.state, "code": desktop.code or None,
-            "audio": desktop.speaker, "error": desktop.error or None}
+    return {"event": "desktop", "state": event.state, "code": event.code or None,
+            "audio": event.audio, "error": event.error or None}
+
+
+_EVENTS: dict[type[UserEvent], Callable[[Any], dict[str, Any]]] = {
+    ChatLine: lambda e: {"event": "chat", "sender": e.sender, "text": e.text},
+    GrantAsked: lambda e: {"event": "grant-asked", "scope": e.ask.scope,
+                           "seconds": e.ask.seconds, "agent": e.ask.agent},
+    CodeAsked: lambda e: {"event": "code-asked", "agent": e.ask.agent},
+    Verification: lambda e: {"event": "verified", "method": e.method, "ok": e.ok,
+                             "message": e.message},
+    Marked: _annotation_event,
+    Revoked: lambda e: {"event": "revoked", "grants": list(e.grants), "reason": e.reason},
+    DesktopChanged: desktop_event,
+}
+"""Session events a wrapper may care about, as JSON events (a table, not an if-chain)."""
+
+
+def session_event(event: UserEvent) -> dict[str, Any] | None:
+    """A session event as a JSON event, or ``None`` if wrappers need not see it."""
+    convert = _EVENTS.get(type(event))
+    return None if convert is None else convert(event)
 
 
 def emit(event: dict[str, Any]) -> None:
@@ -222,68 +233,57 @@ def takeover_prompt(take_over: bool, interactive: bool) -> Callable[[str], Any]:
 async def _plain(config: ClientConfig, topic: str, yes: bool,
                  desktop: DesktopRequest | None = None, json_events: bool = False,
                  take_over: bool = False) -> None:
+    """``--no-tui`` and ``--json-events``: no shell shared, only the request, the
+    chat and trust as lines, and the desktop share if asked for."""
     interactive = sys.stdout.isatty() and not json_events
     live = Live(Text(""), console=out, auto_refresh=False, transient=False) if interactive \
         else None
     last: list[str] = [""]
-    sharing: list[DesktopSender] = []
+    shown: list[DesktopSender] = []
+    """The desktop share of the last session: its line stays once the agent is gone."""
 
     def show(status: Status) -> None:
-        if sharing and status.phase != "offered" and not request.in_session \
-                and sharing[0].state not in ("ended", "failed"):
-            # The agent is gone: the desktop goes with them.
-            tasks.add(asyncio.ensure_future(sharing[0].stop()))
         if json_events:
             line = json.dumps(status_event(status))
             if line != last[0]:
                 last[0] = line
                 emit(status_event(status))
             return
+        if session.desktop is not None:
+            shown[:] = [session.desktop]
         text = describe(status, time.time())
-        if sharing:
-            text.append(f"\n{sharing[0].describe()}")
+        if shown:
+            text.append(f"\n{shown[0].describe()}")
         if live is not None:
             live.update(text, refresh=True)
         elif text.plain != last[0]:
             last[0] = text.plain
             print(text.plain, flush=True)
 
-    def desktop_changed() -> None:
-        if json_events and sharing:
-            emit(desktop_event(sharing[0]))
-        else:
-            show(request.status)
-
-    async def started(client: UserClient, info: m.SessionInfo) -> None:
-        if desktop is not None:
-            sharing[:] = [DesktopSender(client.link, info, desktop, config.media_host_addresses,
-                                        on_change=desktop_changed)]
-            tasks.add(asyncio.ensure_future(sharing[0].start()))
-
-    def event(msg: m.Msg) -> None:
-        if isinstance(msg, m.Signal) and sharing:
-            tasks.add(asyncio.ensure_future(sharing[0].handle(msg)))
-        elif json_events and getattr(msg, "session", None) == request.status.session:
-            converted = message_event(msg)
+    def event(e: UserEvent) -> None:
+        if isinstance(e, StatusChanged):
+            show(e.status)
+        elif json_events:
+            converted = session_event(e)
             if converted is not None:
                 emit(converted)
+        elif isinstance(e, DesktopChanged):
+            show(session.status)  # the status lines carry the desktop's line
 
-    tasks: set[asyncio.Future[Any]] = set()
-    request = HelpRequest(config, topic, show, trust_prompt(yes), on_started=started,
-                          on_event=event,
+    session = UserSession(config, topic, event, trust=trust_prompt(yes), desktop=desktop,
                           takeover=takeover_prompt(take_over, interactive and sys.stdin.isatty()))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    runner = asyncio.ensure_future(request.run())
+    runner = asyncio.ensure_future(session.run())
     stopper = asyncio.ensure_future(stop.wait())
 
     async def tick() -> None:
         while True:
             await asyncio.sleep(1)
-            show(request.status)
+            show(session.status)
 
     ticker = asyncio.ensure_future(tick())
     if live is not None:
@@ -293,18 +293,17 @@ async def _plain(config: ClientConfig, topic: str, yes: bool,
         if runner in done:
             final = runner.result()
         else:
-            await request.leave()
+            await session.leave()
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await runner
-            final = request.status
+            final = session.status
+    except BaseException:
+        await session.close()
+        raise
     finally:
         ticker.cancel()
         stopper.cancel()
-        for share in sharing:
-            await share.stop()
-        for task in tasks:
-            task.cancel()
         if live is not None:
             live.stop()
     if json_events:
@@ -317,9 +316,9 @@ async def _plain(config: ClientConfig, topic: str, yes: bool,
             answer = input("How satisfied are you with the help? 1 (poor) to 5 (great), "
                            "Enter to skip: ").strip()
             if answer in ("1", "2", "3", "4", "5"):
-                await request.survey(int(answer))
+                await session.survey(int(answer))
     elif final.phase == "left":
         out.print("You left the queue.")
     elif final.phase == "taken-over":
         out.print(TAKEN_OVER)
-    await request.close()
+    await session.close()

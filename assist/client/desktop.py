@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from assist.config import Codec
 from assist.errors import AssistError, ConfigError
 from assist.protocol import messages as m
 
@@ -79,7 +80,7 @@ class DesktopRequest:
 
     monitor: int = 0
     region: tuple[int, int, int, int] | None = None
-    codec: str = "VP8"
+    codec: Codec = "VP8"
     voice: bool = True
     display: str | None = None
     audio: tuple[str, ...] | None = None
@@ -106,8 +107,9 @@ class _DesktopSide:
     _role = "desktop"
 
     def _on_state(self, state: str) -> None:
-        # The media layer reports "ended" when the other side said bye or the peer closed.
-        if state == "ended" and self.state != "failed":
+        # The media layer reports "ended" when the other side said bye or the peer closed
+        # (after our own stop too: the end is told once).
+        if state == "ended" and self.state not in ("failed", "ended"):
             self._set("ended")
 
     def _set(self, state: ShareState, error: str = "") -> None:
@@ -144,6 +146,7 @@ class DesktopSender(_DesktopSide):
         self.error = ""
         self.share: ScreenShare | None = None
         self._stopped = False
+        self._stopping: asyncio.Future[None] | None = None
         self._role = "desktop share"
 
     async def start(self, timeout: float = 15.0) -> bool:
@@ -174,7 +177,7 @@ class DesktopSender(_DesktopSide):
         # Without a display, say so before any offer reaches the agent.
         await asyncio.to_thread(monitors, request.display)
         peer = MediaPeer(ice_servers=self.info.ice_servers, host_addresses=self.host_addresses,
-                         codec=request.codec)  # type: ignore[arg-type]
+                         codec=request.codec)
         speaker: Any = None
         mic: Any = None
         if request.voice:
@@ -219,15 +222,35 @@ class DesktopSender(_DesktopSide):
             self._set("failed", exc.message)
 
     async def stop(self) -> None:
-        """Stop sharing at once (idempotent); the agent is told."""
-        self._stopped = True
+        """Stop sharing at once; the agent is told.
+
+        Idempotent: the first call does it (even if its caller is cancelled),
+        later ones wait for it, so the share ends and says so exactly once.
+        """
+        self._stopped = True  # at once: a start still preparing must see it
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
         if self.share is not None:
             await self.share.stop()
         source, self._mic_source = self._mic_source, None
         if source is not None:
             source.close()  # the microphone is free again
-        if self.state != "failed":
+        if self.state not in ("failed", "ended"):  # the media layer may have said it
             self._set("ended")
+
+    @property
+    def area(self) -> tuple[int, int, int, int] | None:
+        """The desktop rectangle shared, ``(x, y, width, height)`` in screen pixels.
+
+        The agent places desktop marks in the shared frame's pixels: they
+        belong at this rectangle of the real screen. ``None`` before capture.
+        """
+        region = self.share.track.capture.region if self.share is not None else None
+        return None if region is None else (region.left, region.top, region.width,
+                                            region.height)
 
     def poll(self) -> bool:
         """Notice a capture that failed while sharing.

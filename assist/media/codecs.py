@@ -21,18 +21,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import aiortc.codecs.h264
 import aiortc.codecs.vpx
 from aiortc import RTCRtpSender
 
+from assist.config import CODECS, Codec
 from assist.media.errors import MediaUnavailable
 
 log = logging.getLogger(__name__)
-
-Codec = Literal["VP8", "H264"]
-CODECS: tuple[Codec, ...] = ("VP8", "H264")
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,9 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from assist.config import Codec
 from assist.media import jitter, malloc, network
-from assist.media.codecs import Bitrate, Codec, apply_bitrate, preferences
+from assist.media.codecs import Bitrate, apply_bitrate, preferences
 from assist.media.errors import MediaError
 from assist.media.verification import fingerprints, verification_code
 
