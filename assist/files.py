@@ -76,3 +76,12 @@ def loose(paths: Iterable[Path]) -> list[tuple[Path, int]]:
         if mode & 0o077:
             found.append((path, mode))
     return found
+
+
+def unreadable(path: Path, what: str, exc: OSError) -> str:
+    """Why ``path``, which should be a ``what`` ("key file"), could not be opened, in words."""
+    if isinstance(exc, FileNotFoundError):
+        return f"{what} {path} does not exist"
+    if isinstance(exc, IsADirectoryError):
+        return f"{path} is a directory, not a {what}"
+    return f"cannot read {what} {path}: {exc.strerror}"

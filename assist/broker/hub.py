@@ -174,7 +174,7 @@ class Hub:
         client.hello = True
         client.host, client.os_user = printable(msg.host), printable(msg.os_user)
         peer = client.peer
-        client.send(m.Welcome(version=PROTOCOL_VERSION, role=peer.role,  # type: ignore[arg-type]
+        client.send(m.Welcome(version=PROTOCOL_VERSION, role=peer.role,
                               name=peer.name, broker=self.config.name,
                               registered=peer.registered, rid=msg.rid))
         if peer.role == "agent":

@@ -90,9 +90,9 @@ class Broker:
                 log.warning("refused %s key %s asking for the %s role", identity.role,
                             fingerprint, role)
                 return None
-            return Peer(role, identity.name, fingerprint, True, "")
+            return Peer(identity.role, identity.name, fingerprint, True, "")
         if role == "user" and self.config.allow_unregistered_users:
-            return Peer(role, f"guest-{fingerprint[7:15]}", fingerprint, False, "")
+            return Peer("user", f"guest-{fingerprint[7:15]}", fingerprint, False, "")
         log.info("refused unknown key %s for the %s role", fingerprint, role)
         return None
 

@@ -26,6 +26,7 @@ from assist.config import BrokerConfig, ClientConfig
 from assist.core import pubkey
 from assist.errors import AssistError, ConfigError, ConnectionFailed
 from assist.log import setup
+from assist.protocol.messages import Role
 from assist.transport import ssh
 
 log = logging.getLogger(__name__)
@@ -70,10 +71,11 @@ class DemoBackground(threading.Thread):
         await broker.start()
         try:
             assert broker.store is not None
-            for role, name in (("agent", AGENT), ("user", USER), ("user", YOU)):
+            people: tuple[tuple[Role, str], ...] = (("agent", AGENT), ("user", USER),
+                                                     ("user", YOU))
+            for role, name in people:
                 line = ssh.generate_key_pair(self.root / name, f"{name}@assist-demo")
-                broker.store.directory.add(role, name, pubkey.parse(line),  # type: ignore[arg-type]
-                                           time.time())
+                broker.store.directory.add(role, name, pubkey.parse(line), time.time())
             self.port, self.public_key = broker.port, broker.public_key
             self._loop, self._quit = asyncio.get_running_loop(), asyncio.Event()
             self.ready.set()

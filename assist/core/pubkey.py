@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assist.errors import ConfigError
+from assist.files import unreadable
 
 KEY_TYPES = frozenset(
     {
@@ -88,10 +89,6 @@ def load(path: Path) -> PublicKey:
     """
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise ConfigError(f"key file {path} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path} is a directory, not a key file") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read key file {path}: {exc.strerror}") from None
+        raise ConfigError(unreadable(path, "key file", exc)) from None
     return parse(text, str(path))

@@ -170,8 +170,8 @@ class ScreenShare:
             # (Resuming is the user's call alone, so an agent's "resume" is ignored.)
             await self.pause()
 
-    async def _signal(self, kind: str) -> None:
-        await self.link.send(m.Signal(session=self.session, kind=kind))  # type: ignore[arg-type]
+    async def _signal(self, kind: m.SignalKind) -> None:
+        await self.link.send(m.Signal(session=self.session, kind=kind))
 
     def _on_track(self, kind: Kind, track: Any) -> None:
         if kind == "audio" and self.speaker is not None:

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import IO, Any, NamedTuple
 
 from assist.errors import NotFound, StoreError
+from assist.files import unreadable
 
 SUFFIX = ".cast"
 DEFAULT_TERM = "xterm-256color"
@@ -119,12 +120,9 @@ class Cast:
         """
         try:
             file = path.open(encoding="utf-8", newline="\n")
-        except FileNotFoundError:
-            raise NotFound(f"no recording {path}: the file does not exist") from None
-        except IsADirectoryError:
-            raise StoreError(f"{path} is a directory, not a recording") from None
         except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc.strerror}") from None
+            kind = NotFound if isinstance(exc, FileNotFoundError) else StoreError
+            raise kind(unreadable(path, "recording", exc)) from None
         try:
             header = _header(path, file.readline())
         except UnicodeDecodeError:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from assist.protocol.messages import Role
+
 
 @dataclass(frozen=True)
 class Peer:
@@ -17,7 +19,7 @@ class Peer:
         address: remote IP address.
     """
 
-    role: str
+    role: Role
     name: str
     fingerprint: str
     registered: bool
