@@ -13,6 +13,10 @@ header line, then one JSON array per event, ``[seconds, kind, text]``:
   and labels the broker adds (grants, verification, end of session);
 * ``"r"`` resize: ``"COLSxROWS"``.
 
+Output never carries what would act on the terminal of whoever replays it
+(clipboard, title, hyperlinks, questions to the terminal): see
+:mod:`assist.core.host_sequences`.
+
 While the user's terminal reads a secret (echo off) nothing but one
 ``[hidden input]`` marker, and the same words as dim visible text, goes into
 the file: no output and no keystrokes.
@@ -41,6 +45,7 @@ from typing import Any
 
 import msgspec
 
+from assist.core.host_sequences import HostFilter
 from assist.errors import ConfigError, StoreError
 from assist.store.cast import DEFAULT_TERM, HIDDEN, VISIBLE, recording_path, typed_marker
 
@@ -91,6 +96,8 @@ class Recorder:
         self._since: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._output = _utf8()
+        self._host = HostFilter()
+        """What would act on a replaying terminal (clipboard, title, queries) stays out."""
         self._input: dict[str, codecs.IncrementalDecoder] = {}
         self._hidden = False
 
@@ -171,7 +178,7 @@ class Recorder:
         """Record ``data`` the user's pty wrote (dropped while input is hidden)."""
         if self._hidden or self._fd is None:
             return
-        text = self._output.decode(data)
+        text = self._output.decode(self._host.feed(data))
         if text:
             self._event("o", text, at)
 
@@ -183,9 +190,10 @@ class Recorder:
         """
         self.resize(cols, rows, at)
         self._output.reset()
+        self._host = HostFilter()
         if self._hidden or self._fd is None:
             return
-        self._event("o", data.decode("utf-8", errors="replace"), at)
+        self._event("o", self._host.feed(data).decode("utf-8", errors="replace"), at)
 
     def resize(self, cols: int, rows: int, at: float) -> None:
         """Record a terminal size change (nothing if the size is the same)."""

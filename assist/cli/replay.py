@@ -1,7 +1,9 @@
 """``assist replay``: play a session recording (asciicast v2) in the terminal.
 
 Output events are written to stdout with their timing (pauses capped by the
-idle limit, scaled by the speed). Markers (who typed, hidden input, grants)
+idle limit, scaled by the speed), without anything that would act on this
+terminal (clipboard, title, questions to it; see
+:mod:`assist.core.host_sequences`). Markers (who typed, hidden input, grants)
 must never be mixed into the replayed screen, so where they go depends on
 where stdout and stderr go:
 
@@ -27,6 +29,9 @@ from typing import IO, Any
 import typer
 
 from assist.cli.app import JSON_OPTION, app, err, out, print_json
+from assist.core.host_sequences import HostFilter
+from assist.core.text import printable
+from assist.display import said
 from assist.errors import ConfigError
 from assist.store.cast import HIDDEN, Cast, Event, parse_typed, typed_marker
 
@@ -163,6 +168,7 @@ class Player:
         self._sleep, self._clock = sleep, clock
         self._pending: list[str] = []
         self._pending_size = 0
+        self._host = HostFilter()
 
     def play(self, events: Iterable[Event], summary: Summary) -> None:
         """Play ``events``, counting them into ``summary``."""
@@ -182,8 +188,10 @@ class Player:
                     self._drain()
                     self._sleep(delay)
                 if event.kind == "o":
-                    self._pending.append(event.data)
-                    self._pending_size += len(event.data)
+                    # A recording made elsewhere (or edited) may still carry them.
+                    data = self._host.feed_text(event.data)
+                    self._pending.append(data)
+                    self._pending_size += len(data)
                     if self._pending_size >= _MAX_PENDING:
                         self._drain()
                 elif event.kind == "m" and self._on_marker is not None:
@@ -272,11 +280,11 @@ def _play(cast: Cast, speed: float, limit: float, markers: bool) -> Summary:
         _warn_size(cast)
 
     def to_stderr(start: float, end: float, label: str) -> None:
-        err.print(f"{_span(start, end)}  {label}", style="dim", highlight=False, markup=False)
+        err.print(said(f"{_span(start, end)}  {label}"), style="dim")
 
     def to_title(at: float, label: str) -> None:
         # OSC 2 sets the window title: outside the screen, so nothing is overdrawn.
-        clean = "".join(c for c in label if c.isprintable())
+        clean = printable(label, len(label))
         write(f"\x1b]2;assist replay {clock_text(at)}  {clean}\x07")
 
     folder = MarkerFolder(to_stderr)
@@ -305,9 +313,8 @@ def _play(cast: Cast, speed: float, limit: float, markers: bool) -> Summary:
     summary.truncated = cast.truncated
     if in_title and finished and summary.events.get("m"):
         agents = ", ".join(sorted(summary.agents)) or "none"
-        err.print(f"{summary.events['m']} markers; agents who typed: {agents}; "
-                  f"details: assist replay {cast.path} --info", style="dim", highlight=False,
-                  markup=False)
+        err.print(said(f"{summary.events['m']} markers; agents who typed: {agents}; "
+                       f"details: assist replay {cast.path} --info"), style="dim")
     return summary
 
 
@@ -358,12 +365,11 @@ def _describe(cast: Cast, as_json: bool) -> None:
         f"agents typed {agents or 'none'}",
         f"hidden input {summary.hidden} time{'' if summary.hidden == 1 else 's'}",
     ):
-        out.print(line, highlight=False, markup=False)
+        out.print(said(line))  # the title and names come from the file
     if summary.truncated:
         out.print("the last event is damaged (recording cut short)", style="yellow",
                   highlight=False)
     if folded:
         out.print("markers", highlight=False)
         for marker in folded:
-            out.print(f"  {_span(marker['time'], marker['end'])}  {marker['label']}",
-                      highlight=False, markup=False)
+            out.print(said(f"  {_span(marker['time'], marker['end'])}  {marker['label']}"))

@@ -102,6 +102,11 @@ class _Screen(pyte.Screen):
         super().__init__(columns, lines)
 
     def draw(self, data: str) -> None:
+        if not data.isprintable():
+            # Format characters (bidi overrides, zero-width space) would reach the
+            # viewer's terminal from a cell and reorder what it shows; pyte also
+            # stops drawing at one. C0/C1 controls never get here (the stream runs them).
+            data = "".join(ch for ch in data if ch.isprintable())
         start = self.scrolled + self.cursor.y
         super().draw(data)
         self.written.update(range(start, self.scrolled + self.cursor.y + 1))
