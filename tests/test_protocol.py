@@ -210,6 +210,13 @@ def test_every_message_is_frozen() -> None:
         (b'{"t":"annotate","session":"s","grant":"g","annotation":{"id":"a","kind":"box",'
          b'"x":1,"line":1,"ttl":0}}', "$.annotation.ttl"),
         (b'{"t":"leave","session":"' + b"s" * 65 + b'"}', "$.session"),
+        # Ids are echoed in errors and logs: nothing but id characters gets in.
+        (b'{"t":"leave","session":"s\\u001b]52;c;ZWNobyBoaQ==\\u0007"}', "$.session"),
+        (b'{"t":"leave","session":"[red]s"}', "$.session"),
+        (b'{"t":"revoke","session":"s","grants":["g h"]}', "$.grants[0]"),
+        (b'{"t":"clear-annotations","session":"s","ids":["a\\u009b2J"]}', "$.ids[0]"),
+        (b'{"t":"annotate","session":"s","grant":"g","annotation":{"id":"a\\nb",'
+         b'"kind":"box","x":1,"line":1}}', "$.annotation.id"),
     ],
 )
 def test_sizes_are_bounded_where_they_enter(line: bytes, where: str) -> None:

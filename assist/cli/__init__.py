@@ -12,11 +12,11 @@ import logging
 import sys
 
 import typer
-from rich.text import Text
 
 from assist.cli import admin, agent, bot, console, demo, doctor, queue, replay, report, serve, user
 from assist.cli.app import app, err
 from assist.cli.runtime import use_fast_loop
+from assist.display import said
 from assist.errors import AssistError
 
 __all__ = ["app", "main"]
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         if "--json" in args:
             print(json.dumps({"error": {"code": exc.code, "message": exc.message}}))
         else:
-            err.print(f"[bold red]assist:[/] {exc.message}", highlight=False)
+            err.print(said(("assist: ", "bold red"), exc.message))
         code = 1
     except Exception as exc:
         # A bug: still no traceback for the person, but enough to report it.
@@ -60,6 +60,6 @@ def main(argv: list[str] | None = None) -> None:
         if "--json" in args:
             print(json.dumps({"error": {"code": "internal", "message": message}}))
         else:
-            err.print(Text.assemble(("assist: ", "bold red"), message), highlight=False)
+            err.print(said(("assist: ", "bold red"), message))
         code = 70
     sys.exit(code if isinstance(code, int) else 0)

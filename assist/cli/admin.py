@@ -16,6 +16,7 @@ from assist.cli.app import JSON_OPTION, app, err, out, print_json
 from assist.cli.doctor import fix_for, loose_files
 from assist.config import BrokerConfig, ClientConfig
 from assist.core import pubkey
+from assist.display import said
 from assist.store import Store
 from assist.store.directory import Person
 
@@ -245,5 +246,6 @@ def audit_show(
         table.add_column(column)
     for r in records:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.at))
-        table.add_row(str(r.seq), when, r.actor, r.action, r.session or "", str(r.data or ""))
+        table.add_row(str(r.seq), when, said(r.actor), said(r.action), said(r.session or ""),
+                      said(str(r.data or "")))
     out.print(table)

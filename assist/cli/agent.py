@@ -42,6 +42,7 @@ from assist.client.agent_session import AgentSession
 from assist.client.link import BrokerError
 from assist.client.runbook import RunbookRunner, Step, load_runbook
 from assist.core.grants import explain
+from assist.display import said
 from assist.errors import AssistError, ConnectionFailed, StateError
 from assist.log import setup
 from assist.protocol import messages as m
@@ -133,8 +134,8 @@ def accept(
         if as_json:
             print(json.dumps({"t": "started", **msgspec.to_builtins(info)}), flush=True)
         else:
-            out.print(f"with [b]{info.user}[/] ({info.topic}), session [b]{info.session}[/]; "
-                      "Ctrl-C hands the user back to the queue")
+            out.print(said("with ", (info.user, "bold"), f" ({info.topic}), session ",
+                           (info.session, "bold"), "; Ctrl-C hands the user back to the queue"))
         events = asyncio.ensure_future(_print_events(client, live, as_json))
         stopper = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait({events, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -162,11 +163,11 @@ async def _print_events(client: AgentClient, live: AgentSession, as_json: bool) 
         if getattr(event, "session", None) != live.id:
             continue
         if isinstance(event, m.Output | m.Snapshot):
-            continue  # screen bytes: see `assist agent screen`
+            continue  # screen bytes: `assist console` shows the screen
         if as_json:
             print(json.dumps(_event_json(event)), flush=True)
         else:
-            out.print(f"{type(event).__name__}: {_event_json(event)}")
+            out.print(said(f"{type(event).__name__}: {_event_json(event)}"))
         if change is not None and change.ended:
             return True
     return False
@@ -363,7 +364,7 @@ def run(
             print(json.dumps({"t": "step", "index": index, "kind": step.kind,
                               "what": step.describe()}), flush=True)
         else:
-            out.print(f"step {index}/{len(book.steps)}: {step.describe()}")
+            out.print(said(f"step {index}/{len(book.steps)}: {step.describe()}"))
 
     async def work(client: AgentClient) -> dict[str, Any]:
         try:
@@ -377,7 +378,7 @@ def run(
     if as_json:
         print(json.dumps({"t": "result", **result}), flush=True)
     elif result["ok"]:
-        out.print(f"[green]runbook {book.name} done[/] ({result['done']} steps)")
+        out.print(said((f"runbook {book.name} done", "green"), f" ({result['done']} steps)"))
     if not result["ok"]:
         raise RunFailed(f"runbook {book.name} stopped at {result['failed']}: "
                         f"{result['reason']}")
@@ -400,7 +401,7 @@ def queue_cmd(
         print_json([msgspec.to_builtins(e) for e in listing.entries])
         return
     for e in listing.entries:
-        out.print(f"{e.position:>3}  {e.session}  {e.user:<12} {e.topic}  "
-                  f"{format_wait(listing.now - e.queued_at)}")
+        out.print(said(f"{e.position:>3}  {e.session}  {e.user:<12} {e.topic}  "
+                       f"{format_wait(listing.now - e.queued_at)}"))
     if not listing.entries:
         out.print("nobody is waiting")

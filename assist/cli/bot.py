@@ -14,6 +14,7 @@ from assist.cli.app import JSON_OPTION, VERBOSE_OPTION, app, out
 from assist.cli.connect import BROKER_OPTION, KEY_OPTION, YES_OPTION, client_config, trust_prompt
 from assist.client import AgentClient
 from assist.client.bot import Bot, Outcome, load_flows
+from assist.display import said
 from assist.log import setup
 
 
@@ -46,10 +47,11 @@ def bot(
         if as_json:
             print(json.dumps(outcome.__dict__), flush=True)
         elif outcome.handled:
-            out.print(f"[green]handled[/] {outcome.user} ({outcome.topic}) with {outcome.flow}")
+            out.print(said(("handled", "green"),
+                           f" {outcome.user} ({outcome.topic}) with {outcome.flow}"))
         else:
-            out.print(f"[yellow]handed to a human[/] {outcome.user} ({outcome.topic}): "
-                      f"{outcome.reason}")
+            out.print(said(("handed to a human", "yellow"),
+                           f" {outcome.user} ({outcome.topic}): {outcome.reason}"))
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -58,8 +60,8 @@ def bot(
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         if not as_json:
-            out.print(f"bot serving {len(books)} flow(s): "
-                      + ", ".join(b.name for b in books) + " · Ctrl-C stops")
+            out.print(said(f"bot serving {len(books)} flow(s): "
+                           + ", ".join(b.name for b in books) + " · Ctrl-C stops"))
         await Bot(connect, books, show, timeout).run(stop)
 
     asyncio.run(main())

@@ -11,6 +11,7 @@ from rich.table import Table
 from assist.cli.app import JSON_OPTION, VERBOSE_OPTION, app, out, print_json
 from assist.cli.connect import BROKER_OPTION, KEY_OPTION, YES_OPTION, client_config, trust_prompt
 from assist.client import AgentClient
+from assist.display import said
 from assist.log import setup
 from assist.protocol import messages as m
 
@@ -54,7 +55,7 @@ def queue(
         notes = [n for n, on in (("back from a dropped agent", e.requeued),
                                  ("reconnecting", not e.online),
                                  ("unregistered key", not e.registered)) if on]
-        table.add_row(str(e.position), e.session, e.user, e.topic,
+        table.add_row(str(e.position), e.session, said(e.user), said(e.topic),
                       format_wait(listing.now - e.queued_at), ", ".join(notes))
     out.print(table)
 

@@ -28,6 +28,7 @@ from assist.cli.app import JSON_OPTION, app, out, print_json
 from assist.config import BrokerConfig
 from assist.core import metrics
 from assist.core.metrics import Durations, Ratio, Report
+from assist.display import said
 from assist.errors import ConfigError
 from assist.store import reports
 
@@ -315,8 +316,9 @@ def _chart(name: str, lines: Sequence[Line], scale: float | None = None) -> Tabl
         table.add_column(justify="right")
     top = scale or max((line.value for line in lines), default=0.0)
     for line in lines:
-        table.add_row(line.label, Text(bar(line.value / top if top else 0.0), style=line.style),
-                      *line.texts)
+        # Labels are root causes and names people typed: text, never markup.
+        table.add_row(said(line.label), Text(bar(line.value / top if top else 0.0),
+                                             style=line.style), *map(said, line.texts))
     return table
 
 
@@ -327,7 +329,7 @@ def render(report: Report) -> Group:
     figures.add_column("value", justify="right", style="bold")
     figures.add_column("from", style="dim")
     for row in rows(report):
-        figures.add_row(row.label, row.value, row.detail)
+        figures.add_row(said(row.label), said(row.value), said(row.detail))
     parts: list[Table | Text] = [figures]
     target = metrics.SERVICE_LEVEL_TARGET
     if report.answer_time.count:

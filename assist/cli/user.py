@@ -41,6 +41,7 @@ from assist.client.user_events import (
 )
 from assist.client.user_session import UserSession
 from assist.config import ClientConfig, parse_codec
+from assist.display import said
 from assist.errors import ConfigError, ConnectionFailed
 from assist.log import setup
 
@@ -141,18 +142,16 @@ def describe(status: Status, now: float) -> Text:
                              f", waited {waited // 60}:{waited % 60:02d}",
                              ("  (Ctrl-C leaves the queue)", "dim"))
     elif status.phase == "offered":
-        line = Text.assemble(("Agent ", "bold"), (status.agent or "", "bold cyan"),
-                             " is joining...")
+        line = said(("Agent ", "bold"), (status.agent or "", "bold cyan"), " is joining...")
     elif status.phase == "connected":
-        line = Text.assemble(("Connected with ", "bold"), (status.agent or "", "bold cyan"),
-                             (" verified by ", "dim"), status.broker,
-                             ("  (Ctrl-C ends the session)", "dim"))
+        line = said(("Connected with ", "bold"), (status.agent or "", "bold cyan"),
+                    (" verified by ", "dim"), status.broker, ("  (Ctrl-C ends the session)", "dim"))
     elif status.phase in ("connecting", "reconnecting"):
         line = Text(f"{status.phase.capitalize()} to the helpdesk...", style="yellow")
     else:
-        line = Text(status.message or status.phase)
+        line = said(status.message or status.phase)
     if status.message and status.phase not in ("ended", "left"):
-        line.append(f"\n{status.message}", style="italic")
+        line.append_text(said(("\n" + status.message, "italic")))
     return line
 
 
@@ -269,6 +268,12 @@ async def _plain(config: ClientConfig, topic: str, yes: bool,
                 emit(converted)
         elif isinstance(e, DesktopChanged):
             show(session.status)  # the status lines carry the desktop's line
+        elif isinstance(e, ChatLine):
+            line = said((f"{e.sender}: ", "bold"), e.text)
+            if live is not None:
+                live.console.print(line)  # above the status line
+            else:
+                print(line.plain, flush=True)
 
     session = UserSession(config, topic, event, trust=trust_prompt(yes), desktop=desktop,
                           takeover=takeover_prompt(take_over, interactive and sys.stdin.isatty()))

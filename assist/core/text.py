@@ -22,3 +22,15 @@ def printable(text: str, limit: int = 200) -> str:
 def one_line(text: str, limit: int = 200) -> str:
     """``text`` as one line of printable characters, runs of white space folded."""
     return printable(" ".join(text.split()), limit)
+
+
+def shown(text: str) -> str:
+    """``text`` as a front end may put it on a terminal: printable characters and
+    line breaks, a tab as a space; nothing else (no ESC, C0/C1, bidi overrides).
+
+    The broker cleans what enters it already; every display point cleans again,
+    so a broker that did not (an older one, a bug) still cannot reach the
+    terminal of the person reading.
+    """
+    return "".join(ch if ch.isprintable() or ch == "\n" else " " if ch == "\t" else ""
+                   for ch in text)

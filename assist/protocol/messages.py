@@ -53,7 +53,11 @@ stays far below the 1 MiB limit."""
 MAX_COUNT = 10_000_000
 """Positions, counts and totals."""
 
-Id = Annotated[str, msgspec.Meta(max_length=MAX_ID)]
+ID_PATTERN = "^[A-Za-z0-9_.:-]*$"
+"""What an id may hold: an id is echoed in replies, errors and logs, so it
+carries no space, control or markup character."""
+Id = Annotated[str, msgspec.Meta(max_length=MAX_ID, pattern=ID_PATTERN)]
+MarkId = Annotated[str, msgspec.Meta(max_length=40, pattern=ID_PATTERN)]
 Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME)]
 Note = Annotated[str, msgspec.Meta(max_length=MAX_NOTE)]
 Cols = Annotated[int, msgspec.Meta(ge=1, le=MAX_COLS)]
@@ -581,7 +585,7 @@ class Annotation(msgspec.Struct, frozen=True, kw_only=True):
     Desktop coordinates are pixels of the shared desktop.
     """
 
-    id: Annotated[str, msgspec.Meta(max_length=40)]
+    id: MarkId
     kind: AnnotationKind
     x: Coord
     line: Line
@@ -608,8 +612,7 @@ class ClearAnnotations(Msg, tag="clear-annotations", frozen=True):
     """U/A -> B -> A/U: remove annotations (all when ``ids`` is empty)."""
 
     session: Id
-    ids: Annotated[tuple[Annotated[str, msgspec.Meta(max_length=40)], ...],
-                   msgspec.Meta(max_length=MAX_LIST)] = ()
+    ids: Annotated[tuple[MarkId, ...], msgspec.Meta(max_length=MAX_LIST)] = ()
 
 
 class Hidden(Msg, tag="hidden", frozen=True):

@@ -49,6 +49,7 @@ from assist.client.link import BrokerError
 from assist.client.share import TerminalViewer
 from assist.config import ClientConfig
 from assist.core.queueview import QueueMirror
+from assist.display import said
 from assist.errors import AssistError, AuthRefused, HostKeyMismatch
 from assist.protocol import messages as m
 from assist.tui.console_session import SessionConsole, wait_text
@@ -300,7 +301,7 @@ class ConsoleApp(SessionConsole):
         elif isinstance(msg, m.Started):
             self._start_session(msg.info)
         elif isinstance(msg, m.Chat):
-            self.query_one("#chat", RichLog).write(f"{msg.sender}: {msg.text}")
+            self.query_one("#chat", RichLog).write(said(f"{msg.sender}: {msg.text}"))
         elif isinstance(msg, m.Ended) and msg.message:
             self.notify(f"Session {msg.session}: {msg.message}.", severity="warning")
 
@@ -408,7 +409,7 @@ class ConsoleApp(SessionConsole):
                                      ("reconnecting", not e.online),
                                      ("unregistered key", not e.registered)) if on]
             # User-supplied text is shown as text: a topic like "[/tmp] full" is no markup.
-            table.add_row(str(e.position), Text(e.user), Text(e.topic),
+            table.add_row(str(e.position), said(e.user), said(e.topic),
                           wait_text(self.queue.now + offset - e.queued_at),
                           Text(", ".join(notes)), key=e.session)
         if table.row_count:
@@ -421,15 +422,15 @@ class ConsoleApp(SessionConsole):
         if self.info is not None:
             self._show_trust()
             answered = self.info.answered_at or time.time()
-            self.query_one("#header", Static).update(Text(
+            self.query_one("#header", Static).update(said(
                 f" {self.info.user} · {self.info.topic} · {wait_text(time.time() - answered)}"
                 f" · session {self.info.session}"))
         waiting = len(self.queue)
         shown = f" (first {SHOWN} shown)" if waiting > SHOWN else ""
-        status = Text(f"{self.agent_name} @ {self.broker_name} · {self.status} · "
+        status = said(f"{self.agent_name} @ {self.broker_name} · {self.status} · "
                       f"{waiting} waiting{shown} · Enter accepts · F5 available/away")
         if self.connection:
-            status = Text(f"⚠ {self.connection}", style="bold yellow")
+            status = said((f"⚠ {self.connection}", "bold yellow"))
         elif self.away and self.info is not None:
             status.append(f" · {self.away}", style="yellow")
         self.query_one("#status", Static).update(status)

@@ -11,6 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
+from assist.display import said
 from assist.protocol import messages as m
 from assist.protocol.vocabulary import VERIFY_METHODS, one_of
 
@@ -83,8 +84,9 @@ class GrantScreen(Dialog[bool]):
     def compose(self) -> ComposeResult:
         what = WHAT.get(self.ask.scope, self.ask.scope)
         with Vertical():
-            yield Label(f"[b]{self.ask.agent}[/b] asks to {what}, "
-                        f"{duration_text(self.ask.seconds)}.", id="question")
+            yield Label(said((self.ask.agent, "bold"),
+                             f" asks to {what}, {duration_text(self.ask.seconds)}."),
+                        id="question")
             yield Label("Tab then Enter (or a click) allows; n or Esc denies. "
                         "F9 takes it back at any moment.")
             with Horizontal():
@@ -118,8 +120,8 @@ class CodeScreen(Dialog[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"[b]{self.agent}[/b] asks for the current code of your "
-                        "authenticator app, to check it is really you.")
+            yield Label(said((self.agent, "bold"), " asks for the current code of your "
+                             "authenticator app, to check it is really you."))
             yield Input(placeholder="6-digit code", id="code", max_length=10)
             yield Label("Enter sends it to the helpdesk (never to the agent); Esc declines.")
 
@@ -144,7 +146,7 @@ class VerifyScreen(Dialog[tuple[m.VerifyMethod, str] | None]):
     def compose(self) -> ComposeResult:
         e = self.evidence
         with Vertical():
-            yield Label(f"Verify [b]{self.user}[/b] before helping.")
+            yield Label(said("Verify ", (self.user, "bold"), " before helping."))
             yield Label(evidence_text(e))
             with Horizontal():
                 yield Button("Registered key", id="key", disabled=not (e and e.registered))
@@ -177,7 +179,7 @@ class DurationScreen(Dialog[float | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"Ask [b]{self.user}[/b] to let you type in their terminal:")
+            yield Label(said("Ask ", (self.user, "bold"), " to let you type in their terminal:"))
             with Horizontal():
                 for i, (label, _) in enumerate(self.CHOICES):
                     yield Button(label, id=f"d{i}")

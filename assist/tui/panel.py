@@ -9,6 +9,8 @@ from textual.geometry import Offset
 from textual.message import Message
 from textual.widgets import Input, RichLog, Static
 
+from assist.display import said
+
 
 class AgentPanel(Vertical):
     """A small window above the shell, draggable by its title bar.
@@ -55,11 +57,11 @@ class AgentPanel(Vertical):
 
     def set_title(self, text: str) -> None:
         """Change the title bar."""
-        self.query_one("#title", Static).update(text)
+        self.query_one("#title", Static).update(said(text))
 
     def set_status(self, text: str) -> None:
         """Change the status text (plain text, shown as given)."""
-        self.query_one("#status", Static).update(text)
+        self.query_one("#status", Static).update(said(text))
 
     def set_keys(self, text: str) -> None:
         """Change the key hints."""
@@ -68,7 +70,7 @@ class AgentPanel(Vertical):
     def chat_line(self, sender: str, text: str) -> None:
         """Show a chat line."""
         self.remove_class("-nochat")
-        self.query_one("#chat", RichLog).write(f"{sender}: {text}")
+        self.query_one("#chat", RichLog).write(said(f"{sender}: {text}"))
 
     def enable_chat(self, on: bool) -> None:
         """Show or hide the chat (it exists only while an agent is connected)."""

@@ -1,10 +1,14 @@
-"""The base of assist's Textual apps: a bug ends the app with one line, never a traceback."""
+"""The base of assist's Textual apps: a bug ends the app with one line, never a traceback,
+and a notification shows what someone wrote as text."""
 
 from __future__ import annotations
 
 import logging
 
 from textual.app import App, ReturnType
+from textual.notifications import SeverityLevel
+
+from assist.core.text import shown
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +22,15 @@ class SafeApp(App[ReturnType]):
     """
 
     error: str | None = None
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Show a toast. Messages quote names, topics and errors from the other side,
+        so they are text (no markup, nothing but printable characters) unless a
+        caller asks for markup."""
+        if not markup:
+            message, title = shown(message), shown(title)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def _fatal_error(self) -> None:
         exc = self._exception
