@@ -131,6 +131,30 @@ def test_hidden_input_records_a_marker_and_never_the_secret(tmp_path: Path) -> N
         "Password: \x1b[2m[hidden input]\x1b[22m\r\nwelcome\r\n"
 
 
+def test_a_privacy_pause_records_its_markers_and_nothing_while_it_lasts(
+        tmp_path: Path) -> None:
+    rec = record(tmp_path)
+    rec.output(b"$ ", T0 + 1)
+    rec.hidden(True, T0 + 2, "secret")
+    rec.hidden(True, T0 + 3, "paused")  # paused during a secret prompt: said at once
+    rec.output(b"private-mail", T0 + 4)
+    rec.snapshot(b"\x1b[H\x1b[2Jprivate-mail", 80, 24, T0 + 4.5)
+    rec.hidden(True, T0 + 5, "paused")  # said again (a reconnect): no second marker
+    rec.hidden(False, T0 + 6, "paused")
+    rec.output(b"back\r\n", T0 + 7)
+    rec.close()
+    assert b"private-mail" not in rec.path.read_bytes()
+    _, events = lines(rec.path)
+    assert kinds(events, "m") == ["[hidden input]", "[paused by the user]",
+                                  "[sharing resumed]"]
+    assert "".join(kinds(events, "o")) == ("$ \x1b[2m[hidden input]\x1b[22m"
+                                           "\x1b[2m[paused by the user]\x1b[22mback\r\n")
+    summary = Summary()
+    for event in Cast.open(rec.path).events():
+        summary.add(event)
+    assert summary.paused == 1 and summary.hidden == 1
+
+
 def test_hidden_drops_a_half_character_from_before(tmp_path: Path) -> None:
     rec = record(tmp_path)
     rec.output("é".encode()[:1], T0 + 1)

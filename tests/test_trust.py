@@ -124,6 +124,45 @@ async def test_echo_off_hides_input_from_agent_and_recording(
     assert "hidden-input" in audit_actions(broker, live.session)
 
 
+async def test_a_privacy_pause_hides_everything_and_refuses_keys(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    async with live_session(broker, keys) as live:
+        session = live.user.user_session
+        await live.wait_pty(b"$ ")
+        await live.verify_by_key()
+        grant = await live.grant("control", 300)
+        assert session.toggle_pause()
+        # Here first: the guard refuses at once, before the agent hears of it.
+        assert session.paused and live.guard.paused
+        trust = session.trust()
+        assert trust is not None and trust.paused and not trust.hidden
+        await until(lambda: live.viewer.paused, 5, what="the pause on the agent's view")
+        live.pty.write(b"echo private-$((6*7))\r")
+        await live.wait_pty(b"private-42")
+        await live.carol.send_keys(live.session, grant, b"echo agent-$((1+1))\r")
+        refused = await live.agent_event(m.KeysRefused)
+        assert isinstance(refused, m.KeysRefused) and refused.reason == "paused"
+        # A fresh picture asked for now is not sent either.
+        await live.carol.resync(live.session)
+        await asyncio.sleep(0.3)
+        assert not any("private-42" in line for line in live.viewer.emulator.text())
+        assert not session.toggle_pause()
+        await until(lambda: not live.viewer.paused, 5, what="the agent's view to come back")
+        live.pty.write(b"echo after-$((2+3))\r")
+        await until(lambda: any("after-5" in line for line in live.viewer.emulator.text()),
+                    5, what="after-5 on the agent's view")
+        assert b"agent-2" not in live.pty_out
+        # What was printed during the pause stays blank in the picture after it.
+        assert not any("private-42" in line for line in live.viewer.emulator.text())
+        await live.carol.end(live.session, "privacy", True)
+    cast = broker.config.recordings / f"{live.session}.cast"
+    text = cast.read_text()
+    assert "[paused by the user]" in text and "[sharing resumed]" in text and "after-5" in text
+    assert "private" not in text and "agent-2" not in text
+    actions = audit_actions(broker, live.session)
+    assert actions.count("privacy-pause") == 2 and "hidden-input" not in actions
+
+
 async def test_totp_verification(broker: Broker, keys: dict[str, KeyPair]) -> None:
     secret = pyotp.random_base32()
     assert broker.store is not None

@@ -84,3 +84,17 @@ async def meet(tmux: Tmux, broker: Broker | int, keys: dict[str, KeyPair], topic
     await tmux.keys("agent", "Enter")  # accept the head of the queue
     await tmux.wait_for("agent", f"alice · {topic}")
     await tmux.wait_for("user", "verified by test-broker")
+
+
+async def take_control(tmux: Tmux) -> None:
+    """After :func:`meet`: carol verifies alice by her key and asks to type; alice allows."""
+    await tmux.keys("agent", "F6")
+    await tmux.wait_for("agent", "Registered key")
+    await tmux.keys("agent", "Enter")  # the registered-key button has the focus
+    await tmux.wait_for("agent", "Identity verified (key)")
+    await tmux.keys("agent", "F8")
+    await tmux.wait_for("agent", "5 minutes")
+    await tmux.keys("agent", "Enter")
+    await tmux.wait_for("user", "carol asks to type in your terminal, for 5 minutes")
+    await allow(tmux)
+    await tmux.wait_for("agent", "typing goes to the user's shell")

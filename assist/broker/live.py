@@ -44,7 +44,8 @@ class LiveSession:
         agent: the agent's connections, ``None`` while the agent is away.
         grants: the broker's advisory copy of the user's grants.
         totp_misses: wrong authenticator codes so far, ``None`` when no code is asked.
-        hidden: the user's terminal reads a secret (echo off).
+        hidden: why the user's output is withheld (a secret is read, the user
+            paused sharing), ``None`` while it is shared.
         recorder: the session's recording, if it is recorded.
         size: the user's terminal size.
         evidence: what the agent is shown of the user's identity.
@@ -56,7 +57,7 @@ class LiveSession:
     agent: AgentLinks | None = None
     grants: GrantTable = field(default_factory=GrantTable)
     totp_misses: int | None = None
-    hidden: bool = False
+    hidden: m.HiddenWhy | None = None
     recorder: Recorder | None = None
     size: tuple[int, int] = (80, 24)
     evidence: m.Evidence | None = None
@@ -215,10 +216,10 @@ class LiveSession:
         if self.recorder is not None:
             self.recorder.agent_input(agent, data, self.clock.now())
 
-    def record_hidden(self, on: bool) -> None:
-        """The user's terminal started or stopped reading a secret."""
+    def record_hidden(self, why: m.HiddenWhy | None) -> None:
+        """The user's output is withheld now (``why``), or shared again (``None``)."""
         if self.recorder is not None:
-            self.recorder.hidden(on, self.clock.now())
+            self.recorder.hidden(why is not None, self.clock.now(), why or "secret")
 
     # -- the end -------------------------------------------------------------------------
 
@@ -239,7 +240,7 @@ class LiveSession:
             self.agent.unwatch(self.id)
         self.grants = GrantTable()
         self.totp_misses = None
-        self.hidden = False
+        self.hidden = None
         if self.recorder is not None:
             now = self.clock.now()
             if reason:

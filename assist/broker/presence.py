@@ -207,7 +207,7 @@ class Presence:
             client.send(m.GrantAnswer(session=live.id, scope=g.scope, allowed=True,
                                       grant=g.id, expires_at=g.expires_at, restored=True))
         if live.hidden:
-            client.send(m.Hidden(session=live.id, on=True))
+            client.send(m.Hidden(session=live.id, on=True, why=live.hidden))
         if live.user is None:
             until = self.hub.clock.now() + self.hub.config.user_grace
             client.send(m.Away(session=live.id, who="user", until=until))
@@ -298,7 +298,7 @@ class Presence:
             live.to_agent(m.Revoke(session=live.id, reason="the user's app reconnected"))
         live.grants = GrantTable()
         live.totp_misses = None
-        live.hidden = False  # the user's app says again if its terminal reads a secret
+        live.hidden = None  # the user's app says again if it withholds output
         hub.ledger.audit(f"user:{live.session.user}", how, live.id)
         info = hub.info(live)
         client.send(m.Started(info=info, resumed=True, resume=token, rid=rid))

@@ -47,7 +47,16 @@ import msgspec
 
 from assist.core.host_sequences import HostFilter
 from assist.errors import ConfigError, StoreError
-from assist.store.cast import DEFAULT_TERM, HIDDEN, VISIBLE, recording_path, typed_marker
+from assist.protocol.messages import HiddenWhy
+from assist.store.cast import (
+    DEFAULT_TERM,
+    HIDDEN,
+    PAUSED,
+    RESUMED,
+    VISIBLE,
+    recording_path,
+    typed_marker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +109,7 @@ class Recorder:
         """What would act on a replaying terminal (clipboard, title, queries) stays out."""
         self._input: dict[str, codecs.IncrementalDecoder] = {}
         self._hidden = False
+        self._why: HiddenWhy = "secret"
 
     @classmethod
     def open(cls, directory: Path, session: str, cols: int, rows: int, started_at: float,
@@ -219,19 +229,24 @@ class Recorder:
             self._event("i", text, at)
         self._event("m", typed_marker(agent, len(data)), at)
 
-    def hidden(self, on: bool, at: float) -> None:
-        """The user's terminal started (``on``) or stopped reading a secret."""
-        if on == self._hidden:
+    def hidden(self, on: bool, at: float, why: HiddenWhy = "secret") -> None:
+        """The user's output is withheld (``on``) or shared again.
+
+        ``why``: the terminal reads a secret, or the user paused sharing.
+        """
+        if on == self._hidden and (not on or why == self._why):
             return
-        self._hidden = on
-        # Half a character from before the secret must not join bytes after it.
+        was = self._why if self._hidden else None
+        self._hidden, self._why = on, why
+        # Half a character from before must not join bytes after it.
         self._output.reset()
         self._input.clear()
         if on:
-            self._event("m", HIDDEN, at)
-            self._event("o", _DIM.format(HIDDEN), at)
+            label = PAUSED if why == "paused" else HIDDEN
+            self._event("m", label, at)
+            self._event("o", _DIM.format(label), at)
         else:
-            self._event("m", VISIBLE, at)
+            self._event("m", RESUMED if was == "paused" else VISIBLE, at)
 
     def marker(self, label: str, at: float) -> None:
         """Record a marker, e.g. ``"control granted to carol"``."""

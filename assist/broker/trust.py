@@ -174,7 +174,7 @@ class Trust:
             check_keys(table, msg.grant, now)
             check_policy("control", live.session.verified, self.require_verification)
             if live.hidden:
-                raise refuse("secret-input")
+                raise refuse("paused" if live.hidden == "paused" else "secret-input")
             if live.user is None:
                 raise refuse("user-away")
         except GrantRefused as exc:
@@ -238,7 +238,13 @@ class Trust:
 
     async def _on_hidden(self, live: LiveSession, client: Connection, msg: m.Hidden) -> None:
         live.flush_typed()
-        live.hidden = msg.on
-        live.record_hidden(msg.on)
-        self._audit(f"user:{live.session.user}", "hidden-input", live, {"on": msg.on})
+        before, now = live.hidden, (msg.why if msg.on else None)
+        live.hidden = now
+        live.record_hidden(now)
+        # Each of the two states is audited as it starts and ends (a pause may
+        # begin during a secret prompt, and a secret prompt outlast the pause).
+        actor = f"user:{live.session.user}"
+        for why, action in (("paused", "privacy-pause"), ("secret", "hidden-input")):
+            if (before == why) != (now == why):
+                self._audit(actor, action, live, {"on": now == why})
         live.to_agent(msg)

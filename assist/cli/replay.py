@@ -33,7 +33,7 @@ from assist.core.host_sequences import HostFilter
 from assist.core.text import printable
 from assist.display import said
 from assist.errors import ConfigError
-from assist.store.cast import HIDDEN, Cast, Event, parse_typed, typed_marker
+from assist.store.cast import HIDDEN, PAUSED, Cast, Event, parse_typed, typed_marker
 
 DEFAULT_IDLE_LIMIT = 2.0
 """Longest pause shown when neither the recording nor ``--idle-limit`` sets one."""
@@ -56,6 +56,7 @@ class Summary:
     output_chars: int = 0
     agents: dict[str, int] = field(default_factory=dict)
     hidden: int = 0
+    paused: int = 0
     resizes: int = 0
     markers: list[tuple[float, str]] = field(default_factory=list)
     truncated: bool = False
@@ -75,6 +76,8 @@ class Summary:
                 self.agents[typed.agent] = self.agents.get(typed.agent, 0) + typed.size
             elif event.data == HIDDEN:
                 self.hidden += 1
+            elif event.data == PAUSED:
+                self.paused += 1
 
     def as_json(self, markers: list[dict[str, Any]]) -> dict[str, Any]:
         """The summary as plain JSON data, with folded ``markers``."""
@@ -84,6 +87,7 @@ class Summary:
             "output_chars": self.output_chars,
             "agents_typed": dict(sorted(self.agents.items())),
             "hidden_input": self.hidden,
+            "paused": self.paused,
             "resizes": self.resizes,
             "markers": markers,
             "truncated": self.truncated,
@@ -364,6 +368,7 @@ def _describe(cast: Cast, as_json: bool) -> None:
         f"events       {counts}",
         f"agents typed {agents or 'none'}",
         f"hidden input {summary.hidden} time{'' if summary.hidden == 1 else 's'}",
+        f"paused       {summary.paused} time{'' if summary.paused == 1 else 's'}",
     ):
         out.print(said(line))  # the title and names come from the file
     if summary.truncated:

@@ -142,6 +142,12 @@ class AgentSession:
         return self.viewer.hidden
 
     @property
+    def paused(self) -> bool:
+        """The user paused sharing (privacy pause): nothing of their screen comes,
+        and they take no keys, until they resume."""
+        return self.viewer.paused
+
+    @property
     def away(self) -> bool:
         """The user's connection dropped and the session waits for them."""
         return self.away_until is not None
@@ -310,10 +316,14 @@ class AgentSession:
         of yet) comes back as a ``KeysRefused`` event.
 
         Raises:
-            GrantRefused: ``no-grant`` if no control or run grant is held.
+            GrantRefused: ``no-grant`` if no control or run grant is held,
+                ``paused`` while the user paused sharing.
         """
         if not set(under) <= set(KEY_SCOPES):
             raise StateError(f"keys go only under {' or '.join(KEY_SCOPES)} grants")
+        if self.paused:
+            raise GrantRefused("paused", f"{self.user} paused sharing: wait until they "
+                                         "resume")
         grant = self.grant_for(under)
         if grant is None:
             raise GrantRefused("no-grant", f"typing needs the user's {' or '.join(under)} "

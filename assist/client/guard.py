@@ -90,6 +90,8 @@ class Guard:
         self.typed = 0
         self.refused = 0
         self.active = True
+        self.paused = False
+        """The user paused sharing: every keystroke is refused until they resume."""
 
     # -- messages from the broker ------------------------------------------------------
 
@@ -126,12 +128,14 @@ class Guard:
         """Check that keystrokes under ``grant_id`` may reach the pty now.
 
         Raises:
-            GrantRefused: no live control (or run) grant, not verified, or a secret
-                is being read.
+            GrantRefused: no live control (or run) grant, not verified, sharing is
+                paused or a secret is being read.
         """
         check_keys(self.table, grant_id, self.clock())
         if self.require_verification and not self.verified:
             raise refuse("not-verified")
+        if self.paused:
+            raise refuse("paused")
         if self.secret():
             raise refuse("secret-input")
 

@@ -95,6 +95,10 @@ class TerminalShare:
         self._held = bytearray()
         self._hold_timer: asyncio.TimerHandle | None = None
         self.hidden = False
+        """Output is withheld now (a secret is read, or the user paused)."""
+        self.paused = False
+        """The user paused sharing (privacy pause): see :meth:`pause`."""
+        self._why: m.HiddenWhy = "secret"
         self.active = True
         self.dropped = 0
         self._owe_snapshot = False
@@ -127,14 +131,24 @@ class TerminalShare:
         Called with every chunk and on a short timer, since a password prompt
         may sit silent for a while.
         """
-        secret = self.active and self.secret()
-        if secret != self.hidden:
-            self.hidden = secret
-            self._send(m.Hidden(session=self.session, on=secret))
+        paused = self.active and self.paused
+        secret = paused or (self.active and self.secret())
+        why: m.HiddenWhy = "paused" if paused else "secret"
+        if secret != self.hidden or (secret and why != self._why):
+            # Shown again: the message names what ended (the broker audits it).
+            self.hidden, self._why = secret, why if secret else self._why
+            self._send(m.Hidden(session=self.session, on=secret, why=why))
             if not secret:
-                # What the agent missed holds no secret (echo was off): show it.
+                # The agent's view catches up; what was printed meanwhile stays blank
+                # in the picture (the emulator knows those lines) until wiped.
                 self._skip(0, time.monotonic())
         return self.hidden
+
+    def pause(self, on: bool) -> None:
+        """The user paused sharing (``on``) or resumed: while paused nothing leaves,
+        not even a picture, and the agent is told why its view stopped."""
+        self.paused = on
+        self.check_secret()
 
     def _redact(self, data: bytes) -> bytes:
         for pattern in self.redact:
@@ -186,7 +200,7 @@ class TerminalShare:
 
     def _release_held(self) -> None:
         self._hold_timer = None
-        if self._held and self.active:
+        if self._held and self.active and not self.hidden:
             data = self._redact(bytes(self._held))
             self._held.clear()
             self._send(m.Output(session=self.session, data=data))
@@ -238,7 +252,7 @@ class TerminalShare:
         """Say again whether a secret is being read (after a reconnect the broker
         does not know); the broker then asks for a fresh picture."""
         if self.active:
-            self._send(m.Hidden(session=self.session, on=self.hidden))
+            self._send(m.Hidden(session=self.session, on=self.hidden, why=self._why))
 
     def stop(self) -> None:
         """Stop sending (session over); the local screen goes on."""
@@ -259,6 +273,8 @@ class TerminalViewer:
         self.emulator = Emulator(cols, rows)
         self.frames = 0
         self.hidden = False
+        """The user's output is withheld (:attr:`paused` says if by the user's choice)."""
+        self.paused = False
 
     def handle(self, msg: m.Msg) -> bool:
         """Apply a stream message; return True if it changed the screen."""
@@ -275,6 +291,7 @@ class TerminalViewer:
             self.emulator.resize(msg.cols, msg.rows)
         elif isinstance(msg, m.Hidden):
             self.hidden = msg.on
+            self.paused = msg.on and msg.why == "paused"
         else:
             return False
         self.frames += 1

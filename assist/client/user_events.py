@@ -45,11 +45,14 @@ class Trust:
             empty when the agent can only watch.
         verified: the agent verified the user's identity.
         hidden: the terminal reads a secret: output is withheld from the agent.
+        paused: the user paused sharing (privacy pause): the agent sees nothing
+            and may not type until the user resumes.
     """
 
     grants: str
     verified: bool
     hidden: bool
+    paused: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ class Verification:
 @dataclass(frozen=True)
 class TrustChanged:
     """A grant was given, taken back or ran out of its session, the user was
-    verified, or a secret started or stopped being read."""
+    verified, a secret started or stopped being read, or sharing was paused or resumed."""
 
     trust: Trust
 

@@ -124,6 +124,8 @@ class UserSession:
         self._asks: list[m.AskGrant | m.AskCode] = []
         """Questions of the live session not answered yet (the only ones answerable)."""
         self._hidden = False
+        self._desktop_paused = False
+        """The privacy pause paused the desktop share (so resuming resumes it)."""
         self._tasks: set[asyncio.Future[Any]] = set()
         self._stops: list[asyncio.Future[None]] = []
         self._leaving = False
@@ -151,8 +153,9 @@ class UserSession:
         guard = self.guard
         if guard is None:
             return None
+        share = self.share
         return Trust(guard.summary(), guard.verified,
-                     self.share is not None and self.share.hidden)
+                     share is not None and share.hidden and not share.paused, guard.paused)
 
     # -- running -------------------------------------------------------------------------
 
@@ -235,6 +238,43 @@ class UserSession:
         if self.pty is not None:
             self.pty.write(data, agent=True)
 
+    # -- the privacy pause -----------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        """The user paused sharing: the agent sees nothing and may not type."""
+        return self.guard is not None and self.guard.paused
+
+    def toggle_pause(self) -> bool:
+        """Pause sharing at once, or resume it; return whether it is paused now.
+
+        Paused, here first: the guard refuses every keystroke (those still
+        queued for the shell are dropped), nothing of the terminal leaves, not
+        even a picture (and so nothing is recorded), the desktop share pauses
+        too, and the agent is told that the user paused. On resume the agent
+        gets a picture in which what was printed meanwhile is blank.
+        """
+        guard = self.guard
+        if guard is None:
+            return False
+        on = not guard.paused
+        guard.paused = on
+        if on:
+            self._drop()
+        if self.share is not None:
+            self.share.pause(on)
+        desktop = self.desktop
+        if desktop is not None:
+            if on and desktop.state == "live":
+                self._desktop_paused = True
+                self._spawn(desktop.toggle_pause())
+            elif not on and self._desktop_paused and desktop.state == "paused":
+                self._spawn(desktop.toggle_pause())
+        if not on:
+            self._desktop_paused = False
+        self._trust_changed()
+        return on
+
     def _secret(self) -> bool:
         return self.pty is not None and self.pty.secret_input()
 
@@ -290,6 +330,7 @@ class UserSession:
         if guard is not None:
             guard.stop()  # every grant dies with the session
         self._asks.clear()
+        self._desktop_paused = False
         if guard is not None or share is not None:
             self._emit(AgentGone())
 

@@ -29,7 +29,7 @@ NEEDS_VERIFIED: frozenset[str] = frozenset({"control", "run"})
 """Scopes that act on the user's machine: impossible before identity is verified."""
 
 Reason = Literal["no-grant", "revoked", "expired", "wrong-scope", "not-verified",
-                 "secret-input", "user-away"]
+                 "secret-input", "paused", "user-away"]
 
 
 class GrantRefused(StateError):
@@ -49,6 +49,7 @@ EXPLAIN: dict[Reason, str] = {
     "wrong-scope": "that permission does not cover this action",
     "not-verified": "verify the user's identity first",
     "secret-input": "the user's terminal is reading a secret (echo off)",
+    "paused": "the user paused sharing their screen",
     "user-away": "the user's connection dropped; they are reconnecting",
 }
 """What each refusal means, for the person who was refused."""

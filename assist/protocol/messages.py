@@ -75,6 +75,8 @@ Scope = Literal["annotate", "control", "run"]
 VerifyMethod = Literal["key", "totp", "attest"]
 SignalKind = Literal["offer", "answer", "bye", "pause", "resume"]
 AnnotationKind = Literal["box", "arrow", "highlight", "label"]
+HiddenWhy = Literal["secret", "paused"]
+"""Why the user's screen is withheld: a secret is read, or the user paused sharing."""
 Surface = Literal["terminal", "desktop"]
 """Where a mark is drawn: the user's terminal (cells) or shared desktop (pixels)."""
 
@@ -616,10 +618,16 @@ class ClearAnnotations(Msg, tag="clear-annotations", frozen=True):
 
 
 class Hidden(Msg, tag="hidden", frozen=True):
-    """U -> B -> A: the user's terminal reads a secret (echo off); output is withheld."""
+    """U -> B -> A: the user's output is withheld (``on``) or shared again.
+
+    ``why``: ``secret``, the terminal reads a secret (echo off); ``paused``,
+    the user paused sharing (privacy pause). Either way nothing is sent or
+    recorded and the agent's keys are refused until ``on`` is false.
+    """
 
     session: Id
     on: bool
+    why: HiddenWhy = "secret"
 
 
 # -- media signalling --------------------------------------------------------------

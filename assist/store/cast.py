@@ -26,6 +26,9 @@ SUFFIX = ".cast"
 DEFAULT_TERM = "xterm-256color"
 HIDDEN = "[hidden input]"
 VISIBLE = "[input visible]"
+PAUSED = "[paused by the user]"
+"""The user paused sharing (privacy pause): nothing until :data:`RESUMED`."""
+RESUMED = "[sharing resumed]"
 
 _SESSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _TYPED = re.compile(

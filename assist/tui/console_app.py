@@ -335,6 +335,7 @@ class ConsoleApp(SessionConsole):
         self.session = AgentSession(self.client, info)
         view = self.query_one("#screen", TerminalView)
         view.set_emulator(self.session.viewer.emulator)
+        view.set_notice(None)
         view.overlay.clear()
         self._set_mode(draw=False)
         self.query_one("#chat", RichLog).clear()

@@ -34,6 +34,8 @@ from assist.tui.video import Box, VideoView
 
 TOOLS: dict[str, m.AnnotationKind] = {"b": "box", "h": "highlight", "a": "arrow", "l": "label"}
 """Draw-mode keys and the annotation kind each picks."""
+PAUSED = "{user} paused sharing: you see nothing and cannot type until they resume"
+"""Shown instead of the user's screen during a privacy pause."""
 PEN_MOVES = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 
 
@@ -109,6 +111,17 @@ class SessionConsole(SafeApp[None]):
         if change.trust:
             self._show_trust()
 
+    def _on_hidden(self, msg: m.Hidden, change: Change) -> None:
+        assert self.session is not None
+        view = self.query_one("#screen", TerminalView)
+        was = view.notice is not None
+        paused = self.session.paused
+        view.set_notice(PAUSED.format(user=self.session.user) if paused else None)
+        if paused and not was:
+            self.notify(f"{self.session.user} paused sharing.", severity="warning")
+        elif was and not paused:
+            self.notify(f"{self.session.user} resumed sharing.")
+
     def _on_verified(self, msg: m.Verified, change: Change) -> None:
         if msg.ok:
             self.notify(f"Identity verified ({msg.method}). You may ask for control now.")
@@ -159,7 +172,9 @@ class SessionConsole(SafeApp[None]):
             lines.append(f"[b]drawing[/]: {self.tool} (b/h/a/l, arrows+Enter, F7 stops)")
         elif session.holds("control"):
             lines.append("[b]typing[/] goes to the user's shell")
-        if session.hidden:
+        if session.paused:
+            lines.append("[b red]\\[paused][/] the user paused sharing")
+        elif session.hidden:
             lines.append("[b red]\\[hidden input][/] the user types a secret")
         if self.desktop is not None:
             lines.append(escape(self.desktop.describe()))
@@ -312,6 +327,7 @@ class SessionConsole(SafeApp[None]):
 
 
 NOTICES: dict[type[m.Msg], Callable[[SessionConsole, Any, Change], None]] = {
+    m.Hidden: SessionConsole._on_hidden,
     m.Verified: SessionConsole._on_verified,
     m.GrantAnswer: SessionConsole._on_grant,
     m.Revoke: SessionConsole._on_revoke,

@@ -48,6 +48,9 @@ from assist.tui.panel import AgentPanel
 from assist.tui.safe_app import SafeApp
 from assist.tui.terminal import TerminalView
 
+PAUSED_TEXT = "Paused: the agent sees nothing and cannot type. F5 resumes."
+"""What the panel says during a privacy pause."""
+
 
 class SurveyScreen(Dialog[int | None]):
     """One question after the session: how satisfied, 1 to 5."""
@@ -95,6 +98,7 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
         Binding("f2", "chat", "chat", priority=True),
         Binding("f3", "minimise", "hide panel", priority=True),
         Binding("f4", "move_panel", "move panel", priority=True),
+        Binding("f5", "privacy_pause", "pause/resume sharing", priority=True),
         Binding("f6", "desktop_pause", "pause desktop", priority=True),
         Binding("f7", "desktop_stop", "stop desktop", priority=True),
         Binding("f8", "clear_marks", "clear marks", priority=True),
@@ -218,10 +222,7 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
         panel = self.panel
         if status.phase == "connected":
             panel.set_title(f"{status.agent} · verified by {status.broker}")
-            desktop = "F6 pause/resume desktop  F7 stop desktop\n" if self.desktop_request \
-                else ""
-            panel.set_keys(f"F9 revoke all  F8 clear marks  F2 chat\n{desktop}"
-                           "F3 hide  F4 move  F10 end session")
+            self._session_keys()
         elif status.phase == "offered":
             panel.set_title(f"{status.agent} is joining...")
         elif status.phase in ("ended", "left", "taken-over"):
@@ -232,6 +233,14 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
             panel.set_title(f"assist · {status.broker or 'helpdesk'}")
             panel.set_keys("F2 chat  F3 hide  F4 move  F10 leave")
         self._tick()
+
+    def _session_keys(self) -> None:
+        """The keys of a live session; the privacy pause comes first, always shown."""
+        pause = "F5 resume sharing" if self.session.paused else "F5 pause sharing"
+        desktop = "F6 pause/resume desktop  F7 stop desktop\n" if self.desktop_request \
+            else ""
+        self.panel.set_keys(f"{pause}  F9 revoke all\nF8 clear marks  F2 chat  F3 hide\n"
+                            f"{desktop}F4 move  F10 end session")
 
     def _joined(self, event: ev.AgentJoined) -> None:
         self.panel.enable_chat(True)
@@ -327,7 +336,9 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
         elif status.phase == "connected":
             text = "The agent sees your terminal."
             trust = self.session.trust()
-            if trust is not None:
+            if trust is not None and trust.paused:
+                text = PAUSED_TEXT
+            elif trust is not None:
                 text += ("\nYour identity is verified." if trust.verified else "")
                 text += f"\nThe agent may: {trust.grants}" if trust.grants else \
                     "\nThe agent can only watch."
@@ -378,6 +389,16 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
 
     def action_clear_marks(self) -> None:
         self.session.clear_marks()
+
+    def action_privacy_pause(self) -> None:
+        """Hide the screen from the agent at once (and refuse their keys), or resume."""
+        if self.session.status.phase != "connected":
+            return
+        paused = self.session.toggle_pause()
+        self._session_keys()
+        self.notify(PAUSED_TEXT if paused else "Sharing resumed: the agent sees your "
+                    "terminal again.")
+        self._tick()
 
     def action_desktop_pause(self) -> None:
         """Pause the desktop share, or resume it."""

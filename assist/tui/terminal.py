@@ -28,6 +28,8 @@ DECCKM = 1 << 5
 _NAMES = {"brown": "yellow", "brightbrown": "bright_yellow"}
 PEN = Style(bgcolor="bright_magenta", color="black", bold=True)
 """The keyboard drawing cursor of the console."""
+NOTICE = Style(bgcolor="yellow", color="black", bold=True)
+"""A notice shown instead of the screen (the user paused sharing)."""
 
 
 def _color(name: str) -> str | None:
@@ -93,6 +95,8 @@ class TerminalView(Widget, can_focus=True):
         self.draw_mode = False
         self.pen: tuple[int, int] | None = None
         self._drag: tuple[int, int] | None = None
+        self.notice: str | None = None
+        """Shown alone, centred, instead of the screen while set (see :meth:`set_notice`)."""
 
     def on_mount(self) -> None:
         self.set_interval(FRAME, self._tick)
@@ -102,6 +106,12 @@ class TerminalView(Widget, can_focus=True):
         self.emulator = emulator
         self._generation = -1
         self.refresh(layout=True)
+
+    def set_notice(self, notice: str | None) -> None:
+        """Show ``notice`` (text, never markup) instead of the screen, or the screen again."""
+        if notice != self.notice:
+            self.notice = notice
+            self.refresh()
 
     def nudge(self) -> None:
         """New bytes arrived: show them now rather than at the next frame.
@@ -135,6 +145,8 @@ class TerminalView(Widget, can_focus=True):
         cols, rows = self.emulator.size
         if y >= rows:
             return Strip.blank(self.size.width)
+        if self.notice is not None:
+            return self._notice_line(y, cols, rows)
         cx, cy, visible = self.emulator.cursor
         segments = []
         for x, cell in enumerate(self.emulator.cells(y)):
@@ -148,6 +160,18 @@ class TerminalView(Widget, can_focus=True):
                 styles[self.pen[0]] = PEN
             segments = paint(segments, styles, chars)
         return Strip(Segment.simplify(segments), cols)
+
+    def _notice_line(self, y: int, cols: int, rows: int) -> Strip:
+        # Centred in the part of the screen a viewer sees (a scrolling box may hold
+        # the view), not the user's whole width.
+        box = self.parent.size if isinstance(self.parent, Widget) else Size(cols, rows)
+        width = max(1, min(cols, box.width or cols))
+        text = f" {self.notice} "[:width]
+        if y != min(rows, box.height or rows) // 2:
+            return Strip.blank(cols)
+        pad = (width - len(text)) // 2
+        return Strip([Segment(" " * pad), Segment(text, NOTICE),
+                      Segment(" " * (cols - pad - len(text)))], cols)
 
     def cell_at(self, x: int, y: int) -> tuple[int, int]:
         """The ``(x, line)`` of the cell at widget offset ``(x, y)``, kept on screen."""
