@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from assist.core.host_sequences import MAX_CSI, HostFilter
+from assist.core.host_sequences import MAX_CSI, HostFilter, drawn
 
 DRAWS = [
     b"plain text\r\n",
@@ -76,3 +76,10 @@ def test_any_split_gives_the_same_result(parts: list[bytes], cuts: list[int]) ->
     assert b"".join(pieces) == whole
     for act in (b"\x1b]52", b"\x1b]2;", b"\x1b[6n", b"\xc2\x9d"):
         assert act not in whole
+
+
+def test_text_loses_bidi_overrides_and_zero_width_characters() -> None:
+    text = "abc\u202eevil\u202c \u2066x\u2069\u200b\ufeff \u061cok é 中"
+    assert drawn(text) == "abcevil x ok é 中"
+    assert HostFilter().feed_text("\x1b]2;t\x07a\u202eb") == "ab"
+    assert drawn("plain") == "plain"

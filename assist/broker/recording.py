@@ -45,7 +45,7 @@ from typing import Any
 
 import msgspec
 
-from assist.core.host_sequences import HostFilter
+from assist.core.host_sequences import HostFilter, drawn
 from assist.errors import ConfigError, StoreError
 from assist.protocol.messages import HiddenWhy
 from assist.store.cast import (
@@ -188,7 +188,7 @@ class Recorder:
         """Record ``data`` the user's pty wrote (dropped while input is hidden)."""
         if self._hidden or self._fd is None:
             return
-        text = self._output.decode(self._host.feed(data))
+        text = drawn(self._output.decode(self._host.feed(data)))
         if text:
             self._event("o", text, at)
 
@@ -203,7 +203,7 @@ class Recorder:
         self._host = HostFilter()
         if self._hidden or self._fd is None:
             return
-        self._event("o", self._host.feed(data).decode("utf-8", errors="replace"), at)
+        self._event("o", drawn(self._host.feed(data).decode("utf-8", errors="replace")), at)
 
     def resize(self, cols: int, rows: int, at: float) -> None:
         """Record a terminal size change (nothing if the size is the same)."""

@@ -10,6 +10,9 @@ answers it types into whatever reads next (device status ``CSI 6 n``,
 device attributes ``CSI c``, window reports ``CSI t``, mode reports
 ``CSI ? n $ p``). :class:`HostFilter` drops exactly those, across chunk
 boundaries, in 7-bit (``ESC ]``) and UTF-8 encoded C1 (``U+009D``) forms.
+:func:`drawn` also takes the bidi overrides and zero-width characters out of
+decoded text, which the agent's live view never draws either: they disguise
+what a line says.
 
 Pure, and bounded: an unterminated string is dropped as it arrives, never
 buffered; a control sequence is held for at most :data:`MAX_CSI` bytes.
@@ -40,6 +43,13 @@ _GROUND_STOP = re.compile(rb"\x1b|\xc2[\x80-\x9f]|\xc2\Z")
 _CSI_WHOLE = re.compile(rb"\x1b\[[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]")
 """A whole control sequence, as almost all arrive."""
 _STRING_STOP = re.compile(rb"[\x07\x18\x1a\x1b\xc2]")
+_FORMAT = re.compile("[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+"""Bidi overrides, embeddings and isolates, marks, zero-width characters."""
+
+
+def drawn(text: str) -> str:
+    """Decoded output without the format characters that reorder or hide text."""
+    return _FORMAT.sub("", text) if _FORMAT.search(text) else text
 
 
 class HostFilter:
@@ -78,8 +88,10 @@ class HostFilter:
         return bytes(out)
 
     def feed_text(self, text: str) -> str:
-        """The same for decoded output (whole characters in, whole characters out)."""
-        return self.feed(text.encode("utf-8", "surrogatepass")).decode("utf-8", "replace")
+        """The same for decoded output (whole characters in, whole characters out),
+        also without format characters (:func:`drawn`)."""
+        return drawn(self.feed(text.encode("utf-8", "surrogatepass")).decode("utf-8",
+                                                                             "replace"))
 
     def _step(self, byte: int, out: bytearray) -> None:
         state = self._state

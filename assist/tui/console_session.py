@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from rich.markup import escape
+from rich.text import Text
 from textual import work
 from textual.widgets import Static
 
@@ -24,6 +24,7 @@ from assist.client.agent import AgentClient
 from assist.client.agent_session import MARK_TTL, AgentSession, Change
 from assist.client.desktop import DesktopReceiver
 from assist.core.grants import explain
+from assist.display import said
 from assist.errors import AssistError
 from assist.protocol import messages as m
 from assist.tui.dialogs import DurationScreen, TextScreen, VerifyScreen, evidence_text
@@ -160,27 +161,31 @@ class SessionConsole(SafeApp[None]):
         if session is None or session.info is None:
             return
         now = time.time()
+        # Built as Text, never as markup: the evidence and the desktop's
+        # description hold what the user's client said.
         lines = [evidence_text(session.info.evidence),
-                 "[b green]verified[/]" if session.verified else
-                 "[b yellow]not verified[/] (F6)"]
+                 Text("verified", "bold green") if session.verified else
+                 Text.assemble(("not verified", "bold yellow"), " (F6)")]
         for scope, g in session.grants.items():
             left = "" if g.expires_at is None else \
                 f" {wait_text(g.expires_at - now)} left"
-            lines.append(f"may {scope}{left}")
+            lines.append(Text(f"may {scope}{left}"))
         view = self.query_one("#screen", TerminalView)
         if view.draw_mode:
-            lines.append(f"[b]drawing[/]: {self.tool} (b/h/a/l, arrows+Enter, F7 stops)")
+            lines.append(Text.assemble(("drawing", "bold"), f": {self.tool} (b/h/a/l, "
+                                                            "arrows+Enter, F7 stops)"))
         elif session.holds("control"):
-            lines.append("[b]typing[/] goes to the user's shell")
+            lines.append(Text.assemble(("typing", "bold"), " goes to the user's shell"))
         if session.paused:
-            lines.append("[b red]\\[paused][/] the user paused sharing")
+            lines.append(Text.assemble(("[paused]", "bold red"), " the user paused sharing"))
         elif session.hidden:
-            lines.append("[b red]\\[hidden input][/] the user types a secret")
+            lines.append(Text.assemble(("[hidden input]", "bold red"),
+                                       " the user types a secret"))
         if self.desktop is not None:
-            lines.append(escape(self.desktop.describe()))
+            lines.append(said(self.desktop.describe()))
             if session.holds("annotate"):
-                lines.append("mark the desktop: drag (box) or click (point) on it")
-        self.query_one("#trust", Static).update("\n".join(lines))
+                lines.append(Text("mark the desktop: drag (box) or click (point) on it"))
+        self.query_one("#trust", Static).update(Text("\n").join(lines))
 
     def _set_mode(self, draw: bool) -> None:
         """Draw mode or typing mode on the user's screen."""

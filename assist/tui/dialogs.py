@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Generic, TypeVar
 
-from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -213,15 +213,15 @@ class TextScreen(Dialog[str | None]):
         self.answer(None)
 
 
-def evidence_text(e: m.Evidence | None) -> str:
+def evidence_text(e: m.Evidence | None) -> Text:
     """The identity evidence in two lines, for the agent."""
     if e is None:
-        return "no identity evidence"
-    key = "registered key" if e.registered else "[b red]unknown key[/]"
+        return Text("no identity evidence")
+    key = ("registered key", "") if e.registered else ("unknown key", "bold red")
     totp = "TOTP enrolled" if e.totp else "no TOTP"
-    # Host and OS user come from the user's own client: text, never markup.
-    return (f"{key} {escape(e.fingerprint[:23])}...\n"
-            f"host {escape(e.host or '?')} · OS user {escape(e.os_user or '?')} · {totp}")
+    # Fingerprint, host and OS user come from the user's own client: text, never markup.
+    return said(key, f" {e.fingerprint[:23]}...\nhost {e.host or '?'} · OS user "
+                     f"{e.os_user or '?'} · {totp}")
 
 
 class TakeoverScreen(Dialog[bool]):
@@ -238,7 +238,7 @@ class TakeoverScreen(Dialog[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(escape(f"You already asked for help elsewhere: {self.question}."))
+            yield Label(said(f"You already asked for help elsewhere: {self.question}."))
             yield Label("Move that request here? The other assist help will stop.")
             with Horizontal():
                 yield Button("Move it here", variant="primary", id="yes")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from rich.segment import Segment
 from rich.style import Style
 
+from assist.core.text import shown
 from assist.protocol import messages as m
 
 FADE = 3.0
@@ -105,6 +106,8 @@ def _cells(a: m.Annotation, line: int, cols: int) -> list[tuple[int, Style, str 
 
 
 def _text(text: str, x: int, style: Style, cols: int) -> list[tuple[int, Style, str | None]]:
+    # A label is the agent's text: one cell per printable character, nothing else.
+    text = shown(text).replace("\n", " ")
     return [(x + i, style, ch) for i, ch in enumerate(text) if 0 <= x + i < cols]
 
 
