@@ -6,6 +6,7 @@ test asks what assist asks while sharing: is a secret being read now?
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -70,6 +71,24 @@ async def test_secret_prompts_are_seen(name: str, argv: list[str], ready: bytes)
 
 async def test_ssh_passphrase_prompt_is_seen(encrypted_key: Path) -> None:
     pty, _ = await run(["ssh-keygen", "-y", "-f", str(encrypted_key)], b"passphrase")
+    try:
+        await stays(pty, True)
+    finally:
+        pty.terminate()
+
+
+@pytest.mark.parametrize(("program", "argv", "ready"), [
+    ("sudo", ["sudo", "-k", "-p", "sudo-password: ", "true"], b"sudo-password: "),
+    ("su", ["su", "-c", "true", "root"], b"assword"),
+], ids=["sudo", "su"])
+async def test_sudo_and_su_password_prompts_are_seen(
+        program: str, argv: list[str], ready: bytes) -> None:
+    # As an account without rights both still ask for a password (root is not asked).
+    need(program)
+    need("runuser")
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("needs root, to run the prompt as an account that is asked")
+    pty, _ = await run(["runuser", "-u", "nobody", "--", *argv], ready)
     try:
         await stays(pty, True)
     finally:
