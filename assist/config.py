@@ -17,8 +17,11 @@ Files (in the platform config dir, or ``$ASSIST_CONFIG_DIR``):
   none by default),
   ``record`` (session recordings on/off), ``recordings`` (their directory),
   ``require_verification`` (no control before the user is verified).
-* ``client.toml``: ``[broker] host, port, host_key`` (the pinned key),
-  ``key`` (the SSH private key to log in with) and ``redact`` (a list of
+* ``client.toml``: ``[broker] host, port`` (the broker used by default),
+  ``[known_brokers]`` (``"host:port" = "ssh-ed25519 AAAA..."``: each broker's
+  pinned host key, like ``known_hosts``; several side by side),
+  ``user_key`` and ``agent_key`` (the SSH private key to log in with in each
+  role; ``key`` for both), and ``redact`` (a list of
   regular expressions whose matches are masked before output leaves the
   machine). Media (desktop sharing): ``media_hosts`` (IP addresses ICE may
   offer as host candidates, a list or a comma-separated string; none means
@@ -104,6 +107,31 @@ def parse_address(text: str, source: str = "address") -> tuple[str, int]:
         host, port = text.split(":")
         return host or "127.0.0.1", _port(port, source)
     return text or "127.0.0.1", DEFAULT_PORT
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets (what :func:`parse_address` reads)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _pins(data: dict[str, Any], section: dict[str, Any], default: str,
+          source: str) -> dict[str, str]:
+    """The pinned host key of each broker address in a client file.
+
+    A file from before ``[known_brokers]`` pinned one key in ``[broker]``: it
+    counts for that section's address (``default``).
+    """
+    known = data.get("known_brokers", {})
+    if not isinstance(known, dict) or not all(isinstance(v, str) for v in known.values()):
+        raise ConfigError(f"{source}: [known_brokers] must map \"host:port\" to a host key")
+    pins: dict[str, str] = {}
+    legacy = section.get("host_key")
+    if isinstance(legacy, str) and legacy and default:
+        pins[default] = legacy
+    for address, pin in known.items():
+        host, port = parse_address(address, f"{source}: [known_brokers]")
+        pins[format_address(host, port)] = pin
+    return pins
 
 
 def parse_codec(text: str, source: str = "codec") -> Codec:
@@ -242,8 +270,11 @@ class ClientConfig:
 
     @classmethod
     def load(cls, file: Path | None = None, broker: str | None = None,
-             key: Path | None = None) -> ClientConfig:
-        """Build the client config; ``broker`` is ``host[:port]`` from the command line."""
+             key: Path | None = None, role: str = "user") -> ClientConfig:
+        """Build the client config; ``broker`` is ``host[:port]`` from the command line.
+
+        ``role`` (``user`` or ``agent``) picks the key the file keeps for it.
+        """
         paths = Paths.from_env()
         file = file or paths.config / "client.toml"
         data = _read_toml(file)
@@ -255,9 +286,9 @@ class ClientConfig:
         except (KeyError, OSError):
             user = "unknown"
         config = cls(file=file, state=paths.state, os_user=user, hostname=socket.gethostname())
-        pinned = {k: section.get(k) for k in ("host", "port", "host_key")}
-        config = _apply(config, pinned, str(file))
-        config = _apply(config, {"key": data.get("key")}, str(file))
+        config = _apply(config, {k: section.get(k) for k in ("host", "port")}, str(file))
+        pins = _pins(data, section, config.address, str(file))
+        config = _apply(config, {"key": data.get(f"{role}_key") or data.get("key")}, str(file))
         redact = data.get("redact", [])
         if not isinstance(redact, list) or not all(isinstance(r, str) for r in redact):
             raise ConfigError(f"{file}: redact must be a list of regular expressions")
@@ -269,11 +300,15 @@ class ClientConfig:
         address = broker or os.environ.get("ASSIST_BROKER")
         if address:
             host, port = parse_address(address, "broker address")
-            if (host, port) != (config.host, config.port):
-                # A different broker: the pinned key belongs to the old one.
-                config = dataclasses.replace(config, host=host, port=port, host_key="")
+            config = dataclasses.replace(config, host=host, port=port)
+        config = dataclasses.replace(config, host_key=pins.get(config.address, ""))
         env_key = os.environ.get("ASSIST_KEY")
         return _apply(config, {"key": key or env_key}, "command line")  # type: ignore[no-any-return]
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the broker (``[v6]:port`` for an IPv6 address)."""
+        return format_address(self.host, self.port)
 
     def _media(self, values: dict[str, Any], source: str) -> ClientConfig:
         """This config with the media settings found in ``values`` applied."""
@@ -287,30 +322,58 @@ class ClientConfig:
         return dataclasses.replace(self, **changes)
 
     def pinned(self, host_key: str) -> ClientConfig:
-        """Return this config with ``host_key`` pinned, and save it to the file.
+        """Return this config with ``host_key`` pinned for its broker, and save it.
+
+        Other brokers' pins stay; this broker becomes the default one.
 
         Raises:
             ConfigError: if the file cannot be written.
         """
         config = dataclasses.replace(self, host_key=host_key)
+        config.save()
+        return config
+
+    def with_key(self, role: str, key: Path) -> ClientConfig:
+        """Return this config logging in with ``key`` as ``role``, and save that."""
+        config = dataclasses.replace(self, key=key)
+        config.save(keys={f"{role}_key": str(key)})
+        return config
+
+    def save(self, keys: dict[str, str] | None = None) -> None:
+        """Write the file: this broker (its pin too) as the default, what else it held kept.
+
+        Raises:
+            ConfigError: if the file cannot be written.
+        """
+        data = _read_toml(self.file)
+        section = data.get("broker", {})
+        pins = _pins(data, section if isinstance(section, dict) else {}, "", str(self.file))
+        if self.host_key:
+            pins[self.address] = self.host_key
+        kept: dict[str, Any] = {name: data[name] for name in ("key", "user_key", "agent_key")
+                                if name in data}
+        kept.update(keys or {})
         lines = [
-            "# assist client settings; host_key pins the broker (like known_hosts).",
-            *([f"key = {json.dumps(str(config.key))}"] if config.key else []),
-            *([f"redact = {json.dumps(list(config.redact))}"] if config.redact else []),
+            "# assist client settings; [known_brokers] pins each broker's key (like known_hosts).",
+            *(f"{name} = {json.dumps(str(value))}" for name, value in kept.items()),
+            *([f"redact = {json.dumps(list(self.redact))}"] if self.redact else []),
             *self._media_lines(),
             "",
             "[broker]",
-            f"host = {json.dumps(config.host)}",
-            f"port = {config.port}",
-            f"host_key = {json.dumps(host_key)}",
+            f"host = {json.dumps(self.host)}",
+            f"port = {self.port}",
+            "",
+            "[known_brokers]",
+            *(f"{json.dumps(address)} = {json.dumps(pin)}" for address, pin in pins.items()),
             "",
         ]
         try:
             self.file.parent.mkdir(parents=True, exist_ok=True)
-            self.file.write_text("\n".join(lines), encoding="utf-8")
+            partial = self.file.with_name(f".{self.file.name}.new")
+            partial.write_text("\n".join(lines), encoding="utf-8")
+            partial.replace(self.file)  # whole or not at all: a crash keeps the old file
         except OSError as exc:
             raise ConfigError(f"cannot save {self.file}: {exc.strerror}") from None
-        return config
 
     def _media_lines(self) -> list[str]:
         """The media settings of the file, kept when the file is rewritten by :meth:`pinned`.

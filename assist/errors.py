@@ -18,6 +18,7 @@ are converted where they enter the program; the CLI and TUIs catch only
     ├── StoreError             the database cannot be read or written
     │   ├── NotFound           a named user, agent or session does not exist
     │   └── Duplicate          ... or already exists
+    ├── InviteRefused          an invite code that is unknown, used up or expired
     ├── AuditError             the audit chain does not verify
     ├── MediaError             WebRTC negotiation or transport failed (desktop, voice)
     │   ├── MediaUnavailable   a device or codec is missing on this machine
@@ -104,6 +105,12 @@ class Duplicate(StoreError):
     """A record with that name or key already exists."""
 
     code = "duplicate"
+
+
+class InviteRefused(AssistError):
+    """An invite code that is unknown, used up or expired."""
+
+    code = "invite"
 
 
 class AuditError(AssistError):

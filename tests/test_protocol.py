@@ -86,6 +86,10 @@ SAMPLES: list[m.Msg] = [
     m.Away(session="s1", who="agent", until=12.0),
     m.Back(session="s1", who="user"),
     m.GrantAnswer(session="s1", scope="control", allowed=True, grant="g1", restored=True),
+    m.Enrol(code="c0de-_x", name="newbie", rid=1),
+    m.Enrolled(name="newbie", broker="desk", rid=1),
+    m.MakeInvite(uses=3, seconds=600.5, name="alice", rid=2),
+    m.InviteMade(code="c0de", uses=3, expires_at=1e9, rid=2),
 ]
 
 

@@ -47,6 +47,8 @@ from assist.errors import AlreadyWaiting, AssistError, NotFound, ProtocolError, 
 from assist.protocol import PROTOCOL_VERSION
 from assist.protocol import messages as m
 from assist.store import Store
+from assist.store.directory import check_name
+from assist.store.invites import new_code
 from assist.transport.channel import MessageChannel
 from assist.transport.peer import Peer
 
@@ -91,7 +93,7 @@ class Hub:
                 m.ListQueue: self._on_list, m.SetStatus: self._on_status,
                 m.Accept: self._on_accept, m.End: self._on_agent_end, m.Ping: self._on_ping,
                 m.Handoff: self._on_handoff, m.ListRootCauses: self._on_root_causes,
-                m.Resync: self._on_agent_resync,
+                m.Resync: self._on_agent_resync, m.MakeInvite: self._on_make_invite,
             },
         }
         self._live_handlers: dict[str, dict[type[m.Msg], LiveHandler]] = {"user": {},
@@ -174,7 +176,9 @@ class Hub:
         client.hello = True
         client.host, client.os_user = printable(msg.host), printable(msg.os_user)
         peer = client.peer
-        client.send(m.Welcome(version=PROTOCOL_VERSION, role=peer.role,
+        # Enrolling connections never reach the hub (see assist.broker.enrolment).
+        role: m.Role = "agent" if peer.role == "agent" else "user"
+        client.send(m.Welcome(version=PROTOCOL_VERSION, role=role,
                               name=peer.name, broker=self.config.name,
                               registered=peer.registered, rid=msg.rid))
         if peer.role == "agent":
@@ -351,6 +355,16 @@ class Hub:
         # midway: the session as it stands, then a fresh picture.
         self.presence.show(self._live_of(client, msg.session), client)
         client.send(m.Ok(rid=msg.rid))
+
+    async def _on_make_invite(self, client: Connection, msg: m.MakeInvite) -> None:
+        code, now = new_code(), self.clock.now()
+        name = check_name(msg.name) if msg.name else ""
+        actor = f"agent:{client.peer.name}"
+        invite = self.store.invites.make(code, name, msg.uses, now + msg.seconds, actor, now)
+        self.ledger.audit(actor, "invite-made", None, {"uses": msg.uses, "name": name,
+                                                       "expires_at": invite.expires_at})
+        client.send(m.InviteMade(code=code, uses=msg.uses, expires_at=invite.expires_at,
+                                 rid=msg.rid))
 
     async def _on_root_causes(self, client: Connection, msg: m.ListRootCauses) -> None:
         client.send(m.RootCauses(tags=tuple(self.store.sessions.root_causes()), rid=msg.rid))

@@ -17,12 +17,14 @@ from collections.abc import Callable
 
 import asyncssh
 
+from assist.broker.enrolment import Enrolment
 from assist.broker.hub import Hub
 from assist.config import BrokerConfig
 from assist.core.clock import LoopClock
 from assist.errors import StateError
 from assist.store import Store
 from assist.transport import ssh
+from assist.transport.channel import MessageChannel
 from assist.transport.peer import Peer
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ class Broker:
         self.clock = clock
         self.store: Store | None = None
         self.hub: Hub | None = None
+        self.enrolment: Enrolment | None = None
         self.host_key: asyncssh.SSHKey | None = None
         self._server: ssh.Listener | None = None
 
@@ -69,10 +72,11 @@ class Broker:
         self.store = Store(self.config.db, self.config.secret_key_file)
         self.hub = Hub(self.config, self.store, LoopClock(self.clock))
         restored = self.hub.restore()
+        self.enrolment = Enrolment(self.store, self.clock, self.config.name)
         self.host_key = ssh.load_or_create_host_key(self.config.host_key_path)
         try:
             self._server = await ssh.listen(self.config.host, self.config.port, self.host_key,
-                                            self._authorize, self.hub.serve)
+                                            self._authorize, self._serve)
         except BaseException:
             self.hub.close()
             self.store.close()
@@ -82,8 +86,18 @@ class Broker:
         log.info("listening on %s:%d (%d waiting restored)", self.config.host, self.port,
                  restored)
 
+    async def _serve(self, channel: MessageChannel, peer: Peer) -> None:
+        assert self.hub is not None and self.enrolment is not None
+        if peer.role == "enrol":
+            await self.enrolment.serve(channel, peer)
+        else:
+            await self.hub.serve(channel, peer)
+
     def _authorize(self, role: str, fingerprint: str) -> Peer | None:
         assert self.store is not None
+        if role == "enrol":
+            # Any key may ask to be enrolled; only a good invite code registers it.
+            return Peer("enrol", "", fingerprint, False, "")
         identity = self.store.directory.lookup(fingerprint)
         if identity is not None:
             if identity.role != role:

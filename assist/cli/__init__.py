@@ -13,7 +13,20 @@ import sys
 
 import typer
 
-from assist.cli import admin, agent, bot, console, demo, doctor, queue, replay, report, serve, user
+from assist.cli import (
+    admin,
+    agent,
+    bot,
+    console,
+    demo,
+    doctor,
+    invite,
+    queue,
+    replay,
+    report,
+    serve,
+    user,
+)
 from assist.cli.app import app, err
 from assist.cli.runtime import use_fast_loop
 from assist.display import said
@@ -22,7 +35,8 @@ from assist.errors import AssistError
 __all__ = ["app", "main"]
 
 # Registration happens by import; keep the names used so linters see why.
-_COMMANDS = (admin, agent, bot, console, demo, doctor, queue, replay, report, serve, user)
+_COMMANDS = (admin, agent, bot, console, demo, doctor, invite, queue, replay, report, serve,
+             user)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,9 +36,9 @@ def trust_prompt(yes: bool) -> TrustPrompt:
     return ask
 
 
-def client_config(broker: str | None, key: Path | None) -> ClientConfig:
-    """Load the client config with command-line overrides."""
-    return ClientConfig.load(broker=broker, key=key)
+def client_config(broker: str | None, key: Path | None, role: str = "agent") -> ClientConfig:
+    """Load the client config with command-line overrides, with ``role``'s key."""
+    return ClientConfig.load(broker=broker, key=key, role=role)
 
 
 def app_config(broker: str | None, key: Path | None, yes: bool, role: str) -> ClientConfig:
@@ -47,10 +47,10 @@ def app_config(broker: str | None, key: Path | None, yes: bool, role: str) -> Cl
     A first-contact question must be asked on the plain terminal, before the
     app takes the screen over.
     """
-    config = client_config(broker, key)
+    config = client_config(broker, key, role)
     if not config.host_key and not yes:
         asyncio.run(_pin(config, role))
-        config = client_config(broker, key)
+        config = client_config(broker, key, role)
     return config
 
 

@@ -175,6 +175,9 @@ def help_(
     json_events: bool = typer.Option(False, "--json-events",
                                      help="One JSON event per line on stdout, for wrappers "
                                           "(implies --no-tui; see below)."),
+    join: str | None = typer.Option(None, "--join", metavar="STRING",
+                                    help="Join a helpdesk with the invite it sent you (a key "
+                                         "is made for you if you have none)."),
     take_over: bool = typer.Option(False, "--take-over",
                                    help="If your key already waits for help from another "
                                         "terminal, move that request here without asking."),
@@ -185,7 +188,13 @@ def help_(
 ) -> None:
     """Ask a helpdesk agent for help: join the queue and wait to be answered."""
     setup(verbose)
-    config = client_config(broker, key)
+    if join is not None:
+        from assist.cli.invite import join_helpdesk
+
+        config = join_helpdesk(join, key)
+        broker, key = None, config.key  # the invite's broker, now the default one
+    else:
+        config = client_config(broker, key, "user")
     desktop = desktop_request(screen, monitor, region, codec, no_voice, config)
     if not topic:
         if not sys.stdin.isatty():

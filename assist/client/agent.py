@@ -215,6 +215,12 @@ class AgentClient:
         """Send a chat line to the user."""
         await self.link.send(m.Chat(session=session, text=text))
 
+    async def make_invite(self, uses: int = 1, seconds: float = 3600.0,
+                          name: str = "") -> m.InviteMade:
+        """Make an invite (a code the broker stores hashed); see :mod:`assist.client.join`."""
+        return await self.link.request(m.MakeInvite(uses=uses, seconds=seconds, name=name),
+                                       m.InviteMade)
+
     async def root_causes(self) -> tuple[str, ...]:
         """Root-cause tags used before, most frequent first (for a pick list)."""
         return (await self.link.request(m.ListRootCauses(), m.RootCauses)).tags

@@ -60,6 +60,7 @@ from assist.protocol.base import (
     Surface,
     VerifyMethod,
 )
+from assist.protocol.invites import Enrol, Enrolled, InviteMade, MakeInvite
 
 # -- handshake -----------------------------------------------------------------
 
@@ -666,5 +667,9 @@ Message = (
     | ClearAnnotations
     | Hidden
     | Signal
+    | Enrol
+    | Enrolled
+    | MakeInvite
+    | InviteMade
 )
 """Every message type the protocol knows."""

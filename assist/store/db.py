@@ -10,6 +10,7 @@ from assist.errors import StoreError
 from assist.files import create_private
 from assist.store.audit import AuditLog
 from assist.store.directory import Directory
+from assist.store.invites import Invites
 from assist.store.schema import MIGRATIONS
 from assist.store.seal import Sealer
 from assist.store.sessions import SessionRepo
@@ -93,6 +94,7 @@ class Store:
         directory: users, agents and their keys.
         sessions: sessions and their events.
         audit: the hash-chained audit log.
+        invites: codes that enrol a new user's key.
     """
 
     def __init__(self, path: Path | str, key_path: Path | None = None) -> None:
@@ -102,6 +104,7 @@ class Store:
         self.directory = Directory(self.db, self.sealer)
         self.sessions = SessionRepo(self.db)
         self.audit = AuditLog(self.db)
+        self.invites = Invites(self.db)
         if self.sealer is not None:
             self.directory.seal_plain()  # a store from before sealing: seal what it holds
 

@@ -83,5 +83,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE sessions ADD COLUMN registered INTEGER NOT NULL DEFAULT 1;
     CREATE INDEX sessions_key ON sessions (user_key, state);
     """,
+    # 3: invites: one-line join strings whose codes enrol a new user's key.
+    """
+    CREATE TABLE invites (
+        code_hash  TEXT PRIMARY KEY,
+        name       TEXT NOT NULL DEFAULT '',
+        uses_left  INTEGER NOT NULL,
+        expires_at REAL NOT NULL,
+        made_by    TEXT NOT NULL,
+        made_at    REAL NOT NULL
+    );
+    """,
 )
 """Migration ``i`` takes a database from version ``i`` to ``i + 1``."""

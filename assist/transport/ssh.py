@@ -35,7 +35,8 @@ from assist.transport.peer import Peer
 log = logging.getLogger(__name__)
 ssh_packets.install()
 
-ROLES = ("user", "agent")
+ROLES = ("user", "agent", "enrol")
+"""What a client may log in as (the SSH user name)."""
 WINDOW = 32 * 1024
 """SSH channel window the broker grants each client (see :func:`listen`)."""
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
@@ -145,12 +146,13 @@ class _BrokerSSHServer(asyncssh.SSHServer):
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         if username not in ROLES or self._conn is None:
             return False
-        peer = self._authorize(username, key_fingerprint(openssh_key(key)))
+        line = openssh_key(key)
+        peer = self._authorize(username, key_fingerprint(line))
         if peer is None:
             return False
         address = self._conn.get_extra_info("peername", ("", 0))[0]
         self._conn.set_extra_info(assist_peer=Peer(
-            peer.role, peer.name, peer.fingerprint, peer.registered, address))
+            peer.role, peer.name, peer.fingerprint, peer.registered, address, line))
         if peer.role == "agent":
             self._conn.set_keepalive(*AGENT_KEEPALIVE)
         return True
@@ -355,7 +357,8 @@ async def connect(
             raise HostKeyMismatch(
                 f"the broker at {host}:{port} presented key {fp}, not the pinned one. "
                 "Someone may be intercepting the connection; if the broker's key was "
-                "changed on purpose, remove host_key from your client.toml."
+                f"changed on purpose, remove the line of {host}:{port} from [known_brokers] "
+                "in your client.toml."
             ) from None
         raise HostKeyUnknown(
             f"the broker at {host}:{port} is not known yet (key {fp})", fp, seen
