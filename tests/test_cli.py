@@ -8,12 +8,16 @@ import os
 import signal
 import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
+import typer
 
 from assist.broker.server import Broker
 from assist.cli import main
+from assist.cli.app import app
 from assist.core.session import State
 from tests.helpers import KeyPair, agent_client
 
@@ -230,3 +234,41 @@ def test_the_error_tree_names_every_error() -> None:
     missing = sorted(c.__name__ for c in subclasses(errors.AssistError)
                      if f" {c.__name__} " not in drawn and not c.__module__.startswith("tests"))
     assert missing == []
+
+
+def test_no_help_text_loses_words_to_markup() -> None:
+    # Help is rendered as Rich markup: "[platform data dir]" would vanish. Only real
+    # styles ([bold]...[/]) may be in brackets.
+    from rich.errors import StyleSyntaxError
+    from rich.markup import RE_TAGS
+    from rich.style import Style
+
+    def walk(command: click.Command) -> Iterator[click.Command]:
+        yield command
+        for sub in getattr(command, "commands", {}).values():
+            yield from walk(sub)
+
+    for command in walk(typer.main.get_command(app)):
+        texts = [command.help or "", command.epilog or ""]
+        texts += [getattr(p, "help", None) or "" for p in command.params]
+        for text in texts:
+            for found in RE_TAGS.finditer(text):
+                _, escapes, tag = found.groups()
+                if escapes or tag.startswith("/"):
+                    continue
+                try:
+                    Style.parse(tag)
+                except StyleSyntaxError:
+                    raise AssertionError(f"{command.name}: [{tag}] would be eaten") from None
+
+
+def test_help_speaks_of_an_agent_and_offers_shell_completion(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["agents", "--help"])
+    text = capsys.readouterr().out
+    assert "Register an agent" in text and "a agent" not in text
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "--install-completion" in text and "--show-completion" in text

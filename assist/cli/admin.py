@@ -43,6 +43,7 @@ def _person_json(person: Person) -> dict[str, object]:
 def _directory_app(role: Literal["user", "agent"]) -> typer.Typer:
     """Build the ``users`` or ``agents`` command group (they differ only in role)."""
     plural = f"{role}s"
+    article = "an" if role[0] in "aeiou" else "a"
     group = typer.Typer(help=f"Manage the {plural} the broker knows and their SSH keys.",
                         no_args_is_help=True)
 
@@ -54,7 +55,7 @@ def _directory_app(role: Literal["user", "agent"]) -> typer.Typer:
         db: Path | None = DB_OPTION,
         as_json: bool = JSON_OPTION,
     ) -> None:
-        """Register a {role} with their public key."""
+        """Register a user or an agent with their public key."""
         parsed = pubkey.load(key) if key is not None else None
         with open_store(db) as store:
             person = store.directory.add(role, name, parsed, time.time())
@@ -66,7 +67,7 @@ def _directory_app(role: Literal["user", "agent"]) -> typer.Typer:
             what = f" with key {parsed.fingerprint}" if parsed else " (no key yet)"
             out.print(f"added {role} [bold]{name}[/]{what}")
 
-    add.__doc__ = f"Register a {role}, optionally with their SSH public key."
+    add.__doc__ = f"Register {article} {role}, optionally with their SSH public key."
 
     @group.command("add-key")
     def add_key(
@@ -86,7 +87,7 @@ def _directory_app(role: Literal["user", "agent"]) -> typer.Typer:
         else:
             out.print(f"added key {parsed.fingerprint} to {role} [bold]{name}[/]")
 
-    add_key.__doc__ = f"Register one more SSH public key for a {role}."
+    add_key.__doc__ = f"Register one more SSH public key for {article} {role}."
 
     @group.command("list")
     def list_(db: Path | None = DB_OPTION, as_json: bool = JSON_OPTION) -> None:
@@ -124,7 +125,7 @@ def _directory_app(role: Literal["user", "agent"]) -> typer.Typer:
         else:
             out.print(f"removed {role} [bold]{name}[/] and their keys")
 
-    remove.__doc__ = f"Remove a {role} and all their keys."
+    remove.__doc__ = f"Remove {article} {role} and all their keys."
     return group
 
 

@@ -258,7 +258,8 @@ def keys(
     session: str = SESSION,
     text: str = typer.Argument(..., help="What to type."),
     enter: bool = typer.Option(False, "--enter", help="Press Enter after the text."),
-    grant: str = typer.Option("", "--grant", help="Grant id [the newest control/run grant]."),
+    grant: str = typer.Option(
+        "", "--grant", help="Grant id (default: the newest control or run grant)."),
     broker: str | None = BROKER_OPTION, key: Path | None = KEY_OPTION, yes: bool = YES_OPTION,
     as_json: bool = JSON_OPTION, verbose: int = VERBOSE_OPTION,
 ) -> None:
@@ -288,8 +289,8 @@ def annotate(
     kind: str = typer.Option("box", "--kind", help="box, arrow, highlight or label"),
     x: int = typer.Option(..., "--x", help="Column of the first cell (0-based)."),
     row: int = typer.Option(..., "--row", help="Screen row of the first cell (0-based)."),
-    x2: int | None = typer.Option(None, "--x2", help="Last column [x]."),
-    row2: int | None = typer.Option(None, "--row2", help="Last row [row]."),
+    x2: int | None = typer.Option(None, "--x2", help="Last column (default: --x)."),
+    row2: int | None = typer.Option(None, "--row2", help="Last row (default: ROW)."),
     text: str = typer.Option("", "--text", help="A short label."),
     ttl: float = typer.Option(30.0, "--ttl", help="Seconds before it fades."),
     broker: str | None = BROKER_OPTION, key: Path | None = KEY_OPTION, yes: bool = YES_OPTION,

@@ -15,7 +15,7 @@ app = typer.Typer(
         "answers from `assist console`, both through the `assist serve` broker."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion and --show-completion for the shell
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )

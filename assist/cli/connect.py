@@ -14,7 +14,9 @@ from assist.config import ClientConfig
 
 BROKER_OPTION = typer.Option(None, "--broker", "-b",
                              help="Broker address host[:port] (default from client.toml).")
-KEY_OPTION = typer.Option(None, "--key", "-k", help="SSH private key [~/.ssh/id_* or ssh-agent].")
+KEY_OPTION = typer.Option(
+    None, "--key", "-k",
+    help="SSH private key (default: from client.toml, else ~/.ssh/id_* or ssh-agent).")
 YES_OPTION = typer.Option(False, "--yes", "-y",
                           help="Trust the broker's host key on first contact without asking.")
 

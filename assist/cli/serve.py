@@ -18,11 +18,14 @@ from assist.log import setup
 
 @app.command()
 def serve(
-    host: str | None = typer.Option(None, "--host", help="Address to listen on [127.0.0.1]."),
-    port: int | None = typer.Option(None, "--port", "-p", help="Port to listen on [2222]."),
-    db: Path | None = typer.Option(None, "--db", help="SQLite store [platform data dir]."),
-    host_key: Path | None = typer.Option(None, "--host-key",
-                                          help="Host key file, generated on first run."),
+    host: str | None = typer.Option(
+        None, "--host", help="Address to listen on (default: 127.0.0.1)."),
+    port: int | None = typer.Option(
+        None, "--port", "-p", help="Port to listen on (default: 2222)."),
+    db: Path | None = typer.Option(
+        None, "--db", help="SQLite store (default: in the platform data dir)."),
+    host_key: Path | None = typer.Option(
+        None, "--host-key", help="Host key file, generated on first run."),
     config: Path | None = typer.Option(None, "--config", help="broker.toml to read."),
     allow_unregistered: bool | None = typer.Option(
         None, "--allow-unregistered/--registered-only",
