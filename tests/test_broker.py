@@ -62,8 +62,9 @@ async def test_user_joins_agent_accepts_and_session_is_recorded(
                                           ("mallory", "user"), ("mallory", "agent")])
 async def test_keys_only_work_in_their_own_role(
         broker: Broker, keys: dict[str, KeyPair], key: str, role: str) -> None:
-    with pytest.raises(AuthRefused, match=f"for the {role} role"):
+    with pytest.raises(AuthRefused, match=f"refused key .*{key} for the {role} role") as info:
         await link_to(broker, role, keys[key])
+    assert "assist help --join" in info.value.message
 
 
 async def test_unregistered_users_can_be_allowed_as_guests(

@@ -272,3 +272,20 @@ def test_help_speaks_of_an_agent_and_offers_shell_completion(
         main(["--help"])
     text = capsys.readouterr().out
     assert "--install-completion" in text and "--show-completion" in text
+
+
+def test_a_missing_key_or_no_key_at_all_is_said_before_any_network(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSIST_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    monkeypatch.delenv("ASSIST_KEY", raising=False)
+    # Port 9 on loopback: nothing listens, so a network attempt would say so instead.
+    for args, said in ((["--key", str(tmp_path / "nope")], f"no such key file {tmp_path}/nope"),
+                       ([], "no SSH key found; run `assist help --join ...`")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["queue", "--broker", "127.0.0.1:9", "--yes", *args])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 1 and said in " ".join(err.split()), err
+        assert "cannot reach" not in err

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,6 +286,25 @@ async def listen(
 
 # -- client --------------------------------------------------------------------
 
+DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
+"""The keys in ``~/.ssh`` that are tried when no key is named (as ssh does)."""
+
+
+def _default_keys() -> str:
+    """Which keys a connection without a named key will try, in words.
+
+    Raises:
+        ConfigError: there are none (no key in ``~/.ssh``, no ssh-agent).
+    """
+    found = [f"~/.ssh/{n}" for n in DEFAULT_KEYS if (Path.home() / ".ssh" / n).is_file()]
+    if os.environ.get("SSH_AUTH_SOCK"):
+        found.append("the keys in ssh-agent")
+    if not found:
+        raise ConfigError("no SSH key found; run `assist help --join ...` with the invite "
+                          "your helpdesk sent, or pass --key")
+    return " and ".join(found)
+
+
 
 class _PinningClient(asyncssh.SSHClient):
     """Trusts exactly the pinned host key; remembers what the broker showed."""
@@ -338,7 +358,12 @@ async def connect(
     client = _PinningClient(pinned)
     options: dict[str, Any] = {}
     if key is not None:
+        if not key.is_file():
+            raise ConfigError(f"no such key file {key}")
         options.update(client_keys=[str(key)], agent_path=None)
+        tried = f"key {key}"
+    else:
+        tried = _default_keys()
     try:
         conn = await asyncio.wait_for(
             asyncssh.connect(
@@ -365,8 +390,9 @@ async def connect(
         ) from None
     except asyncssh.PermissionDenied:
         raise AuthRefused(
-            f"the broker refused your key for the {role} role. Ask the helpdesk to "
-            f"register your public key: assist {role}s add NAME --key ~/.ssh/id_ed25519.pub"
+            f"the broker refused {tried} for the {role} role. Ask the helpdesk for an "
+            "invite (assist help --join ...), or to register your public key: "
+            f"assist {role}s add NAME --key YOUR_KEY.pub"
         ) from None
     except asyncssh.KeyImportError as exc:
         raise ConfigError(
