@@ -27,6 +27,7 @@ are converted where they enter the program; the CLI and TUIs catch only
     │   ├── HostKeyUnknown     first contact: the broker's key is not pinned yet
     │   ├── HostKeyMismatch    the broker's key differs from the pinned one
     │   ├── AuthRefused        our key is not registered for the requested role
+    │   ├── Unreachable        nothing answers at the broker's address (says why in words)
     │   └── ChannelClosed      the connection closed or was lost (transport.channel)
     ├── BrokerError            the broker answered a request with an error (client.link)
     ├── RunStopped             a runbook stopped before its end (client.runbook)
@@ -167,6 +168,20 @@ class HostKeyMismatch(ConnectionFailed):
     """The broker's host key differs from the pinned one."""
 
     code = "host-key-mismatch"
+
+
+class Unreachable(ConnectionFailed):
+    """Nothing answers at the broker's address.
+
+    Attributes:
+        why: the reason in a few words ("nothing answers on that port").
+    """
+
+    code = "unreachable"
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
 
 
 class AuthRefused(ConnectionFailed):

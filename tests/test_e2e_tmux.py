@@ -85,11 +85,10 @@ async def test_agent_types_only_after_the_user_grants_and_draws_on_the_screen(
         await meet(tmux, broker, keys, "cannot print")
         await tmux.wait_for("agent", "not verified")
 
-        # Control is impossible before the user's identity is verified.
+        # Control is impossible before the user's identity is verified: said at once.
         await tmux.keys("agent", "F8")
-        await tmux.wait_for("agent", "5 minutes")
-        await tmux.keys("agent", "Enter")
         await tmux.wait_for("agent", "verify the user's identity first")
+        assert "5 minutes" not in await tmux.screen("agent")
         # Typing without a grant reaches nothing.
         await tmux.keys("agent", "F3")
         await tmux.keys("agent", "-l", "echo sneaky-$((1+1))")

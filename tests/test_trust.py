@@ -13,6 +13,7 @@ import pytest
 
 from assist.broker.server import Broker
 from assist.client.link import BrokerError
+from assist.client.user_events import Verification
 from assist.core.grants import GrantTable
 from assist.protocol import messages as m
 from tests.helpers import KeyPair, asciinema_cat, until
@@ -174,6 +175,11 @@ async def test_totp_verification(broker: Broker, keys: dict[str, KeyPair]) -> No
         live.guard.code("000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
         wrong = await live.agent_event(m.Verified)
         assert isinstance(wrong, m.Verified) and not wrong.ok and "tries left" in wrong.message
+        # The user is told too, in words.
+        await until(lambda: [e for e in live.user.events if isinstance(e, Verification)],
+                    what="the user to hear of the wrong code")
+        (told,) = [e for e in live.user.events if isinstance(e, Verification)]
+        assert told.text == "Verification failed: the code did not match; 2 tries left."
         live.guard.code(pyotp.TOTP(secret).now())
         right = await live.agent_event(m.Verified)
         assert isinstance(right, m.Verified) and right.ok and right.method == "totp"

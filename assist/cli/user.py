@@ -213,7 +213,9 @@ def help_(
     app_.run()
     if app_.error:
         raise ConnectionFailed(app_.error)
-    if app_.final is not None and app_.final.phase == "ended":
+    if app_.goodbye:
+        out.print(app_.goodbye)
+    elif app_.final is not None and app_.final.phase == "ended":
         out.print("Session ended. Thank you for contacting the helpdesk.")
     elif app_.final is not None and app_.final.phase == "taken-over":
         out.print(TAKEN_OVER)
@@ -277,8 +279,9 @@ async def _plain(config: ClientConfig, topic: str, yes: bool,
                 emit(converted)
         elif isinstance(e, DesktopChanged):
             show(session.status)  # the status lines carry the desktop's line
-        elif isinstance(e, ChatLine):
-            line = said((f"{e.sender}: ", "bold"), e.text)
+        elif isinstance(e, ChatLine | Verification):
+            line = said((f"{e.sender}: ", "bold"), e.text) if isinstance(e, ChatLine) \
+                else said(e.text)
             if live is not None:
                 live.console.print(line)  # above the status line
             else:

@@ -294,6 +294,15 @@ class AgentSession:
             self.verifying = None
             raise
 
+    def may_ask(self, scope: m.Scope) -> None:
+        """Check, before asking anything of the agent (a duration), that ``scope`` may
+        be asked for now.
+
+        Raises:
+            GrantRefused: ``not-verified`` for control or run before verification.
+        """
+        check_policy(scope, self.verified, self.require_verification)
+
     async def ask(self, scope: m.Scope, seconds: float = 0.0) -> None:
         """Ask the user for ``scope`` (``seconds`` 0: until revoked); the answer is an event.
 
@@ -301,7 +310,7 @@ class AgentSession:
             GrantRefused: ``not-verified`` for control or run before verification.
             BrokerError: if the broker refuses.
         """
-        check_policy(scope, self.verified, self.require_verification)
+        self.may_ask(scope)
         self.pending.add(scope)
         try:
             await self.agent.ask_grant(self.id, scope, seconds)

@@ -29,7 +29,7 @@ from assist.client.link import BrokerError
 from assist.client.resume import Place, ResumeStore
 from assist.client.user import UserClient
 from assist.config import ClientConfig
-from assist.errors import AuthRefused, ConnectionFailed, HostKeyMismatch
+from assist.errors import AuthRefused, ConnectionFailed, HostKeyMismatch, Unreachable
 from assist.protocol import messages as m
 
 log = logging.getLogger(__name__)
@@ -151,8 +151,10 @@ class HelpRequest:
                     attempt = 0  # it worked until now: start the backoff again
                 delay = backoff(attempt)
                 attempt += 1
+                said = f"the helpdesk does not answer ({exc.why})" \
+                    if isinstance(exc, Unreachable) else exc.message
                 self._report(phase="reconnecting",
-                             message=f"{exc.message}; retrying in {delay:.1f} s")
+                             message=f"{said}; trying again in {delay:.1f} s")
                 await asyncio.sleep(delay)
 
     async def _once(self) -> Status:

@@ -100,6 +100,13 @@ class Verification:
     ok: bool
     message: str
 
+    @property
+    def text(self) -> str:
+        """What the user is told, in a line."""
+        if self.ok:
+            return f"The agent verified your identity ({self.method})."
+        return f"Verification failed: {self.message or 'the agent was not satisfied'}."
+
 
 @dataclass(frozen=True)
 class TrustChanged:

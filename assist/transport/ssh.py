@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from assist.errors import (
     ConnectionFailed,
     HostKeyMismatch,
     HostKeyUnknown,
+    Unreachable,
 )
 from assist.files import write_private
 from assist.transport import ssh_packets
@@ -290,6 +293,25 @@ DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 """The keys in ``~/.ssh`` that are tried when no key is named (as ssh does)."""
 
 
+_UNREACHABLE = {
+    errno.ECONNREFUSED: "nothing answers on that port",
+    errno.ECONNRESET: "it closed the connection",
+    errno.ECONNABORTED: "it closed the connection",
+    errno.EHOSTUNREACH: "the network does not reach it",
+    errno.ENETUNREACH: "the network does not reach it",
+    errno.ETIMEDOUT: "it did not answer",
+}
+
+
+def _unreachable(exc: BaseException) -> str:
+    """Why a connection failed, in words (not "Connect call failed ('10.1.2.3', 2222)")."""
+    if isinstance(exc, socket.gaierror):
+        return "that name is not known"
+    if isinstance(exc, asyncssh.Error):
+        return "the connection broke off"
+    return _UNREACHABLE.get(getattr(exc, "errno", None) or 0, "the connection failed")
+
+
 def _default_keys() -> str:
     """Which keys a connection without a named key will try, in words.
 
@@ -403,9 +425,9 @@ async def connect(
         raise ConnectionFailed(f"the broker at {host}:{port} did not answer in {timeout:g} s") \
             from None
     except (OSError, asyncssh.Error) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise ConnectionFailed(
-            f"cannot reach the broker at {host}:{port}: {reason}. Is `assist serve` running?"
-        ) from None
+        why = _unreachable(exc)
+        raise Unreachable(
+            f"cannot reach the broker at {host}:{port}: {why}. Is `assist serve` running "
+            "there?", why) from None
     stream = SSHStream(stdout, stdin, stdin.channel.close)
     return ClientConnection(MessageChannel(stream), client.seen or pinned, conn)

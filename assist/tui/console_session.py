@@ -226,6 +226,11 @@ class SessionConsole(SafeApp[None]):
         if session.holds("control"):
             self._set_mode(draw=False)
             return
+        try:
+            session.may_ask("control")  # said now, not after the agent picked a duration
+        except AssistError as exc:
+            self.notify(exc.message, severity="error")
+            return
         seconds = await self.push_screen_wait(DurationScreen(session.user))
         if seconds is None or self.session is not session:
             return

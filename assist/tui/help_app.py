@@ -120,6 +120,8 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
                                    command=list(command) if command else default_shell(),
                                    trust=trust, desktop=desktop, takeover=self._ask_takeover)
         self.final: Status | None = None
+        self.goodbye = ""
+        """What to say on the terminal once the app is gone (the user left)."""
         self.error: str | None = None
         self.farewell = ""
         self._corner = 0
@@ -348,8 +350,8 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
         else:
             # After the survey the thanks stay (the clock must not wipe them).
             text = self.farewell or status.message or status.phase
-        if status.message and status.phase not in ("ended", "left"):
-            text += f"\n{status.message}"
+        if status.message and status.phase in ("queued", "connected"):
+            text += f"\n{status.message}"  # other phases show their message alone
         self.panel.set_status(text)
 
     def _desktop_text(self) -> str:
@@ -433,6 +435,11 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
         await self.session.close()
 
     async def action_leave(self) -> None:
+        phase = self.session.status.phase
+        if phase in ("connecting", "reconnecting", "queued", "offered"):
+            self.goodbye = "You left the queue."
+        elif phase == "connected":
+            self.goodbye = "You ended the session."
         self._close_overlay()
         # The session stops the desktop capture before anything else, then leaves.
         await self.session.leave()
@@ -449,6 +456,8 @@ _RENDER: dict[type[ev.UserEvent], Callable[[HelpApp, Any], None]] = {
     ev.MarksCleared: HelpApp._cleared,
     ev.Revoked: HelpApp._revoked,
     ev.ChatLine: lambda app, event: app.panel.chat_line(event.sender, event.text),
+    ev.Verification: lambda app, event: app.notify(
+        event.text, severity="information" if event.ok else "warning", timeout=10),
     ev.TrustChanged: HelpApp._tick,
     ev.DesktopChanged: HelpApp._tick,
     ev.Notice: lambda app, event: app.notify(event.text, severity="warning", timeout=10),
