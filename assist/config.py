@@ -333,6 +333,15 @@ class ClientConfig:
         config.save()
         return config
 
+    def remember_key(self, role: str) -> None:
+        """Save :attr:`key` as ``role``'s key if the file does not say so already (a key
+        given once with ``--key`` is the one next time)."""
+        if self.key is None:
+            return
+        data = _read_toml(self.file)
+        if data.get(f"{role}_key") != str(self.key):
+            self.save(keys={f"{role}_key": str(self.key)})
+
     def with_key(self, role: str, key: Path) -> ClientConfig:
         """Return this config logging in with ``key`` as ``role``, and save that."""
         config = dataclasses.replace(self, key=key)

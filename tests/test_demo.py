@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from tests.tmux import Tmux, assist_cmd
+from tests.tmux import SHELL, Tmux, assist_cmd
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")]
@@ -31,3 +34,24 @@ async def test_demo_runs_a_whole_contact_and_exits_cleanly() -> None:
         assert "Traceback" not in screen and "Error" not in screen
     finally:
         await tmux.kill()
+
+
+async def test_being_a_user_of_the_demo_touches_none_of_your_own_config() -> None:
+    tmux = Tmux()
+    home = Path(tempfile.mkdtemp(prefix="assist-home-"))
+    try:
+        await tmux.start("demo", f"{assist_cmd('demo')}; sleep 30", 160, 45)
+        screen = await tmux.wait_for("demo", "Be a user yourself")
+        found = re.search(r"ASSIST_CONFIG_DIR=(/\S*?/you-config)\s", " ".join(screen.split("\n")))
+        assert found, screen
+        folder = found.group(1)
+        # The line as printed, run with a HOME of its own (as another terminal would).
+        yourself = (f"env HOME={home} ASSIST_CONFIG_DIR={folder} ASSIST_STATE_DIR={folder}/state "
+                    f"{assist_cmd('help', 'my own problem', '--cmd', SHELL)}")
+        await tmux.start("you", yourself, 100, 30)
+        await tmux.wait_for("you", "Waiting for an agent")
+        await tmux.wait_for("demo", "my own problem")
+        assert not (home / ".config").exists(), "your own config was written"
+    finally:
+        await tmux.kill()
+        shutil.rmtree(home, ignore_errors=True)

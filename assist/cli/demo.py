@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import shlex
 import shutil
 import tempfile
 import threading
@@ -54,6 +56,22 @@ class DemoBackground(threading.Thread):
                             key=self.root / name, file=self.root / f"{name}.toml",
                             state=self.root / f"{name}-state", os_user=name,
                             hostname="demo", media_hosts=("127.0.0.1",))
+
+    def your_command(self) -> str:
+        """The command that makes you a user of the demo, with a config of its own.
+
+        Its client config (the demo broker pinned, your demo key) lives in the
+        demo's folder: your own ``client.toml`` is never read or written.
+        """
+        folder = self.root / f"{YOU}-config"
+        config = dataclasses.replace(self.client_config(YOU), file=folder / "client.toml")
+        folder.mkdir(exist_ok=True)
+        # Media stays on this machine, as everything of the demo does.
+        config.file.write_text('media_hosts = ["127.0.0.1"]\n', encoding="utf-8")
+        config.save(keys={"user_key": str(self.root / YOU)})
+        return (f"ASSIST_CONFIG_DIR={shlex.quote(str(folder))} "
+                f"ASSIST_STATE_DIR={shlex.quote(str(folder / 'state'))} "
+                "assist help 'my own problem'")
 
     def run(self) -> None:
         try:
@@ -120,13 +138,13 @@ def demo(
             raise background.error
         if not background.port:
             raise ConfigError("the demo broker did not start in 30 s")
+        yourself = background.your_command()
         err.print(f"demo broker on 127.0.0.1:{background.port}; a demo user is waiting.")
-        err.print("To ask for help yourself, in another terminal:\n"
-                  f"  assist help 'my own problem' --broker 127.0.0.1:{background.port} "
-                  f"--key {root / YOU} --yes")
+        err.print(f"To ask for help yourself, in another terminal:\n  {yourself}")
         from assist.tui.console_app import ConsoleApp
 
-        console = ConsoleApp(background.client_config(AGENT))
+        console = ConsoleApp(background.client_config(AGENT),
+                             banner=f"Be a user yourself, in another terminal: {yourself}")
         console.run()
         if console.error:
             raise ConnectionFailed(console.error)

@@ -64,4 +64,5 @@ async def open_connection(config: ClientConfig, role: str, trust: TrustPrompt | 
             ) from None
         config = config.pinned(exc.public_key)
         conn = await ssh.connect(config.host, config.port, role, config.host_key, config.key)
+    config.remember_key(role)
     return conn, config

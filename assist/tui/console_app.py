@@ -136,6 +136,7 @@ class ConsoleApp(SessionConsole):
     #trust { height: auto; border: round $secondary; padding: 0 1; }
     #header { height: 1; background: $accent; color: $text; }
     #status { height: 1; }
+    #banner { height: auto; color: $text-muted; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f5", "toggle_status", "available/away"),
@@ -151,9 +152,11 @@ class ConsoleApp(SessionConsole):
     ]
 
     def __init__(self, config: ClientConfig, trust: TrustPrompt | None = None,
-                 audio: tuple[str, ...] | None = None) -> None:
+                 audio: tuple[str, ...] | None = None, banner: str = "") -> None:
         super().__init__()
         self.config = config
+        self.banner = banner
+        """A line kept in view under the queue (the demo's "be a user yourself")."""
         self.trust = trust
         self.audio = audio
         self.status: m.AgentStatus = "away"
@@ -170,6 +173,8 @@ class ConsoleApp(SessionConsole):
         with Vertical(id="queue-view"):
             yield WallboardStrip(id="wallboard")
             yield DataTable(id="queue", cursor_type="row")
+            if self.banner:
+                yield Static(said(self.banner), id="banner")
         with Vertical(id="session-view"):
             yield Static("", id="header")
             with Horizontal():
