@@ -16,7 +16,11 @@ Files (in the platform config dir, or ``$ASSIST_CONFIG_DIR``):
   the host key by default), ``ice_servers`` (comma-separated STUN/TURN URLs;
   none by default),
   ``record`` (session recordings on/off), ``recordings`` (their directory),
-  ``require_verification`` (no control before the user is verified).
+  ``require_verification`` (no control before the user is verified),
+  ``trusted_user_ca_keys`` and ``trusted_agent_ca_keys`` (files of SSH
+  certificate authority public keys, as OpenSSH's ``TrustedUserCAKeys``: a
+  key certified by one of them, valid now, is admitted under the
+  certificate's first principal without being registered).
 * ``client.toml``: ``[broker] host, port`` (the broker used by default),
   ``[known_brokers]`` (``"host:port" = "ssh-ed25519 AAAA..."``: each broker's
   pinned host key, like ``known_hosts``; several side by side),
@@ -184,8 +188,9 @@ def _apply(base: Any, values: dict[str, Any], source: str) -> Any:
                 value = _port(raw, source) if key == "port" else int(raw)
             elif isinstance(current, float):
                 value = float(raw)
-            elif isinstance(current, Path) or key in ("key", "db", "host_key_path",
-                                                                  "secret_key_path", "recordings"):
+            elif isinstance(current, Path) or key in (
+                    "key", "db", "host_key_path", "secret_key_path", "recordings",
+                    "trusted_user_ca_keys", "trusted_agent_ca_keys"):
                 value = Path(str(raw)).expanduser()
             else:
                 value = str(raw)
@@ -222,6 +227,8 @@ class BrokerConfig:
     record: bool = True
     recordings: Path = Path("recordings")
     require_verification: bool = True
+    trusted_user_ca_keys: Path | None = None
+    trusted_agent_ca_keys: Path | None = None
 
     @property
     def secret_key_file(self) -> Path:
@@ -332,6 +339,17 @@ class ClientConfig:
         config = dataclasses.replace(self, host_key=host_key)
         config.save()
         return config
+
+    @property
+    def certificate(self) -> str:
+        """The OpenSSH certificate of :attr:`key` (``KEY-cert.pub``, as ssh looks for
+        it), or "" when it has none."""
+        if self.key is None:
+            return ""
+        try:
+            return Path(f"{self.key}-cert.pub").read_text(encoding="utf-8").strip()
+        except OSError:
+            return ""
 
     def remember_key(self, role: str) -> None:
         """Save :attr:`key` as ``role``'s key if the file does not say so already (a key

@@ -18,11 +18,12 @@ pytestmark = pytest.mark.slow
 
 FLOODER = """
 import asyncio, sys
+from pathlib import Path
 from assist.protocol import encode, messages as m
 from assist.transport import ssh
 
 async def main(port, host_key, key, how):
-    conn = await ssh.connect("127.0.0.1", int(port), "user", host_key, key)
+    conn = await ssh.connect("127.0.0.1", int(port), "user", host_key, Path(key))
     line = encode(m.Ping()) if how == "pings" else (
         b'{"t":"chat","session":"x","text":' + b"[" * 20000 + b"]" * 20000 + b"}\\n")
     for n in range(400_000 if how == "pings" else 3_000):

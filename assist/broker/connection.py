@@ -292,10 +292,11 @@ class Connection:
         self.kick("slow-consumer",
                   "you did not read what the broker sent; the connection is closed")
 
-    def kick(self, code: str, message: str) -> None:
-        """Say why, straight to the transport (past any queue), and close."""
+    def kick(self, code: str, message: str, rid: int = 0) -> None:
+        """Say why (as the answer to request ``rid``, if any), straight to the
+        transport (past any queue), and close."""
         with contextlib.suppress(ChannelClosed, MessageTooLarge):
-            self.channel.send_raw(encode(m.Error(code=code, message=message)))
+            self.channel.send_raw(encode(m.Error(code=code, message=message, rid=rid)))
         self.close()
 
     def close(self) -> None:

@@ -23,11 +23,13 @@ is a :class:`~assist.transport.MessageChannel` plus the authenticated
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from assist.broker.authorities import Authorities
 from assist.broker.connection import AgentLinks, Connection
 from assist.broker.figures import TodayFigures
 from assist.broker.gate import Gate
@@ -60,8 +62,10 @@ Handler = Callable[[Connection, Any], Awaitable[None]]
 class Hub:
     """Queue, routing and session lifecycle for every connected client."""
 
-    def __init__(self, config: BrokerConfig, store: Store, clock: Clock) -> None:
+    def __init__(self, config: BrokerConfig, store: Store, clock: Clock,
+                 authorities: Authorities | None = None) -> None:
         self.config = config
+        self.authorities = authorities or Authorities()
         self.store = store
         self.clock = clock
         self.ledger = Ledger(store, clock)
@@ -175,6 +179,8 @@ class Hub:
             raise ProtocolError("hello was already sent")
         client.hello = True
         client.host, client.os_user = printable(msg.host), printable(msg.os_user)
+        if client.peer.certificate_needed and not self._certified(client, msg):
+            return
         peer = client.peer
         # Enrolling connections never reach the hub (see assist.broker.enrolment).
         role: m.Role = "agent" if peer.role == "agent" else "user"
@@ -186,6 +192,25 @@ class Hub:
             if client.watch:
                 self.views.watch(client)
             self.presence.agent_connected(client)
+
+    def _certified(self, client: Connection, msg: m.Hello) -> bool:
+        """Admit an unregistered key by its certificate (or as a guest user, if the
+        broker allows guests and none came); False when the connection was closed."""
+        peer, certificate = client.peer, msg.certificate
+        if not certificate and peer.role == "user" and self.config.allow_unregistered_users:
+            client.peer = dataclasses.replace(peer, certificate_needed=False)
+            return True
+        try:
+            name = self.authorities.admit(peer, certificate)
+        except AssistError as exc:
+            client.log.info("refused a certificate login: %s", exc.message)
+            client.kick(exc.code, exc.message, msg.rid)
+            return False
+        client.peer = dataclasses.replace(peer, name=name, registered=True,
+                                          certificate_needed=False)
+        self.ledger.audit(f"{peer.role}:{name}", "certificate-login", None,
+                          {"fingerprint": peer.fingerprint})
+        return True
 
     async def _on_ping(self, client: Connection, msg: m.Ping) -> None:
         client.send(m.Pong(sent=msg.sent, rid=msg.rid))

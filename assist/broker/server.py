@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import asyncssh
 
+from assist.broker.authorities import Authorities
 from assist.broker.enrolment import Enrolment
 from assist.broker.hub import Hub
 from assist.config import BrokerConfig
@@ -25,7 +26,7 @@ from assist.errors import StateError
 from assist.store import Store
 from assist.transport import ssh
 from assist.transport.channel import MessageChannel
-from assist.transport.peer import Peer
+from assist.transport.peer import Login, Peer
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class Broker:
         self.store: Store | None = None
         self.hub: Hub | None = None
         self.enrolment: Enrolment | None = None
+        self.authorities = Authorities()
         self.host_key: asyncssh.SSHKey | None = None
         self._server: ssh.Listener | None = None
 
@@ -69,8 +71,10 @@ class Broker:
         Raises:
             StoreError, ConfigError: if the store, host key or address is unusable.
         """
+        self.authorities = Authorities.load(self.config.trusted_user_ca_keys,
+                                            self.config.trusted_agent_ca_keys)
         self.store = Store(self.config.db, self.config.secret_key_file)
-        self.hub = Hub(self.config, self.store, LoopClock(self.clock))
+        self.hub = Hub(self.config, self.store, LoopClock(self.clock), self.authorities)
         restored = self.hub.restore()
         self.enrolment = Enrolment(self.store, self.clock, self.config.name)
         self.host_key = ssh.load_or_create_host_key(self.config.host_key_path)
@@ -105,6 +109,11 @@ class Broker:
                             fingerprint, role)
                 return None
             return Peer(identity.role, identity.name, fingerprint, True, "")
+        if role in ("user", "agent") and self.authorities.trusts(role):
+            # Perhaps certified: the hello must show the certificate (see Authorities).
+            login: Login = "agent" if role == "agent" else "user"
+            return Peer(login, f"guest-{fingerprint[7:15]}", fingerprint, False, "",
+                        certificate_needed=True)
         if role == "user" and self.config.allow_unregistered_users:
             return Peer("user", f"guest-{fingerprint[7:15]}", fingerprint, False, "")
         log.info("refused unknown key %s for the %s role", fingerprint, role)

@@ -106,7 +106,9 @@ class AgentClient:
         ``watch``: receive the queue (pages, then deltas) and the wallboard; a
         script that only acts on one session says no.
         """
-        self._hello = m.Hello(host=host, os_user=os_user, client=client, watch=watch)
+        certificate = self.config.certificate if self.config is not None else ""
+        self._hello = m.Hello(host=host, os_user=os_user, client=client, watch=watch,
+                              certificate=certificate)
         return await self._greet()
 
     async def _greet(self) -> m.Welcome:

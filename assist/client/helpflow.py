@@ -169,7 +169,8 @@ class HelpRequest:
         link = client.link
         link.fast = self._fast
         try:
-            welcome = await client.hello(self.config.hostname, self.config.os_user, "assist")
+            welcome = await client.hello(self.config.hostname, self.config.os_user, "assist",
+                                         self.config.certificate)
             self._report(broker=welcome.broker)
             ended = await self._enter_queue(client)
             if ended is not None:

@@ -17,10 +17,15 @@ class UserClient:
         self.resume: str | None = None
         self.welcome: m.Welcome | None = None
 
-    async def hello(self, host: str = "", os_user: str = "", client: str = "") -> m.Welcome:
-        """Introduce ourselves; the answer says who the broker thinks we are."""
+    async def hello(self, host: str = "", os_user: str = "", client: str = "",
+                    certificate: str = "") -> m.Welcome:
+        """Introduce ourselves; the answer says who the broker thinks we are.
+
+        ``certificate``: the OpenSSH certificate of our key, if it has one.
+        """
         self.welcome = await self.link.request(
-            m.Hello(host=host, os_user=os_user, client=client), m.Welcome)
+            m.Hello(host=host, os_user=os_user, client=client, certificate=certificate),
+            m.Welcome)
         return self.welcome
 
     async def join(self, topic: str, resume: str | None = None,

@@ -74,6 +74,9 @@ class Hello(Msg, tag="hello", frozen=True):
     os_user: Name = ""
     watch: bool = True
     """Agents: receive queue views (a script that only acts on a session says no)."""
+    certificate: Annotated[str, msgspec.Meta(max_length=16 * 1024)] = ""
+    """An OpenSSH certificate of the key logged in with, for a broker that trusts
+    its authority (the key itself need not be registered)."""
 
 
 class Welcome(Msg, tag="welcome", frozen=True):

@@ -20,6 +20,8 @@ class Peer:
         registered: False for a user whose key is not in the directory.
         address: remote IP address.
         key: the public key used, as an OpenSSH line.
+        certificate_needed: the key is not registered, but a certificate from a
+            trusted authority may admit it: the hello must carry one.
     """
 
     role: Login
@@ -28,3 +30,4 @@ class Peer:
     registered: bool
     address: str
     key: str = ""
+    certificate_needed: bool = False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
+from asyncssh.public_key import CERT_TYPE_USER, SSHOpenSSHCertificate
 
 from assist.core.pubkey import fingerprint as blob_fingerprint
 from assist.errors import (
@@ -155,11 +157,53 @@ class _BrokerSSHServer(asyncssh.SSHServer):
         if peer is None:
             return False
         address = self._conn.get_extra_info("peername", ("", 0))[0]
-        self._conn.set_extra_info(assist_peer=Peer(
-            peer.role, peer.name, peer.fingerprint, peer.registered, address, line))
+        self._conn.set_extra_info(assist_peer=dataclasses.replace(peer, address=address,
+                                                                  key=line))
         if peer.role == "agent":
             self._conn.set_keepalive(*AGENT_KEEPALIVE)
         return True
+
+
+@dataclass(frozen=True)
+class UserCertificate:
+    """An OpenSSH user certificate whose signature and validity were checked.
+
+    Attributes:
+        key: fingerprint of the key it certifies.
+        authority: fingerprint of the key that signed it (the CA).
+        principals: the names it is valid for.
+    """
+
+    key: str
+    authority: str
+    principals: tuple[str, ...]
+
+
+def user_certificate(text: str) -> UserCertificate:
+    """Read an OpenSSH user certificate (a ``*-cert.pub`` line) valid now.
+
+    Raises:
+        AuthRefused: it cannot be read, its signature is wrong, it is not a user
+            certificate, or it is not valid now (the message says which).
+    """
+    try:
+        cert = asyncssh.import_certificate(text.strip())
+    except (asyncssh.KeyImportError, ValueError):
+        raise AuthRefused("your certificate cannot be read, or its signature is wrong: "
+                          "ask your helpdesk for a new one") from None
+    if not isinstance(cert, SSHOpenSSHCertificate):
+        raise AuthRefused("an X.509 certificate cannot be used; use an OpenSSH one")
+    try:
+        cert.validate(CERT_TYPE_USER, None)
+    except ValueError as exc:
+        said = {"Certificate expired": "your certificate has expired",
+                "Certificate not yet valid": "your certificate is not valid yet",
+                "Invalid certificate type": "that is a host certificate, not a user one"}
+        raise AuthRefused(f"{said.get(str(exc), str(exc))}; ask your helpdesk for a new "
+                          "one") from None
+    return UserCertificate(key_fingerprint(openssh_key(cert.key)),
+                           key_fingerprint(openssh_key(cert.signing_key)),
+                           tuple(cert.principals))
 
 
 def generate_key_pair(path: Path, comment: str = "") -> str:
