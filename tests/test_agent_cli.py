@@ -13,7 +13,7 @@ import pytest
 from assist.broker.server import Broker
 from assist.client import UserClient
 from assist.protocol import messages as m
-from tests.helpers import KeyPair, user_client
+from tests.helpers import KeyPair, until, user_client
 from tests.test_runbook import answer_asks
 from tests.user_side import live_session
 
@@ -176,3 +176,14 @@ async def test_ctrl_c_on_accept_hands_the_user_back_at_once(
     assert "stopped `assist agent accept`" in event.reason
     assert await asyncio.wait_for(proc.wait(), 10) == 0
     await alice.link.close()
+
+
+async def test_ask_stops_when_the_session_ends_before_the_answer(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    cli = Cli(broker, keys["carol"])
+    async with live_session(broker, keys) as live:
+        asking = asyncio.ensure_future(cli("ask", live.session, "annotate"))
+        await until(lambda: live.asks, 30, what="the question to reach the user")
+        await live.user.user_session.leave()  # the user goes without answering
+        code, data, _ = await asyncio.wait_for(asking, 30)
+        assert code == 1 and "ended before the user answered" in data["error"]["message"]

@@ -238,12 +238,19 @@ def ask(
     asked = one_of(SCOPES, scope, "unknown permission")
 
     async def work(client: AgentClient) -> m.GrantAnswer:
-        waiter = asyncio.ensure_future(client.wait_grant(session, scope, timeout))
+        # The answer, or the end of the session: a user who left answers nothing.
+        waiter = asyncio.ensure_future(client.link.wait_for(
+            lambda msg: (isinstance(msg, m.GrantAnswer) and msg.session == session
+                         and msg.scope == asked)
+            or (isinstance(msg, m.Ended | m.UserLost) and msg.session == session), timeout))
         try:
             await client.ask_grant(session, asked, seconds)
-            return await waiter
+            answer = await waiter
         finally:
             waiter.cancel()
+        if not isinstance(answer, m.GrantAnswer):
+            raise StateError(f"session {session} ended before the user answered")
+        return answer
 
     answer = _connect(broker, key, yes, verbose, work)
     if not answer.allowed:

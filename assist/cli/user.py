@@ -26,6 +26,7 @@ from assist.cli.connect import (
     client_config,
     trust_prompt,
 )
+from assist.cli.line_mode import KEYS, LineMode
 from assist.client.desktop import DesktopRequest, DesktopSender, describe_mark, parse_region
 from assist.client.helpflow import Status
 from assist.client.user_events import (
@@ -262,6 +263,8 @@ async def _plain(config: ClientConfig, topic: str, yes: bool,
         if session.desktop is not None:
             shown[:] = [session.desktop]
         text = describe(status, time.time())
+        if lines is not None and status.phase == "connected":
+            text.append(f"\n{KEYS}", style="dim")
         if shown:
             text.append(f"\n{shown[0].describe()}")
         if live is not None:
@@ -280,15 +283,21 @@ async def _plain(config: ClientConfig, topic: str, yes: bool,
         elif isinstance(e, DesktopChanged):
             show(session.status)  # the status lines carry the desktop's line
         elif isinstance(e, ChatLine | Verification):
-            line = said((f"{e.sender}: ", "bold"), e.text) if isinstance(e, ChatLine) \
-                else said(e.text)
-            if live is not None:
-                live.console.print(line)  # above the status line
-            else:
-                print(line.plain, flush=True)
+            tell(said((f"{e.sender}: ", "bold"), e.text) if isinstance(e, ChatLine)
+                 else said(e.text))
+        elif isinstance(e, GrantAsked | CodeAsked) and lines is not None:
+            lines.asked(e)
 
+    def tell(line: Text) -> None:
+        if live is not None:
+            live.console.print(line)  # above the status line
+        else:
+            print(line.plain, flush=True)
+
+    typing = interactive and sys.stdin.isatty()
     session = UserSession(config, topic, event, trust=trust_prompt(yes), desktop=desktop,
-                          takeover=takeover_prompt(take_over, interactive and sys.stdin.isatty()))
+                          takeover=takeover_prompt(take_over, typing))
+    lines = LineMode(session, tell) if typing else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -305,6 +314,8 @@ async def _plain(config: ClientConfig, topic: str, yes: bool,
     ticker = asyncio.ensure_future(tick())
     if live is not None:
         live.start()
+    if lines is not None:
+        lines.start()
     try:
         done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if runner in done:
@@ -321,6 +332,8 @@ async def _plain(config: ClientConfig, topic: str, yes: bool,
     finally:
         ticker.cancel()
         stopper.cancel()
+        if lines is not None:
+            lines.stop()  # the survey below reads the terminal itself
         if live is not None:
             live.stop()
     if json_events:

@@ -78,6 +78,31 @@ class AgentGone:
     """
 
 
+ARM_DELAY = 1.0
+"""Seconds before a yes counts: keys typed for the shell must not say yes."""
+WHAT = {
+    "control": "type in your terminal",
+    "annotate": "draw on your screen to show you where to look",
+    "run": "run scripted steps in your terminal (they type commands for you)",
+}
+"""What each permission lets the agent do, in the user's words."""
+
+
+def duration_text(seconds: float) -> str:
+    """``for 5 minutes``, ``for 30 seconds`` or ``until you revoke it``."""
+    if seconds <= 0:
+        return "until you revoke it"
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"for {minutes} minute{'s' if minutes != 1 else ''}"
+    return f"for {int(seconds)} seconds"
+
+
+def asking(ask: m.AskGrant) -> str:
+    """The question after the agent's name: ``asks to type in your terminal, for 5 minutes.``"""
+    return f"asks to {WHAT.get(ask.scope, ask.scope)}, {duration_text(ask.seconds)}."
+
+
 @dataclass(frozen=True)
 class GrantAsked:
     """The agent asks for a permission; answer with ``session.answer(ask, allowed)``."""

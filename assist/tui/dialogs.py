@@ -11,15 +11,10 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
+from assist.client.user_events import ARM_DELAY, asking
 from assist.display import said
 from assist.protocol import messages as m
 from assist.protocol.vocabulary import VERIFY_METHODS, one_of
-
-WHAT = {
-    "control": "type in your terminal",
-    "annotate": "draw on your screen to show you where to look",
-    "run": "run scripted steps in your terminal (they type commands for you)",
-}
 
 T = TypeVar("T")
 
@@ -49,18 +44,6 @@ DIALOG_CSS = """
 """
 
 
-def duration_text(seconds: float) -> str:
-    """``for 5 minutes``, ``for 30 seconds`` or ``until you revoke it``."""
-    if seconds <= 0:
-        return "until you revoke it"
-    if seconds >= 60 and seconds % 60 == 0:
-        minutes = int(seconds // 60)
-        return f"for {minutes} minute{'s' if minutes != 1 else ''}"
-    return f"for {int(seconds)} seconds"
-
-
-ARM_DELAY = 1.0
-"""Seconds before Allow can be pressed: keys typed for the shell must not say yes."""
 
 
 class GrantScreen(Dialog[bool]):
@@ -82,10 +65,8 @@ class GrantScreen(Dialog[bool]):
         self.ask = ask
 
     def compose(self) -> ComposeResult:
-        what = WHAT.get(self.ask.scope, self.ask.scope)
         with Vertical():
-            yield Label(said((self.ask.agent, "bold"),
-                             f" asks to {what}, {duration_text(self.ask.seconds)}."),
+            yield Label(said((self.ask.agent, "bold"), " " + asking(self.ask)),
                         id="question")
             yield Label("Tab then Enter (or a click) allows; n or Esc denies. "
                         "F9 takes it back at any moment.")
