@@ -136,3 +136,30 @@ async def test_agent_types_only_after_the_user_grants_and_draws_on_the_screen(
         assert "after-revoke-4" not in user_screen and "look here" not in user_screen
     finally:
         await tmux.kill()
+
+
+async def test_two_consoles_of_one_agent_quitting_the_helping_one_asks_and_hands_on(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    tmux = Tmux()
+    address = f"127.0.0.1:{broker.port}"
+    try:
+        await meet(tmux, broker, keys, "two windows")
+        await tmux.start("agent2", assist_cmd("console", "--broker", address, "--key",
+                                              str(keys["carol"].private), "--yes"), 160, 45)
+        await tmux.wait_for("agent2", "carol @ test-broker")
+        await tmux.keys("agent", "C-q")
+        await tmux.wait_for("agent", "alice is still being helped here. Quit anyway?")
+        await tmux.keys("agent", "Enter")  # Stay has the focus
+        await asyncio.sleep(0.5)
+        assert "alice · two windows" in await tmux.screen("agent")
+        await tmux.keys("agent", "C-q")
+        await tmux.wait_for("agent", "Quit anyway?")
+        await tmux.keys("agent", "Tab", "Enter")  # Quit
+        await tmux.wait_for("user", "back at the front")
+        # The other window of the same agent sees the user first in the queue.
+        await tmux.wait_for("agent2", "two windows")
+        await tmux.keys("agent2", "Enter")
+        await tmux.wait_for("agent2", "alice · two windows")
+        await tmux.wait_for("user", "carol · verified by test-broker")
+    finally:
+        await tmux.kill()

@@ -53,7 +53,7 @@ from assist.display import said
 from assist.errors import AssistError, AuthRefused, HostKeyMismatch
 from assist.protocol import messages as m
 from assist.tui.console_session import SessionConsole, wait_text
-from assist.tui.dialogs import Dialog
+from assist.tui.dialogs import ConfirmScreen, Dialog
 from assist.tui.focus import focus_now
 from assist.tui.terminal import TerminalView
 from assist.tui.video import VideoView
@@ -474,10 +474,21 @@ class ConsoleApp(SessionConsole):
             focus_now(self.query_one("#screen", TerminalView))
 
     async def action_quit(self) -> None:
-        """Quit; a user still being helped goes back to the front of the queue at once."""
-        if self.session is not None:
+        """Quit; a user still being helped goes back to the front of the queue at once
+        (asked first: quitting by mistake would drop them)."""
+        self.run_worker(self._quit(), group="quit", exclusive=True)
+
+    async def _quit(self) -> None:
+        session = self.session
+        if session is not None:
+            sure = await self.push_screen_wait(ConfirmScreen(
+                f"{session.user} is still being helped here. Quit anyway?",
+                "They go back to the front of the queue for the next agent (another "
+                "console of yours may take them).", "Quit", "Stay"))
+            if not sure:
+                return
             with contextlib.suppress(AssistError):
-                await self.session.handoff("the agent closed the console")
+                await session.handoff("the agent closed the console")
         self.exit()
 
     @work(group="status")

@@ -205,6 +205,36 @@ def evidence_text(e: m.Evidence | None) -> Text:
                      f"{e.os_user or '?'} · {totp}")
 
 
+class ConfirmScreen(Dialog[bool]):
+    """A yes/no before something that cannot be undone; no has the focus, Esc says no."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmScreen")
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "answer(False)", "no"),
+    ]
+
+    def __init__(self, question: str, detail: str, yes: str, no: str) -> None:
+        super().__init__()
+        self.question, self.detail, self.yes, self.no = question, detail, yes, no
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(said(self.question))
+            yield Label(said(self.detail))
+            with Horizontal():
+                yield Button(self.yes, variant="warning", id="yes")
+                yield Button(self.no, id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.answer(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.answer(yes)
+
+
 class TakeoverScreen(Dialog[bool]):
     """This key already waits for help elsewhere: move that request here?"""
 
