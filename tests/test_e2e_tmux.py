@@ -10,7 +10,7 @@ import pytest
 
 from assist.broker.server import Broker
 from tests.helpers import KeyPair
-from tests.tmux import Tmux, allow, assist_cmd, meet
+from tests.tmux import Tmux, allow, assist_cmd, meet, take_control
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")]
@@ -95,17 +95,7 @@ async def test_agent_types_only_after_the_user_grants_and_draws_on_the_screen(
         await tmux.keys("agent", "Enter")
         await asyncio.sleep(0.5)  # let those keys land before the dialog opens
 
-        await tmux.keys("agent", "F6")
-        await tmux.wait_for("agent", "Registered key")
-        await tmux.keys("agent", "Enter")  # the registered-key button has the focus
-        await tmux.wait_for("agent", "Identity verified (key)")
-
-        await tmux.keys("agent", "F8")
-        await tmux.wait_for("agent", "5 minutes")
-        await tmux.keys("agent", "Enter")
-        await tmux.wait_for("user", "carol asks to type in your terminal, for 5 minutes")
-        await allow(tmux)
-        await tmux.wait_for("agent", "typing goes to the user's shell")
+        await take_control(tmux)
         await tmux.keys("agent", "-l", "echo typed-by-agent-$((6*7))")
         await tmux.keys("agent", "Enter")
         await tmux.wait_for("user", "typed-by-agent-42")

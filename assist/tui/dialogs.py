@@ -235,31 +235,8 @@ class ConfirmScreen(Dialog[bool]):
         self.answer(yes)
 
 
-class TakeoverScreen(Dialog[bool]):
+def takeover_screen(question: str) -> ConfirmScreen:
     """This key already waits for help elsewhere: move that request here?"""
-
-    DEFAULT_CSS = DIALOG_CSS.format(name="TakeoverScreen")
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "answer(False)", "no"),
-    ]
-
-    def __init__(self, question: str) -> None:
-        super().__init__()
-        self.question = question
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label(said(f"You already asked for help elsewhere: {self.question}."))
-            yield Label("Move that request here? The other assist help will stop.")
-            with Horizontal():
-                yield Button("Move it here", variant="primary", id="yes")
-                yield Button("No, quit", id="no")
-
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.answer(event.button.id == "yes")
-
-    def action_answer(self, yes: bool) -> None:
-        self.answer(yes)
+    return ConfirmScreen(f"You already asked for help elsewhere: {question}.",
+                         "Move that request here? The other assist help will stop.",
+                         "Move it here", "No, quit")

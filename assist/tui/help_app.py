@@ -42,7 +42,7 @@ from assist.errors import AssistError
 from assist.protocol import messages as m
 from assist.share.emulator import Emulator
 from assist.share.overlay import DesktopOverlay
-from assist.tui.dialogs import CodeScreen, Dialog, GrantScreen, TakeoverScreen
+from assist.tui.dialogs import CodeScreen, Dialog, GrantScreen, takeover_screen
 from assist.tui.focus import focus_now
 from assist.tui.panel import AgentPanel
 from assist.tui.safe_app import SafeApp
@@ -207,7 +207,7 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
     async def _ask_takeover(self, question: str) -> bool:
         if self.take_over:
             return True
-        answer = await self.push_screen_wait(TakeoverScreen(question))
+        answer = await self.push_screen_wait(takeover_screen(question))
         return bool(answer)
 
     # -- what the session says ---------------------------------------------------------
