@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 from assist.share.emulator import KEEP_TAIL, MAX_BACKLOG, Emulator
 
@@ -61,3 +62,36 @@ def test_hidden_output_stays_marked_through_a_skipped_backlog() -> None:
     emulator.receive(b"secret: p4ssw0rd\r\n", hidden=True)
     emulator.feed(b"")
     assert b"p4ssw0rd" not in emulator.snapshot()
+
+
+def test_wide_characters_take_two_cells_in_the_screen_and_in_a_snapshot() -> None:
+    e = Emulator(20, 3)
+    e.feed("中文字符x\r\n".encode() + "🙂 e\u0301 ok".encode())
+    cells = e.cells(0)
+    assert [c.char for c in cells[:9]] == ["中", "", "文", "", "字", "", "符", "", "x"]
+    picture = e.snapshot()
+    assert "中文字符x".encode() in picture  # no space drawn for the second halves
+    copy = Emulator(20, 3)
+    copy.feed(picture)
+    assert copy.text() == e.text() and copy.cells(0) == cells
+    assert copy.cells(1)[3].char == "é"  # a combining mark stays on its letter
+    masked = Emulator(20, 3)
+    masked.feed(e.snapshot([re.compile("文字")]))
+    assert masked.text()[0].startswith("中****符x")
+
+
+def test_every_attribute_is_kept_and_palette_colours_stay_palette_colours() -> None:
+    e = Emulator(40, 2)
+    e.feed(b"\x1b[2ma\x1b[22mb\x1b[9mc\x1b[29m\x1b[5md\x1b[25m\x1b[8me\x1b[28m"
+           b"\x1b[38;5;1mf\x1b[38;5;9mg\x1b[31mh\x1b[38;5;1;32mi\x1b[38;5;196mj"
+           b"\x1b[38;2;1;2;3mk\x1b[0m\x1b[105ml\x1b[48;5;4mm\x1b[0m\x1b[1;2mn\x1b[0mo")
+    c = {cell.char: cell for cell in e.cells(0) if cell.char.strip()}
+    assert c["a"].dim and not c["b"].dim and c["c"].strike and c["d"].blink
+    assert c["e"].invisible and not c["f"].invisible
+    assert (c["f"].fg, c["g"].fg, c["h"].fg, c["i"].fg) == ("red", "brightred", "red", "green")
+    assert c["j"].fg == "ff0000" and c["k"].fg == "010203"
+    assert c["l"].bg == "brightmagenta" and c["m"].bg == "blue"
+    assert c["n"].bold and c["n"].dim and not (c["o"].bold or c["o"].dim)
+    copy = Emulator(40, 2)
+    copy.feed(e.snapshot())
+    assert copy.cells(0) == e.cells(0)

@@ -22,10 +22,13 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple, cast
 
 import pyte
+from pyte import modes
+from wcwidth import wcswidth
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,11 @@ _SGR_BRIGHT = {"brightblack": 90, "brightred": 91, "brightgreen": 92, "brightbro
 
 @dataclass(frozen=True)
 class Cell:
-    """One screen cell as a renderer needs it."""
+    """One screen cell as a renderer needs it.
+
+    ``char`` is "" for the second cell of a wide character (the character
+    before it takes both): a renderer draws nothing there.
+    """
 
     char: str
     fg: str
@@ -58,6 +65,74 @@ class Cell:
     italics: bool
     underscore: bool
     reverse: bool
+    strike: bool = False
+    blink: bool = False
+    dim: bool = False
+    invisible: bool = False
+
+
+class _Char(NamedTuple):
+    """pyte's character, plus the attributes pyte drops (dim, invisible)."""
+
+    data: str
+    fg: str = "default"
+    bg: str = "default"
+    bold: bool = False
+    italics: bool = False
+    underscore: bool = False
+    strikethrough: bool = False
+    reverse: bool = False
+    blink: bool = False
+    dim: bool = False
+    invisible: bool = False
+
+
+_BASIC = ("black", "red", "green", "brown", "blue", "magenta", "cyan", "white")
+"""pyte's names of the 8 basic colours (brown is yellow); ``bright`` + name for 8-15."""
+
+
+def _indexed(n: int) -> str:
+    """The name of palette colour ``n`` < 16, as pyte names ``ESC[3Xm`` and ``ESC[9Xm``."""
+    return _BASIC[n] if n < 8 else f"bright{_BASIC[n - 8]}"
+
+
+def _extra_sgr(attrs: Sequence[int]) -> dict[str, Any]:
+    """What pyte gets wrong or leaves out of one SGR: dim (2/22), invisible (8/28),
+    and the 16 palette colours asked for by index (``38;5;1`` is ``31``, so the
+    viewer's palette applies to both), which pyte turns into fixed RGB."""
+    out: dict[str, Any] = {}
+    it: Iterator[int] = iter(attrs)
+    for attr in it:
+        if attr == 0:
+            out.update(dim=False, invisible=False)
+        elif attr == 2:
+            out["dim"] = True
+        elif attr == 22:
+            out["dim"] = False
+        elif attr == 8:
+            out["invisible"] = True
+        elif attr == 28:
+            out["invisible"] = False
+        elif attr in (38, 48):
+            key = "fg" if attr == 38 else "bg"
+            kind = next(it, None)
+            if kind == 5:
+                index = next(it, None)
+                if index is not None and 0 <= index < 16:
+                    out[key] = _indexed(index)
+                else:
+                    out.pop(key, None)  # pyte's RGB of the 256-colour cube is exact
+            elif kind == 2:
+                for _ in range(3):
+                    next(it, None)
+                out.pop(key, None)
+        elif 30 <= attr <= 37 or 90 <= attr <= 97 or attr == 39:
+            out.pop("fg", None)
+        elif attr == 105:
+            out["bg"] = "brightmagenta"  # pyte's table misspells it
+        elif 40 <= attr <= 47 or 100 <= attr <= 107 or attr == 49:
+            out.pop("bg", None)
+    return out
 
 
 def _color_sgr(color: str, background: bool) -> str:
@@ -82,10 +157,20 @@ class _Screen(pyte.Screen):
     scrolled = 0
     """Lines scrolled off the top so far: anchors annotations to their text."""
 
+    @property
+    def default_char(self) -> _Char:  # type: ignore[override]
+        return _Char(data=" ", reverse=modes.DECSCNM in self.mode)
+
     def select_graphic_rendition(self, *attrs: int, private: bool = False) -> None:
         # CSI > ... m (xterm modifyOtherKeys) sets key modes, not colours.
-        if not private:
-            super().select_graphic_rendition(*attrs)
+        if private:
+            return
+        if not isinstance(self.cursor.attrs, _Char):  # a fresh cursor has pyte's kind
+            self.cursor.attrs = cast(Any, _Char(*self.cursor.attrs))
+        super().select_graphic_rendition(*attrs)
+        extra = _extra_sgr(attrs)
+        if extra:
+            self.cursor.attrs = self.cursor.attrs._replace(**extra)
 
     def index(self) -> None:
         # Count only whole-screen scrolls: a full-screen program scrolling a
@@ -263,7 +348,9 @@ class Emulator:
         out = []
         for x in range(self.screen.columns):
             c = line.get(x, default) if hasattr(line, "get") else line[x]
-            out.append(Cell(c.data, c.fg, c.bg, c.bold, c.italics, c.underscore, c.reverse))
+            out.append(Cell(c.data, c.fg, c.bg, c.bold, c.italics, c.underscore, c.reverse,
+                            c.strikethrough, c.blink, getattr(c, "dim", False),
+                            getattr(c, "invisible", False)))
         return out
 
     def text(self) -> list[str]:
@@ -282,10 +369,13 @@ class Emulator:
         where: list[tuple[int, int] | None] = []
         cols = self.screen.columns
         for y in range(self.screen.lines):
-            row = [c.char or " " for c in self.cells(y)]
-            text.extend(row)
-            where.extend((x, y) for x in range(cols))
-            if row and row[-1] == " ":
+            row = self.cells(y)
+            for x, cell in enumerate(row):
+                # One entry per character: a wide one's second half has none, a
+                # letter with a combining mark has two, both on that cell.
+                text.extend(cell.char)
+                where.extend((x, y) for _ in cell.char)
+            if cols and row[-1].char == " ":
                 # A row that does not run to the edge ends its line.
                 text.append("\n")
                 where.append(None)
@@ -316,15 +406,20 @@ class Emulator:
                 continue  # written while a secret was read: it never leaves the machine
             current = ""
             for x, cell in enumerate(self.cells(y)):
+                if not cell.char:
+                    continue  # the second half of a wide character: drawn with it
                 if not plain:
                     sgr = ";".join(["0", *(
-                        code for flag, code in ((cell.bold, "1"), (cell.italics, "3"),
-                                                (cell.underscore, "4"), (cell.reverse, "7"))
+                        code for flag, code in ((cell.bold, "1"), (cell.dim, "2"),
+                                                (cell.italics, "3"), (cell.underscore, "4"),
+                                                (cell.blink, "5"), (cell.reverse, "7"),
+                                                (cell.invisible, "8"), (cell.strike, "9"))
                         if flag), _color_sgr(cell.fg, False), _color_sgr(cell.bg, True)])
                     if sgr != current:
                         parts.append(f"\x1b[{sgr}m")
                         current = sgr
-                parts.append("*" if (x, y) in hidden else cell.char or " ")
+                parts.append("*" * max(1, wcswidth(cell.char)) if (x, y) in hidden
+                             else cell.char)
         x, y, visible = self.cursor
         parts.append(f"\x1b[0m\x1b[{y + 1};{x + 1}H\x1b[?25{'h' if visible else 'l'}")
         return "".join(parts).encode("utf-8", "replace")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 
@@ -96,10 +97,18 @@ def _cells(a: m.Annotation, line: int, cols: int) -> list[tuple[int, Style, str 
             end = right if line == bottom else cols - 1
             out = [(x, HIGHLIGHT, None) for x in range(start, end + 1) if 0 <= x < cols]
     elif a.kind == "arrow" and line == a.line:
-        # Points at (x, line) from the right: the text it marks stays readable.
-        out = _text(f"◀━━ {a.text}".rstrip(), a.x + 1, INK, cols)
-        if 0 <= a.x < cols:
-            out.append((a.x, BOX, None))
+        if a.x2 and a.x2 != a.x:
+            # Drawn from x to x2: as long as it was drawn, its head where the drag ended.
+            lo, hi = sorted((a.x, a.x2))
+            shaft = "━" * (hi - lo)
+            out = _text(shaft + "▶" if a.x2 > a.x else "◀" + shaft, lo, INK, cols)
+            if a.text:
+                out += _text(f" {a.text}", hi + 1, INK, cols)
+        else:
+            # Points at (x, line) from the right: the text it marks stays readable.
+            out = _text(f"◀━━ {a.text}".rstrip(), a.x + 1, INK, cols)
+            if 0 <= a.x < cols:
+                out.append((a.x, BOX, None))
     elif a.kind == "label" and line == a.line:
         out = _text(f" {a.text} ", a.x, INK, cols)
     return out
@@ -121,6 +130,11 @@ def paint(segments: list[Segment], styles: dict[int, Style],
         style = styles.get(x)
         if style is None:
             out.append(seg)
+        elif not seg.text:  # the second half of a wide character: no room for a char
+            out.append(Segment("", (seg.style or Style()) + style))
         else:
-            out.append(Segment(chars.get(x, seg.text), (seg.style or Style()) + style))
+            text = chars.get(x, seg.text)
+            if cell_len(seg.text) == 2 and cell_len(text) == 1:
+                text += " "  # a mark's character over a wide one keeps the row's width
+            out.append(Segment(text, (seg.style or Style()) + style))
     return out

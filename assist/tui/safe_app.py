@@ -23,6 +23,11 @@ class SafeApp(App[ReturnType]):
 
     error: str | None = None
 
+    def __init__(self) -> None:
+        # The shared terminal's 16 palette colours reach this terminal as ANSI
+        # colours (the person's own palette, as in tmux), not the theme's hues.
+        super().__init__(ansi_color=True)
+
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:
         """Show a toast. Messages quote names, topics and errors from the other side,

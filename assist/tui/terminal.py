@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 
-from assist.share.emulator import Emulator
+from assist.share.emulator import Cell, Emulator
 from assist.tui.keys import key_bytes
 from assist.tui.overlay import Overlay, paint
 
@@ -32,9 +32,11 @@ NOTICE = Style(bgcolor="yellow", color="black", bold=True)
 """A notice shown instead of the screen (the user paused sharing)."""
 
 
-def _color(name: str) -> str | None:
+def _color(name: str) -> str:
+    # The 16 palette colours and the terminal's default stay ANSI (the apps pass
+    # them through: the viewer's own palette applies, as in tmux); the rest is RGB.
     if name == "default":
-        return None
+        return "default"
     if len(name) == 6 and all(c in "0123456789abcdefABCDEF" for c in name):
         return f"#{name}"
     name = _NAMES.get(name, name)
@@ -42,12 +44,19 @@ def _color(name: str) -> str | None:
         else name
 
 
+def cell_style(cell: Cell, cursor: bool = False) -> Style:
+    """Rich style for a cell's attributes; ``cursor`` shows it the other way round."""
+    return _style(cell.fg, cell.bg, cell.bold, cell.dim, cell.italics, cell.underscore,
+                  cell.blink, cell.reverse != cursor, cell.invisible, cell.strike)
+
+
 @lru_cache(maxsize=4096)
-def cell_style(fg: str, bg: str, bold: bool, italic: bool, underline: bool,
-               reverse: bool) -> Style:
-    """Rich style for a cell's attributes (cached: screens repeat a few styles)."""
-    return Style(color=_color(fg), bgcolor=_color(bg), bold=bold, italic=italic,
-                 underline=underline, reverse=reverse)
+def _style(fg: str, bg: str, bold: bool, dim: bool, italic: bool, underline: bool,
+           blink: bool, reverse: bool, conceal: bool, strike: bool) -> Style:
+    # Cached: a screen repeats a few styles.
+    return Style(color=_color(fg), bgcolor=_color(bg), bold=bold, dim=dim, italic=italic,
+                 underline=underline, blink=blink, reverse=reverse, conceal=conceal,
+                 strike=strike)
 
 
 class TerminalView(Widget, can_focus=True):
@@ -150,10 +159,10 @@ class TerminalView(Widget, can_focus=True):
         cx, cy, visible = self.emulator.cursor
         segments = []
         for x, cell in enumerate(self.emulator.cells(y)):
-            reverse = cell.reverse != (visible and x == cx and y == cy and self.has_focus)
-            style = cell_style(cell.fg, cell.bg, cell.bold, cell.italics, cell.underscore,
-                               reverse)
-            segments.append(Segment(cell.char or " ", style))
+            style = cell_style(cell, visible and x == cx and y == cy and self.has_focus)
+            # The second half of a wide character is drawn by it: an empty segment
+            # keeps one segment per cell (see overlay.paint).
+            segments.append(Segment(cell.char, style))
         if self.overlay or self.pen is not None:
             styles, chars = self.overlay.styles_for_row(self.emulator.top + y, cols)
             if self.pen is not None and self.pen[1] == self.emulator.top + y:
