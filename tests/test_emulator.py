@@ -89,7 +89,7 @@ def test_every_attribute_is_kept_and_palette_colours_stay_palette_colours() -> N
     assert c["a"].dim and not c["b"].dim and c["c"].strike and c["d"].blink
     assert c["e"].invisible and not c["f"].invisible
     assert (c["f"].fg, c["g"].fg, c["h"].fg, c["i"].fg) == ("red", "brightred", "red", "green")
-    assert c["j"].fg == "ff0000" and c["k"].fg == "010203"
+    assert c["j"].fg == "color(196)" and c["k"].fg == "010203"
     assert c["l"].bg == "brightmagenta" and c["m"].bg == "blue"
     assert c["n"].bold and c["n"].dim and not (c["o"].bold or c["o"].dim)
     copy = Emulator(40, 2)

@@ -41,7 +41,7 @@ async def test_wide_characters_palette_colours_and_attributes_reach_the_strip() 
         assert style["R"].color is not None and style["R"].color.name == "red"
         assert style["I"].color == style["R"].color
         assert style["B"].color is not None and style["B"].color.name == "bright_blue"
-        assert style["P"].color is not None and style["P"].color.triplet is not None
+        assert style["P"].color is not None and style["P"].color.number == 200
         assert style["D"].dim and style["S"].strike and style["K"].blink
         assert style["H"].conceal
 

@@ -120,8 +120,12 @@ def _extra_sgr(attrs: Sequence[int]) -> dict[str, Any]:
                 index = next(it, None)
                 if index is not None and 0 <= index < 16:
                     out[key] = _indexed(index)
+                elif index is not None and 16 <= index < 256:
+                    # Kept as an index (pyte makes it RGB): a terminal of 256 colours
+                    # shows exactly that colour, not the nearest to an RGB value.
+                    out[key] = f"color({index})"
                 else:
-                    out.pop(key, None)  # pyte's RGB of the 256-colour cube is exact
+                    out.pop(key, None)
             elif kind == 2:
                 for _ in range(3):
                     next(it, None)
@@ -142,6 +146,8 @@ def _color_sgr(color: str, background: bool) -> str:
         return str(_SGR_FG[color] + (10 if background else 0))
     if color in _SGR_BRIGHT:
         return str(_SGR_BRIGHT[color] + (10 if background else 0))
+    if color.startswith("color("):
+        return f"{48 if background else 38};5;{color[6:-1]}"
     if len(color) == 6:
         try:
             r, g, b = (int(color[i : i + 2], 16) for i in (0, 2, 4))
