@@ -95,3 +95,13 @@ def test_every_attribute_is_kept_and_palette_colours_stay_palette_colours() -> N
     copy = Emulator(40, 2)
     copy.feed(e.snapshot())
     assert copy.cells(0) == e.cells(0)
+
+
+def test_erasing_leaves_only_the_background_as_xterm_and_tmux_do() -> None:
+    e = Emulator(20, 3)
+    e.feed(b"\x1b[1;31;42mab\x1b[K\r\n\x1b[4;44mcd\x1b[3X\r\n\x1b[7;45m\x1b[J")
+    erased = e.cells(0)[5]
+    assert (erased.char, erased.fg, erased.bg, erased.bold) == (" ", "default", "green", False)
+    assert e.cells(1)[3].bg == "blue" and not e.cells(1)[3].underscore
+    assert e.cells(2)[4].bg == "magenta" and not e.cells(2)[4].reverse
+    assert e.cells(0)[1].bold and e.cells(0)[1].fg == "red"  # what was drawn stays

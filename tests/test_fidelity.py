@@ -56,7 +56,8 @@ def cells_of(capture: str, cols: int, rows: int) -> list[list[Cell]]:
 
 
 async def capture(tmux: Tmux, name: str) -> str:
-    return await tmux.run("capture-pane", "-e", "-p", "-t", name)
+    # -N keeps the spaces at the ends of rows (their colours are cells too).
+    return await tmux.run("capture-pane", "-e", "-N", "-p", "-t", name)
 
 
 def differences(ref: list[list[Cell]], view: list[list[Cell]], top: int, left: int,
@@ -170,5 +171,3 @@ def _flags(cell: Cell) -> str:
                                    ("u", cell.underscore), ("k", cell.blink),
                                    ("r", cell.reverse), ("h", cell.invisible),
                                    ("s", cell.strike)) if on)
-
-

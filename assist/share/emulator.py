@@ -19,6 +19,7 @@ over part of a line does not make it clean).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -205,7 +206,8 @@ class _Screen(pyte.Screen):
     def erase_in_line(self, how: int = 0, private: bool = False) -> None:
         if how == 2 or (how == 0 and self.cursor.x == 0):
             self.wiped.add(self.scrolled + self.cursor.y)
-        super().erase_in_line(how, private)
+        with self._blank_pen():
+            super().erase_in_line(how, private)
 
     def erase_in_display(self, how: int = 0, *args: object, **kwargs: object) -> None:
         here = self.scrolled + self.cursor.y
@@ -216,7 +218,23 @@ class _Screen(pyte.Screen):
             self.wiped.update(range(top, here))
         else:
             self.wiped.update(range(top, bottom + 1))
-        super().erase_in_display(how, *args, **kwargs)
+        with self._blank_pen():
+            super().erase_in_display(how, *args, **kwargs)
+
+    def erase_characters(self, count: int | None = None) -> None:
+        with self._blank_pen():
+            super().erase_characters(count)
+
+    @contextlib.contextmanager
+    def _blank_pen(self) -> Iterator[None]:
+        # Erased cells keep only the background colour, as xterm and tmux leave
+        # them: not the pen's colour, weight or other attributes (pyte keeps all).
+        pen = self.cursor.attrs
+        self.cursor.attrs = cast(Any, self.default_char._replace(bg=pen.bg))
+        try:
+            yield
+        finally:
+            self.cursor.attrs = pen
 
 
 class Emulator:
