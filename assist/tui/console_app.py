@@ -70,9 +70,11 @@ class EndScreen(Dialog[tuple[str, bool] | None]):
 
     DEFAULT_CSS = """
     EndScreen { align: center middle; }
-    EndScreen > Vertical { width: 70; height: auto; border: round $accent;
+    EndScreen > Vertical { width: 70; max-width: 100%; height: auto; max-height: 100%;
+                           overflow-y: auto; border: round $accent;
                            background: $panel; padding: 1 2; }
-    EndScreen OptionList { height: 8; }
+    EndScreen OptionList { height: auto; max-height: 8; }
+    EndScreen Label { width: 100%; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "cancel")]
 

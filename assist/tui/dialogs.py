@@ -37,11 +37,14 @@ class Dialog(ModalScreen[T], Generic[T]):
 
 DIALOG_CSS = """
 {name} {{ align: center middle; }}
-{name} > Vertical {{ width: 70; height: auto; border: thick $warning; background: $panel;
+{name} > Vertical {{ width: 70; max-width: 100%; height: auto; max-height: 100%;
+                     overflow-y: auto; border: thick $warning; background: $panel;
                      padding: 1 2; }}
+{name} Label {{ width: 100%; }}
 {name} Horizontal {{ height: auto; margin-top: 1; }}
 {name} Button {{ margin: 0 1; }}
 """
+"""A dialog fits any terminal: at most its width, and its text wraps instead of being cut."""
 
 
 

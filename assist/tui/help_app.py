@@ -57,10 +57,12 @@ class SurveyScreen(Dialog[int | None]):
 
     DEFAULT_CSS = """
     SurveyScreen { align: center middle; }
-    SurveyScreen > Vertical { width: 60; height: auto; border: round $accent;
+    SurveyScreen > Vertical { width: 60; max-width: 100%; height: auto; max-height: 100%;
+                              overflow-y: auto; border: round $accent;
                               background: $panel; padding: 1 2; }
     SurveyScreen Horizontal { height: auto; }
     SurveyScreen Button { min-width: 5; margin: 0 1; }
+    SurveyScreen Label { width: 100%; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         *(Binding(str(n), f"rate({n})", show=False) for n in range(1, 6)),

@@ -52,7 +52,8 @@ class AgentPanel(Vertical):
         # messages, which must never be read as markup.
         yield Static("", id="status", markup=False)
         yield RichLog(id="chat", wrap=True, markup=False, highlight=False, min_width=20)
-        yield Input(placeholder="message the agent (Enter sends, Esc back)", id="say")
+        # Short enough for the panel: the rest of the keys are in its key lines.
+        yield Input(placeholder="message the agent, Enter", id="say")
         yield Static("F2 chat  F3 hide  F4 move  F10 leave", id="keys")
 
     def set_title(self, text: str) -> None:
