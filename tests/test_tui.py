@@ -98,3 +98,59 @@ async def test_console_shows_user_text_as_text_never_markup(
         assert "OS user [/]" in trust and "pc[b green]verified[/]" in trust
         assert app.error is None and app.is_running
     await alice.link.close()
+
+
+async def test_the_console_fits_80x24_every_key_in_view_and_the_panel_folds(
+        broker: Broker, keys: dict[str, KeyPair], tmp_path: Path) -> None:
+    app = ConsoleApp(client_config(broker, keys["carol"], tmp_path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(lambda: app.client is not None)
+        await pilot.pause()
+        bottom = "".join(s.text for s in app.screen._compositor.render_strips()[-1])
+        for key in ("f5 away", "f2 chat", "f3 term", "f4 desk", "f6 id", "f7 draw",
+                    "f8 type", "f9 clear", "f10 end", "f11 side"):
+            assert key in bottom, f"{key!r} is not in the footer: {bottom!r}"
+        top = "".join(s.text for s in app.screen._compositor.render_strips()[0])
+        assert "Ctrl-Q quits" in top
+        side = app.query_one("#side")
+
+        def width() -> float:
+            assert side.styles.width is not None
+            return side.styles.width.value
+
+        assert side.display and width() == 40
+        await pilot.press("f11")
+        assert width() == 28
+        await pilot.press("f11")
+        assert not side.display  # the user's screen gets the whole width
+        await pilot.press("f11")
+        assert side.display and width() == 40
+
+
+async def test_zero_brings_a_big_screen_back_to_its_corner(
+        broker: Broker, keys: dict[str, KeyPair], tmp_path: Path) -> None:
+    alice = await user_client(broker, keys["alice"])
+    await alice.join("big screen")
+    app = ConsoleApp(client_config(broker, keys["carol"], tmp_path))
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.query_one("#queue", DataTable)
+        await until(lambda: table.row_count == 1)
+        offered = asyncio.ensure_future(alice.link.wait_for(
+            lambda msg: isinstance(msg, m.Offered), 10))
+        table.focus()
+        await pilot.press("enter")
+        await offered
+        await alice.ready(cols=200, rows=60)
+        await until(lambda: app.info is not None)
+        box = app.query_one("#screen-box")
+        view = app.query_one("#screen", TerminalView)
+        await until(lambda: view.emulator.size == (200, 60))
+        await pilot.pause()
+        box.scroll_to(x=60, y=20, animate=False)
+        await pilot.pause()
+        assert box.scroll_x > 0
+        view.focus()
+        await pilot.press("0")
+        await pilot.pause()
+        assert (box.scroll_x, box.scroll_y) == (0, 0)
+    await alice.link.close()

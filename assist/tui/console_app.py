@@ -140,18 +140,23 @@ class ConsoleApp(SessionConsole):
     #status { height: 1; }
     #banner { height: auto; color: $text-muted; padding: 0 1; }
     """
+    # Short words: the footer shows every key even in 80 columns (F3 the user's terminal,
+    # F4 their desktop, F6 verify their identity, F9 clear marks, F11 the side panel).
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f5", "toggle_status", "available/away"),
+        Binding("f5", "toggle_status", "away"),
         Binding("f2", "chat", "chat", priority=True),
-        Binding("f3", "screen", "screen", priority=True),
-        Binding("f4", "desktop", "desktop", priority=True),
-        Binding("f6", "verify", "verify", priority=True),
+        Binding("f3", "screen", "term", priority=True),
+        Binding("f4", "desktop", "desk", priority=True),
+        Binding("f6", "verify", "id", priority=True),
         Binding("f7", "draw", "draw", priority=True),
-        Binding("f8", "control", "control", priority=True),
-        Binding("f9", "clear_marks", "clear marks", priority=True),
-        Binding("f10", "end", "end session", priority=True),
-        Binding("ctrl+q", "quit", "quit", priority=True),
+        Binding("f8", "control", "type", priority=True),
+        Binding("f9", "clear_marks", "clear", priority=True),
+        Binding("f10", "end", "end", priority=True),
+        Binding("f11", "side", "side", priority=True),
+        Binding("ctrl+q", "quit", "quit", priority=True, show=False),  # said on top,
     ]
+    SIDE_WIDTHS = (40, 28, 0)
+    """What F11 cycles the side panel through (0: hidden, the screen takes the width)."""
 
     def __init__(self, config: ClientConfig, trust: TrustPrompt | None = None,
                  audio: tuple[str, ...] | None = None, banner: str = "") -> None:
@@ -189,7 +194,7 @@ class ConsoleApp(SessionConsole):
                     yield Static("", id="trust")
                     yield RichLog(id="chat", wrap=True, markup=False, min_width=20)
                     yield Input(placeholder="message the user", id="say")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         table = self.query_one("#queue", DataTable)
@@ -436,7 +441,7 @@ class ConsoleApp(SessionConsole):
         waiting = len(self.queue)
         shown = f" (first {SHOWN} shown)" if waiting > SHOWN else ""
         status = said(f"{self.agent_name} @ {self.broker_name} · {self.status} · "
-                      f"{waiting} waiting{shown} · Enter accepts · F5 available/away")
+                      f"{waiting} waiting{shown} · Enter accepts · Ctrl-Q quits")
         if self.connection:
             status = said((f"⚠ {self.connection}", "bold yellow"))
         elif self.away and self.info is not None:
@@ -474,6 +479,17 @@ class ConsoleApp(SessionConsole):
             if self.showing_desktop:
                 self.action_desktop()
             focus_now(self.query_one("#screen", TerminalView))
+
+    def action_side(self) -> None:
+        """Narrow the side panel, hide it, bring it back (F11 cycles)."""
+        side = self.query_one("#side")
+        width = side.styles.width.value if side.display and side.styles.width else 40
+        widths = self.SIDE_WIDTHS
+        following = widths[(widths.index(int(width)) + 1) % len(widths)] \
+            if int(width) in widths and side.display else widths[0]
+        side.display = following > 0
+        if following:
+            side.styles.width = following
 
     async def action_quit(self) -> None:
         """Quit; a user still being helped goes back to the front of the queue at once

@@ -254,11 +254,16 @@ class SessionConsole(SafeApp[None]):
 
     def on_key(self, event: object) -> None:
         view = self.query_one("#screen", TerminalView)
+        key = getattr(event, "key", "")
+        if key == "0" and view.read_only and view.has_focus and self.screen is view.screen:
+            # Watching or drawing (not typing): 0 brings a big screen back to its corner.
+            self.query_one("#screen-box").scroll_home(animate=False)
+            getattr(event, "stop", lambda: None)()
+            return
         # Keys meant for a dialog on top (e.g. the Enter that submits a label)
         # bubble up here too: they must not draw a second mark.
         if not view.draw_mode or not view.has_focus or self.screen is not view.screen:
             return
-        key = getattr(event, "key", "")
         cols, rows = view.emulator.size
         top = view.emulator.top
         if key in TOOLS:
