@@ -99,7 +99,7 @@ async def same_picture(broker: Broker, keys: dict[str, KeyPair], command: str,
         await tmux.wait_for("agent", "fidelity")
         await tmux.keys("agent", "Enter")
         await tmux.wait_for("agent", "alice · fidelity")
-        await tmux.keys("user", "F3")  # the panel shrinks to its strip
+        await tmux.keys("user", "F3")  # the panel folds to its one line
         await asyncio.sleep(1.0)
         for key in typed:
             for pane in ("ref", "user"):
@@ -116,7 +116,7 @@ async def same_picture(broker: Broker, keys: dict[str, KeyPair], command: str,
                                         "#{cursor_x} #{cursor_y}")).split())
         cursor = {(x, y)}
         # The user's own view fills its terminal; the floating panel is not the shell.
-        panel = {(x, y) for y in range(rows) for x in _panel_columns(user[y])} | cursor
+        panel = _folded_panel(user) | cursor
         mismatched = differences(ref, user, 0, 0, panel, rows)
         assert not mismatched, "the user's view:\n" + "\n".join(mismatched)
         top, left = _origin(agent)
@@ -160,10 +160,15 @@ async def test_programs_look_as_in_a_tmux_pane(
     await same_picture(broker, keys, command.format(file=text), typed, ROWS)
 
 
-def _panel_columns(row: list[Cell]) -> range:
-    """The columns the floating panel covers on a row (between its borders)."""
-    borders = [x for x, c in enumerate(row) if c.char in "│╭╮╰╯"]
-    return range(borders[0], borders[-1] + 1) if borders else range(0)
+def _folded_panel(rows: list[list[Cell]]) -> set[tuple[int, int]]:
+    """The cells of the user's panel, folded to its one line (it names F3 there)."""
+    for y, row in enumerate(rows):
+        chars = [c.char for c in row]
+        for x in range(len(row) - 8):
+            if "".join(chars[x:x + 8]) == "F3 opens":
+                strip = row[x].bg  # the line's own background, end to end
+                return {(col, y) for col, c in enumerate(row) if c.bg == strip}
+    raise AssertionError("the folded panel is not on screen")
 
 
 def _flags(cell: Cell) -> str:

@@ -154,3 +154,25 @@ async def test_zero_brings_a_big_screen_back_to_its_corner(
         await pilot.pause()
         assert (box.scroll_x, box.scroll_y) == (0, 0)
     await alice.link.close()
+
+
+async def test_the_users_panel_keeps_out_of_the_cursors_way_and_folds_to_one_line(
+        broker: Broker, keys: dict[str, KeyPair], tmp_path: Path) -> None:
+    # The program puts the cursor at the top right, where the panel starts.
+    app = HelpApp(client_config(broker, keys["alice"], tmp_path), "small screen",
+                  ["sh", "-c", "sleep 1; printf '\\033[2;55Hhere'; sleep 30"])
+    async with app.run_test(size=(60, 20)) as pilot:
+        await until(lambda: any("here" in line for line in app.emulator.text()))
+        await pilot.pause(0.3)
+        x, y, _ = app.emulator.cursor
+        assert (x, y) == (58, 1)
+        assert not app.panel.region.contains(x, y), "the panel covers the cursor"
+        await pilot.press("f3")
+        await pilot.pause()
+        await pilot.pause(0.2)
+        assert app.panel.outer_size.height == 1
+        title = str(app.panel.query_one("#title").render())
+        assert "F3 opens" in title
+        await pilot.press("f3")
+        await pilot.pause()
+        assert app.panel.outer_size.height > 3

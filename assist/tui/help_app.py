@@ -157,7 +157,7 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
         return self.session.desktop
 
     def compose(self) -> ComposeResult:
-        yield TerminalView(self.emulator, id="term")
+        yield TerminalView(self.emulator, id="term", on_frame=self._dodge)
         yield AgentPanel(id="panel")
 
     def on_mount(self) -> None:
@@ -231,6 +231,7 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
             panel.set_title(f"{status.agent} is joining...")
         elif status.phase in ("ended", "left", "taken-over"):
             panel.set_title("assist: session over")
+            panel.set_strip("F3 opens")
             panel.enable_chat(False)
             panel.set_keys("F10 close assist")
         else:
@@ -245,6 +246,8 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
             else ""
         self.panel.set_keys(f"{pause}  F9 revoke all\nF8 clear marks  F2 chat  F3 hide\n"
                             f"{desktop}F4 move  F10 end session")
+        self.panel.set_strip(f"F3 opens · {'F5 resume' if self.session.paused else 'F5 pause'}"
+                             " · F9 revoke")
 
     def _joined(self, event: ev.AgentJoined) -> None:
         self.panel.enable_chat(True)
@@ -413,8 +416,19 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
         self.session.stop_desktop()
 
     def action_minimise(self) -> None:
-        self.panel.toggle_class("-min")
+        self.panel.fold()
         focus_now(self.query_one(TerminalView))
+
+    def _dodge(self) -> None:
+        """The shell's cursor went under the panel: the panel moves up or down."""
+        panel = self.panel
+        x, y, _ = self.emulator.cursor
+        region = panel.region
+        if not region.contains(x, y):
+            return
+        height = self.size.height
+        below = region.y + region.height // 2 < height // 2  # it is in the top half
+        panel.move_to(Offset(region.x, height - region.height if below else 0))
 
     def action_move_panel(self) -> None:
         panel = self.panel

@@ -30,7 +30,10 @@ class AgentPanel(Vertical):
     AgentPanel #chat { height: 6; border: none; }
     AgentPanel #say { height: 3; }
     AgentPanel #keys { color: $text-muted; }
-    AgentPanel.-min #chat, AgentPanel.-min #say, AgentPanel.-min #status { display: none; }
+    AgentPanel.-min { border: none; padding: 0; max-height: 1; width: auto; max-width: 100%; }
+    AgentPanel.-min #title { width: auto; }
+    AgentPanel.-min #chat, AgentPanel.-min #say, AgentPanel.-min #status,
+    AgentPanel.-min #keys { display: none; }
     AgentPanel.-nochat #chat, AgentPanel.-nochat #say { display: none; }
     """
 
@@ -44,6 +47,8 @@ class AgentPanel(Vertical):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._drag: Offset | None = None
+        self._title = "assist: connecting"
+        self._strip = "F3 opens"
         self.add_class("-nochat")
 
     def compose(self) -> ComposeResult:
@@ -58,7 +63,24 @@ class AgentPanel(Vertical):
 
     def set_title(self, text: str) -> None:
         """Change the title bar."""
-        self.query_one("#title", Static).update(said(text))
+        self._title = text
+        self._show_title()
+
+    def set_strip(self, keys: str) -> None:
+        """The keys the title bar names while the panel is folded to one line."""
+        self._strip = keys
+        self._show_title()
+
+    def fold(self) -> None:
+        """Fold the panel to its title line, or open it again."""
+        self.toggle_class("-min")
+        self._show_title()
+
+    def _show_title(self) -> None:
+        # Folded, the one line still says who helps and the keys that matter (F5).
+        folded = self.has_class("-min") and self._strip
+        self.query_one("#title", Static).update(
+            said(f"{self._title} · {self._strip}" if folded else self._title))
 
     def set_status(self, text: str) -> None:
         """Change the status text (plain text, shown as given)."""
