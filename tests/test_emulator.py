@@ -105,3 +105,21 @@ def test_erasing_leaves_only_the_background_as_xterm_and_tmux_do() -> None:
     assert e.cells(1)[3].bg == "blue" and not e.cells(1)[3].underscore
     assert e.cells(2)[4].bg == "magenta" and not e.cells(2)[4].reverse
     assert e.cells(0)[1].bold and e.cells(0)[1].fg == "red"  # what was drawn stays
+
+
+def test_runs_say_what_the_cells_say() -> None:
+    e = Emulator(30, 3)
+    e.feed("ab\x1b[1;31mcd\x1b[2;44m中e\u0301\x1b[0m f\x1b[9;38;5;200mgh\x1b[0m".encode())
+    for y in range(3):
+        # Each character of the runs, with the attributes of its run, in order.
+        stream = [(ch, attrs) for text, attrs in e.runs(y) for ch in text]
+        at = 0
+        for cell in e.cells(y):
+            for ch in cell.char:  # "" for a wide character's second half
+                got, attrs = stream[at]
+                at += 1
+                assert got == ch
+                assert attrs == (cell.fg, cell.bg, cell.bold, cell.dim, cell.italics,
+                                 cell.underscore, cell.blink, cell.reverse, cell.invisible,
+                                 cell.strike)
+        assert at == len(stream)

@@ -377,6 +377,32 @@ class Emulator:
                             getattr(c, "invisible", False)))
         return out
 
+    def runs(self, y: int) -> list[tuple[str, tuple[Any, ...]]]:
+        """Row ``y`` as runs of characters that look alike: ``(text, attributes)``.
+
+        The attributes are fg, bg, bold, dim, italics, underscore, blink,
+        reverse, invisible, strike; a renderer draws a run at once. Much
+        cheaper than :meth:`cells` when whole screens scroll by.
+        """
+        line = self.screen.buffer[y]
+        default = self.screen.default_char
+        out: list[tuple[str, tuple[Any, ...]]] = []
+        text: list[str] = []
+        key: tuple[Any, ...] | None = None
+        for x in range(self.screen.columns):
+            c = line.get(x, default)
+            attrs = (c.fg, c.bg, c.bold, getattr(c, "dim", False), c.italics, c.underscore,
+                     c.blink, c.reverse, getattr(c, "invisible", False), c.strikethrough)
+            if attrs != key:
+                if text:
+                    out.append(("".join(text), key))  # type: ignore[arg-type]
+                text, key = [c.data], attrs
+            else:
+                text.append(c.data)
+        if text:
+            out.append(("".join(text), key))  # type: ignore[arg-type]
+        return out
+
     def text(self) -> list[str]:
         """The screen as plain text lines (trailing spaces kept)."""
         return list(self.screen.display)

@@ -33,6 +33,16 @@ class Overlay:
 
     marks: dict[str, tuple[m.Annotation, float]] = field(default_factory=dict)
 
+    def on(self, line: int) -> bool:
+        """Whether a mark may touch the row of absolute ``line`` (cheap, conservative)."""
+        for a, _ in self.marks.values():
+            if a.surface != "terminal":
+                continue
+            top, bottom = sorted((a.line, a.line2 if a.line2 or a.kind == "box" else a.line))
+            if top <= line <= bottom:
+                return True
+        return False
+
     def add(self, annotation: m.Annotation, now: float | None = None) -> None:
         """Show ``annotation`` until its ttl runs out."""
         now = time.monotonic() if now is None else now

@@ -157,6 +157,14 @@ class TerminalView(Widget, can_focus=True):
         if self.notice is not None:
             return self._notice_line(y, cols, rows)
         cx, cy, visible = self.emulator.cursor
+        line = self.emulator.top + y
+        plain = not (visible and cy == y and self.has_focus) and (
+            self.pen is None or self.pen[1] != line) and not self.overlay.on(line)
+        if plain:
+            # Nothing drawn over this row: whole runs at once (scrolling output
+            # redraws every row every frame).
+            return Strip([Segment(text, _style(*attrs)) for text, attrs
+                          in self.emulator.runs(y)], cols)
         segments = []
         for x, cell in enumerate(self.emulator.cells(y)):
             style = cell_style(cell, visible and x == cx and y == cy and self.has_focus)
