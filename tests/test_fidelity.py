@@ -6,7 +6,9 @@ by a real ``assist help`` (the user's own view) and a real ``assist console``
 (the agent's view) in tmux, and by a tmux pane of the same size running the
 same script. Each pane is read back with ``capture-pane -e`` and parsed into
 cells (text, colours, attributes); every cell of the corpus area must match.
-The floating panel's cells are left out on the user's side.
+The floating panel's cells are left out on the user's side. vim, less and
+``ls --color`` run live on both sides; htop, whose figures change, is
+replayed from one byte stream it recorded.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import pytest
 
 from assist.broker.server import Broker
 from assist.share.emulator import Cell, Emulator
-from tests.helpers import KeyPair
+from assist.share.pty import PtyProcess
+from tests.helpers import KeyPair, until
 from tests.tmux import Tmux, assist_cmd
 
 pytestmark = [pytest.mark.slow,
@@ -82,13 +85,26 @@ def corpus(tmp_path: Path) -> Path:
 
 
 async def same_picture(broker: Broker, keys: dict[str, KeyPair], command: str,
-                       typed: tuple[str, ...] | list[str] = (), rows: int = LINES) -> None:
+                       typed: tuple[str, ...] | list[str] = (), rows: int = LINES,
+                       drawn_by_tmux: bool = False) -> None:
     """Run ``command`` in a tmux pane and in ``assist help`` seen by ``assist console``;
-    type ``typed`` into both; the first ``rows`` rows must match cell by cell."""
+    type ``typed`` into both; the first ``rows`` rows must match cell by cell.
+
+    ``drawn_by_tmux``: the reference is what a tmux client draws of that pane
+    (attached in a pane of its own), not tmux's record of it: ``capture-pane``
+    leaves out the colour a line erase gives the cells it clears.
+    """
     tmux = Tmux()
+    inner = Tmux()
     address = f"127.0.0.1:{broker.port}"
     try:
-        await tmux.start("ref", command, COLS, ROWS)
+        if drawn_by_tmux:
+            await inner.start("ref", command, COLS, ROWS)
+            await inner.run("set-option", "-g", "status", "off")
+            await tmux.start("ref", f"env -u TMUX tmux -L {inner.socket} attach -t ref",
+                             COLS, ROWS)
+        else:
+            await tmux.start("ref", command, COLS, ROWS)
         # Both apps run in a terminal that takes truecolour, as tmux does.
         await tmux.start("user", TRUECOLOUR + assist_cmd(
             "help", "fidelity", "--broker", address, "--key", str(keys["alice"].private),
@@ -101,9 +117,10 @@ async def same_picture(broker: Broker, keys: dict[str, KeyPair], command: str,
         await tmux.wait_for("agent", "alice · fidelity")
         await tmux.keys("user", "F3")  # the panel folds to its one line
         await asyncio.sleep(1.0)
+        program = inner if drawn_by_tmux else tmux  # the server the program runs in
         for key in typed:
-            for pane in ("ref", "user"):
-                await tmux.keys(pane, key)
+            await program.keys("ref", key)
+            await tmux.keys("user", key)
             await asyncio.sleep(0.3)
         await asyncio.sleep(1.5)
         ref = cells_of(await capture(tmux, "ref"), COLS, ROWS)
@@ -112,8 +129,8 @@ async def same_picture(broker: Broker, keys: dict[str, KeyPair], command: str,
         user = cells_of(await capture(tmux, "user"), COLS, ROWS)
         agent = cells_of(await capture(tmux, "agent"), 160, 45)
         # Where the program's cursor is: the views draw it in the cell (tmux does not).
-        x, y = map(int, (await tmux.run("display-message", "-p", "-t", "ref",
-                                        "#{cursor_x} #{cursor_y}")).split())
+        x, y = map(int, (await program.run("display-message", "-p", "-t", "ref",
+                                           "#{cursor_x} #{cursor_y}")).split())
         cursor = {(x, y)}
         # The user's own view fills its terminal; the floating panel is not the shell.
         panel = _folded_panel(user) | cursor
@@ -124,6 +141,7 @@ async def same_picture(broker: Broker, keys: dict[str, KeyPair], command: str,
         assert not mismatched, "the agent's view:\n" + "\n".join(mismatched)
     finally:
         await tmux.kill()
+        await inner.kill()
 
 
 def _origin(agent: list[list[Cell]]) -> tuple[int, int]:
@@ -176,3 +194,21 @@ def _flags(cell: Cell) -> str:
                                    ("u", cell.underscore), ("k", cell.blink),
                                    ("r", cell.reverse), ("h", cell.invisible),
                                    ("s", cell.strike)) if on)
+
+
+async def test_htop_replayed_looks_as_in_a_tmux_pane(
+        broker: Broker, keys: dict[str, KeyPair], tmp_path: Path) -> None:
+    # htop draws live figures: both sides get one byte stream it recorded instead.
+    if shutil.which("htop") is None:
+        pytest.skip("htop is not installed")
+    out = bytearray()
+    pty = PtyProcess(["htop"], COLS, ROWS, env={"TERM": "xterm-256color"},
+                     on_output=out.extend)
+    pty.start()
+    await until(lambda: b"PID" in out, 10, what="htop to draw")
+    await asyncio.sleep(1.5)
+    pty.terminate()
+    stream = tmp_path / "htop.bytes"
+    stream.write_bytes(bytes(out).split(b"\x1b[?1049l")[0])  # up to its exit, not after
+    await same_picture(broker, keys, f"sh -c 'cat {stream}; sleep 600'", rows=ROWS,
+                       drawn_by_tmux=True)
