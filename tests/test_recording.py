@@ -22,6 +22,7 @@ from assist.broker.recording import Recorder
 from assist.cli import main
 from assist.cli.replay import MarkerFolder, Player, Summary
 from assist.errors import ConfigError, NotFound, StoreError
+from assist.share.emulator import Emulator
 from assist.store.cast import Cast, Event, parse_typed, typed_marker
 from tests.helpers import asciinema_cat
 
@@ -370,6 +371,21 @@ def test_recording_plays_with_asciinema_cat(tmp_path: Path) -> None:
     assert "$ echo grüße 日本\r\ngrüße 日本\r\n" in text
     assert "alice\r\n$ sudo true\r\nPassword: \x1b[2m[hidden input]\x1b[22m\r\ndone" in text
     assert "s3cret" not in text and "whoami" not in text  # input events are not output
+
+
+@pytest.mark.skipif(ASCIINEMA is None, reason="asciinema is not installed")
+def test_a_picture_with_wide_characters_plays_at_their_width(tmp_path: Path) -> None:
+    screen = Emulator(20, 2)
+    screen.feed("中文字符x\r\n\x1b[31m🙂ok\x1b[0m".encode())
+    rec = record(tmp_path)
+    rec.snapshot(screen.snapshot(), 20, 2, T0 + 1)
+    rec.close(at=T0 + 2)
+    result = asciinema_cat(rec.path, tmp_path / "asciinema")
+    assert result.returncode == 0, result.stderr
+    played = Emulator(20, 2)
+    played.feed(result.stdout)
+    assert played.text() == screen.text()
+    assert played.text()[0].startswith("中文字符x")  # two columns each, nothing between
 
 
 # -- assist replay ------------------------------------------------------------------------------
