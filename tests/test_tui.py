@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from textual.widgets import DataTable
 
 from assist.broker.server import Broker
+from assist.client import UserClient
 from assist.config import ClientConfig
 from assist.protocol import messages as m
 from assist.tui.console_app import ConsoleApp
@@ -21,21 +23,27 @@ def client_config(broker: Broker, key: KeyPair, tmp: Path) -> ClientConfig:
                         key=key.private, file=tmp / "client.toml", state=tmp / "state")
 
 
+async def accept_first(app: ConsoleApp, pilot: Any, alice: UserClient, cols: int = 80,
+                       rows: int = 24) -> None:
+    """The console's agent accepts the one waiting user, who takes the offer."""
+    table = app.query_one("#queue", DataTable)
+    await until(lambda: table.row_count == 1)
+    offered = asyncio.ensure_future(alice.link.wait_for(
+        lambda msg: isinstance(msg, m.Offered), 10))
+    table.focus()
+    await pilot.press("enter")
+    await offered
+    await alice.ready(cols=cols, rows=rows)
+    await until(lambda: app.info is not None)
+
+
 async def test_console_accepts_and_shows_the_users_terminal(
         broker: Broker, keys: dict[str, KeyPair], tmp_path: Path) -> None:
     alice = await user_client(broker, keys["alice"])
     queued = await alice.join("disk full")
     app = ConsoleApp(client_config(broker, keys["carol"], tmp_path))
     async with app.run_test(size=(140, 40)) as pilot:
-        table = app.query_one("#queue", DataTable)
-        await until(lambda: table.row_count == 1)
-        offered = asyncio.ensure_future(alice.link.wait_for(
-            lambda msg: isinstance(msg, m.Offered), 10))
-        table.focus()
-        await pilot.press("enter")
-        await offered
-        await alice.ready(cols=60, rows=10)
-        await until(lambda: app.info is not None)
+        await accept_first(app, pilot, alice, 60, 10)
         await alice.link.send(m.Output(session=queued.session, data=b"df -h\r\n/dev/sda1 100%"))
         view = app.query_one("#screen", TerminalView)
         await until(lambda: any("/dev/sda1 100%" in line for line in view.emulator.text()))
@@ -75,7 +83,6 @@ async def test_help_app_runs_the_shell_and_meets_the_agent(
 
 async def test_console_shows_user_text_as_text_never_markup(
         broker: Broker, keys: dict[str, KeyPair], tmp_path: Path) -> None:
-    from assist.client import UserClient
     from tests.helpers import link_to
 
     alice = UserClient(await link_to(broker, "user", keys["alice"]))
@@ -86,13 +93,7 @@ async def test_console_shows_user_text_as_text_never_markup(
         table = app.query_one("#queue", DataTable)
         await until(lambda: table.row_count == 1)
         assert "[/tmp] [/]" in str(table.get_row_at(0)[2])
-        offered = asyncio.ensure_future(alice.link.wait_for(
-            lambda msg: isinstance(msg, m.Offered), 10))
-        table.focus()
-        await pilot.press("enter")
-        await offered
-        await alice.ready()
-        await until(lambda: app.info is not None)
+        await accept_first(app, pilot, alice)
         await pilot.pause(1.2)  # a tick redraws the header and the evidence
         trust = str(app.query_one("#trust").render())
         assert "OS user [/]" in trust and "pc[b green]verified[/]" in trust
@@ -133,15 +134,7 @@ async def test_zero_brings_a_big_screen_back_to_its_corner(
     await alice.join("big screen")
     app = ConsoleApp(client_config(broker, keys["carol"], tmp_path))
     async with app.run_test(size=(100, 30)) as pilot:
-        table = app.query_one("#queue", DataTable)
-        await until(lambda: table.row_count == 1)
-        offered = asyncio.ensure_future(alice.link.wait_for(
-            lambda msg: isinstance(msg, m.Offered), 10))
-        table.focus()
-        await pilot.press("enter")
-        await offered
-        await alice.ready(cols=200, rows=60)
-        await until(lambda: app.info is not None)
+        await accept_first(app, pilot, alice, 200, 60)
         box = app.query_one("#screen-box")
         view = app.query_one("#screen", TerminalView)
         await until(lambda: view.emulator.size == (200, 60))
