@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
-import json
 import os
 import socket
 import tomllib
@@ -51,6 +50,7 @@ from typing import Any, Literal, get_args
 import platformdirs
 
 from assist.errors import ConfigError
+from assist.files import SSH_KEYS
 
 DEFAULT_PORT = 2222
 Codec = Literal["VP8", "H264"]
@@ -111,6 +111,33 @@ def parse_address(text: str, source: str = "address") -> tuple[str, int]:
         host, port = text.split(":")
         return host or "127.0.0.1", _port(port, source)
     return text or "127.0.0.1", DEFAULT_PORT
+
+
+def _certified_default_key() -> Path | None:
+    """The first key of :data:`SSH_KEYS` that has a certificate next to it (``KEY-cert.pub``)."""
+    for name in SSH_KEYS:
+        key = Path.home() / ".ssh" / name
+        if key.is_file() and Path(f"{key}-cert.pub").is_file():
+            return key
+    return None
+
+
+def toml_value(value: object) -> str:
+    """A string, or a list of strings, as TOML writes it (tomllib reads it back whole:
+    any character, escapes only where TOML asks for them)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    text = str(value)
+    out = ['"']
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
 
 
 def format_address(host: str, port: int) -> str:
@@ -310,7 +337,14 @@ class ClientConfig:
             config = dataclasses.replace(config, host=host, port=port)
         config = dataclasses.replace(config, host_key=pins.get(config.address, ""))
         env_key = os.environ.get("ASSIST_KEY")
-        return _apply(config, {"key": key or env_key}, "command line")  # type: ignore[no-any-return]
+        config = _apply(config, {"key": key or env_key}, "command line")
+        if config.key is None:
+            # No key named: one of ~/.ssh's keys that has a certificate is the one to
+            # log in with (its certificate goes in the hello; see certificate).
+            certified = _certified_default_key()
+            if certified is not None:
+                config = dataclasses.replace(config, key=certified)
+        return config  # type: ignore[no-any-return]
 
     @property
     def address(self) -> str:
@@ -374,7 +408,11 @@ class ClientConfig:
         """
         data = _read_toml(self.file)
         section = data.get("broker", {})
-        pins = _pins(data, section if isinstance(section, dict) else {}, "", str(self.file))
+        section = section if isinstance(section, dict) else {}
+        # A file from before [known_brokers] pinned its [broker]'s key: that pin stays.
+        old = _apply(dataclasses.replace(self, host="127.0.0.1", port=DEFAULT_PORT),
+                     {k: section.get(k) for k in ("host", "port")}, str(self.file))
+        pins = _pins(data, section, old.address, str(self.file))
         if self.host_key:
             pins[self.address] = self.host_key
         kept: dict[str, Any] = {name: data[name] for name in ("key", "user_key", "agent_key")
@@ -382,21 +420,22 @@ class ClientConfig:
         kept.update(keys or {})
         lines = [
             "# assist client settings; [known_brokers] pins each broker's key (like known_hosts).",
-            *(f"{name} = {json.dumps(str(value))}" for name, value in kept.items()),
-            *([f"redact = {json.dumps(list(self.redact))}"] if self.redact else []),
+            *(f"{name} = {toml_value(str(value))}" for name, value in kept.items()),
+            *([f"redact = {toml_value(list(self.redact))}"] if self.redact else []),
             *self._media_lines(),
             "",
             "[broker]",
-            f"host = {json.dumps(self.host)}",
+            f"host = {toml_value(self.host)}",
             f"port = {self.port}",
             "",
             "[known_brokers]",
-            *(f"{json.dumps(address)} = {json.dumps(pin)}" for address, pin in pins.items()),
+            *(f"{toml_value(address)} = {toml_value(pin)}" for address, pin in pins.items()),
             "",
         ]
         try:
             self.file.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.file.with_name(f".{self.file.name}.new")
+            # A name of its own: two assist processes saving at once do not collide.
+            partial = self.file.with_name(f".{self.file.name}.{os.getpid()}.new")
             partial.write_text("\n".join(lines), encoding="utf-8")
             partial.replace(self.file)  # whole or not at all: a crash keeps the old file
         except OSError as exc:
@@ -409,6 +448,6 @@ class ClientConfig:
         (``ASSIST_MEDIA_HOSTS`` in a test) must not become permanent.
         """
         data = _read_toml(self.file)
-        return [f"{name} = {json.dumps(data[name])}" for name in ("media_hosts", "codec",
+        return [f"{name} = {toml_value(data[name])}" for name in ("media_hosts", "codec",
                                                                    "snapshots")
                 if name in data]

@@ -18,6 +18,10 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 
 
+SSH_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
+"""The key files in ``~/.ssh`` that ssh tries when no key is named, in its order."""
+
+
 def private_dir(path: Path) -> Path:
     """Create ``path`` (and parents) with mode 0700 if missing; return it.
 

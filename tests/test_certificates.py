@@ -5,11 +5,13 @@ Certificates are made by ``ssh-keygen -s``, as a company's CA would.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from assist.broker.authorities import Authorities
@@ -31,11 +33,11 @@ def ca(directory: Path, name: str) -> Path:
     return path
 
 
-def certify(authority: Path, key: KeyPair, *, principals: str = "", validity: str = "-5m:+1h"
-            ) -> str:
+def certify(authority: Path, key: KeyPair, *, principals: str = "", validity: str = "-5m:+1h",
+            options: tuple[str, ...] = ()) -> str:
     """Sign ``key`` with ``authority`` (``ssh-keygen -s``); return the certificate line."""
     args = ["ssh-keygen", "-q", "-s", str(authority), "-I", f"id-{key.private.name}",
-            "-V", validity]
+            "-V", validity, *options]
     if principals:
         args += ["-n", principals]
     subprocess.run([*args, str(key.public)], check=True)
@@ -133,3 +135,55 @@ def test_authority_files_are_checked_when_the_broker_starts(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="holds no certificate authority key"):
         Authorities.load(tmp_path / "empty.pub", None)
     assert not Authorities.load(None, None).trusts("user")
+
+
+async def test_a_certificate_cannot_take_a_registered_name_or_leave_its_network(
+        certified_broker: Broker, tmp_path: Path) -> None:
+    from tests.helpers import register
+
+    registered = make_key(tmp_path / "keys", "alice")
+    register(certified_broker, "user", "alice", registered)
+    key = make_key(tmp_path / "keys", "mallory")
+    cert = certify(tmp_path / "user_ca", key, principals="alice")
+    with pytest.raises(AssistError, match="alice is a registered user here"):
+        await _hello(certified_broker, "user", key, cert)
+    other = make_key(tmp_path / "keys", "gina")
+    far = certify(tmp_path / "user_ca", other, principals="gina",
+                  options=("-O", "source-address=10.1.0.0/16"))
+    with pytest.raises(AssistError, match=r"may not be used from 127\.0\.0\.1"):
+        await _hello(certified_broker, "user", other, far)
+    near = certify(tmp_path / "user_ca", other, principals="gina",
+                   options=("-O", "source-address=127.0.0.0/8"))
+    assert await _hello(certified_broker, "user", other, near) == "gina"
+
+
+async def test_an_unproven_key_may_say_nothing_before_its_hello(
+        certified_broker: Broker, tmp_path: Path) -> None:
+    from assist.protocol import messages as m
+
+    key = make_key(tmp_path / "keys", "hank")
+    link = await link_to(certified_broker, "user", key)
+    closed = asyncio.ensure_future(link.wait_for(lambda e: isinstance(e, m.Error), 10))
+    await link.send(m.Ping(sent=1.0))
+    error = await closed
+    assert isinstance(error, m.Error) and "certificate first" in error.message
+    await link.close()
+
+
+async def test_provisional_logins_are_few_per_address_and_brief(
+        certified_broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from assist.transport import ssh
+
+    monkeypatch.setattr(ssh, "PROVISIONAL_GRACE", 0.5)
+    monkeypatch.setattr(ssh, "MAX_PROVISIONAL", 3)
+    key = make_key(tmp_path / "keys", "idle")
+    idle = [await asyncssh.connect("127.0.0.1", certified_broker.port, username="enrol",
+                                   known_hosts=None, client_keys=[str(key.private)],
+                                   agent_path=None, config=None) for _ in range(3)]
+    with pytest.raises(asyncssh.PermissionDenied):
+        await asyncssh.connect("127.0.0.1", certified_broker.port, username="enrol",
+                               known_hosts=None, client_keys=[str(key.private)],
+                               agent_path=None, config=None)
+    # Logged in but no session opened: closed once the grace runs out.
+    for conn in idle:
+        await asyncio.wait_for(conn.wait_closed(), 5)

@@ -196,3 +196,58 @@ def test_invite_command_prints_the_line_and_refuses_bad_terms(
     code = run(["invite", "--db", db, "--qr"])
     text = capsys.readouterr().out
     assert code == 0 and "assist help --join assist-join-1." in text and "█" in text
+
+
+async def test_only_an_admin_may_invite_a_key_for_someone_who_exists(
+        broker: Broker, keys: dict[str, KeyPair], tmp_path: Path) -> None:
+    from assist.client.link import BrokerError
+
+    carol = await agent_client(broker, keys["carol"])
+    with pytest.raises(BrokerError, match="only an admin may invite a new key for them"):
+        await carol.make_invite(name="alice")
+    with pytest.raises(BrokerError, match="enrols one key"):
+        await carol.make_invite(uses=2, name="newcomer")
+    made = await carol.make_invite(name="newcomer")
+    await carol.link.close()
+    # Someone took the name meanwhile: the agent's invite may not add a key to them.
+    assert broker.store is not None
+    broker.store.directory.add("user", "newcomer", None, time.time())
+    key = make_key(tmp_path / "keys", "k")
+    with pytest.raises(InviteRefused, match="only an admin's invite"):
+        await enrol(_invitation(broker, made.code), _config(tmp_path), key.private)
+    assert broker.store.invites.find(made.code).uses_left == 1  # type: ignore[union-attr]
+
+
+def test_an_old_pin_survives_saving_another_broker_and_any_path_reads_back(
+        tmp_path: Path) -> None:
+    file = tmp_path / "client.toml"
+    file.write_text('[broker]\nhost = "a.example"\nport = 2222\nhost_key = "ssh-ed25519 A"\n')
+    other = ClientConfig.load(file, "b.example:2222")
+    assert other.host_key == ""  # another broker: first contact
+    other.pinned("ssh-ed25519 B")
+    assert ClientConfig.load(file, "a.example:2222").host_key == "ssh-ed25519 A"
+    assert ClientConfig.load(file, "b.example:2222").host_key == "ssh-ed25519 B"
+    odd = tmp_path / "kéys 🙂" / 'a"b\x7f'
+    ClientConfig.load(file).with_key("user", odd)
+    assert ClientConfig.load(file, role="user").key == odd
+
+
+def test_a_key_with_a_certificate_in_ssh_is_the_one_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("ASSIST_KEY", raising=False)
+    ssh = tmp_path / ".ssh"
+    ssh.mkdir()
+    for name in ("id_ed25519", "id_rsa"):
+        (ssh / name).write_text("key")
+    assert ClientConfig.load(tmp_path / "c.toml").key is None
+    (ssh / "id_rsa-cert.pub").write_text("ssh-rsa-cert-v01@openssh.com AAAA")
+    config = ClientConfig.load(tmp_path / "c.toml")
+    assert config.key == ssh / "id_rsa" and config.certificate.startswith("ssh-rsa-cert")
+
+
+def test_a_named_invite_is_for_one_key(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSIST_BROKER_HOST_KEY_PATH", str(tmp_path / "host_key"))
+    code = run(["invite", "--db", str(tmp_path / "b.db"), "--name", "bob", "--uses", "3"])
+    assert code == 1 and "enrols one key" in capsys.readouterr().err

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assist.core import pubkey
-from assist.errors import AssistError, AuthRefused, ConfigError
+from assist.errors import AssistError, AuthRefused, ConfigError, NotFound
 from assist.files import unreadable
-from assist.store.directory import check_name
+from assist.store.directory import Directory, Role, check_name
 from assist.transport import ssh
 from assist.transport.peer import Peer
+
+ROLES: tuple[Role, ...] = ("user", "agent")
 
 
 def _fingerprints(path: Path | None, what: str) -> frozenset[str]:
@@ -59,12 +61,17 @@ class Authorities:
         """Whether any authority is trusted for ``role``."""
         return bool(self.user if role == "user" else self.agent if role == "agent" else ())
 
-    def admit(self, peer: Peer, certificate: str) -> str:
+    def admit(self, peer: Peer, certificate: str, directory: Directory) -> str:
         """The name ``peer`` is admitted as, by ``certificate``.
+
+        A certificate never speaks for someone in the directory: a registered
+        user or agent logs in with their registered key, so a principal that
+        names one is refused (a CA cannot take over a registered name).
 
         Raises:
             AuthRefused: no certificate, or one that does not admit this key
-                for this role now (the message says why and what to do).
+                for this role now, from this address (the message says why and
+                what to do).
         """
         if not certificate:
             raise AuthRefused(f"your key is not registered for the {peer.role} role and it "
@@ -81,8 +88,19 @@ class Authorities:
         if not cert.principals:
             raise AuthRefused("your certificate names nobody (it has no principal); ask "
                               "for one with your name")
+        if not cert.allows(peer.address):
+            raise AuthRefused(f"your certificate may not be used from {peer.address} "
+                              "(its source-address)")
         try:
-            return check_name(cert.principals[0])
+            name = check_name(cert.principals[0])
         except AssistError as exc:
             raise AuthRefused(f"your certificate's principal cannot be a name here: "
                               f"{exc.message}") from None
+        for role in ROLES:
+            try:
+                directory.get(role, name)
+            except NotFound:
+                continue
+            raise AuthRefused(f"{name} is a registered {role} here: log in with the key "
+                              "registered for them, not a certificate")
+        return name

@@ -243,6 +243,8 @@ class Connection:
     watch: bool = False
     session: str | None = None
     streams: set[str] = field(default_factory=set)
+    counted: list[str] = field(default_factory=list)
+    """What the gate counts this connection under (its key, and guests@ADDRESS)."""
     log: logging.LoggerAdapter[logging.Logger] = field(
         default_factory=lambda: logging.LoggerAdapter(log))
     outbox: Outbox = field(init=False)

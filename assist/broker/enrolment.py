@@ -92,6 +92,13 @@ class Enrolment:
             log.info("enrolment of %s refused: %s", peer.fingerprint, exc.message)
             channel.send_nowait(m.Error(code=exc.code, message=exc.message, rid=msg.rid))
             return
+        except Exception:
+            # A bug or a busy store must not end in silence: the client is told.
+            log.exception("enrolment of %s failed", peer.fingerprint)
+            channel.send_nowait(m.Error(code="internal", rid=msg.rid,
+                                        message="the helpdesk could not enrol your key "
+                                                "just now; try again in a minute"))
+            return
         channel.send_nowait(m.Enrolled(name=name, broker=self.broker, rid=msg.rid))
 
     def enrol(self, peer: Peer, msg: m.Enrol) -> str:
@@ -109,7 +116,7 @@ class Enrolment:
             return known.name  # enrolled before (a second run): no use is spent
         now = self.clock()
         key = pubkey.parse(peer.key, "the key you logged in with")
-        invite = self.store.invites.use(msg.code, now)
+        invite = self.store.invites.check(msg.code, now)
 
         def taken(name: str) -> bool:
             try:
@@ -119,6 +126,9 @@ class Enrolment:
             return True
 
         name = invite.name or propose_name(msg.name, taken)
+        if invite.name and taken(name) and invite.made_by != "admin":
+            raise InviteRefused(f"only an admin's invite may add a key for {name}")
+        # The key first, then the use: a failure in between spends nothing.
         try:
             if invite.name and taken(name):
                 directory.add_key("user", name, key, now)  # a known user's new machine
@@ -126,6 +136,7 @@ class Enrolment:
                 directory.add("user", name, key, now)
         except Duplicate as exc:
             raise InviteRefused(exc.message) from None
+        invite = self.store.invites.use(msg.code, now)
         self.store.audit.append(now, f"user:{name}", "invite-used", None,
                                 {"fingerprint": peer.fingerprint, "made_by": invite.made_by,
                                  "uses_left": invite.uses_left})

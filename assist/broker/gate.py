@@ -69,8 +69,12 @@ class Gate:
             return f"{MAX_GUESTS} unregistered users are connected from {peer.address} already"
         return ""
 
-    async def serve(self, channel: MessageChannel, peer: Peer) -> None:
-        """Run one client's control channel until it closes."""
+    async def serve(self, channel: MessageChannel, peer: Peer, hello_within: float = 0
+                    ) -> None:
+        """Run one client's control channel until it closes.
+
+        ``hello_within``: seconds the client has to complete its hello (0: no limit).
+        """
         client = Connection(channel, peer, now=self.clock.now(), on_resync=self.resync)
         client.log = logging.LoggerAdapter(log, {"peer": f"{peer.role}:{peer.name}"})
         client.log.info("connected from %s", peer.address)
@@ -79,21 +83,41 @@ class Gate:
             client.log.warning("refused: %s", refusal)
             client.kick("too-many-connections", refusal)
             return
-        keys = [peer.fingerprint] + ([] if peer.registered else [f"guests@{peer.address}"])
-        self._count.update(keys)
+        client.counted = [peer.fingerprint] + (
+            [] if peer.registered else [f"guests@{peer.address}"])
+        self._count.update(client.counted)
+        deadline = self.clock.call_later(hello_within, self._too_slow, client) \
+            if hello_within else None
         silent = False
         try:
             await self._read(client)
         except ChannelClosed as exc:
             silent = exc.silent
         finally:
-            self._count.subtract(keys)
-            for key in keys:
-                if self._count[key] <= 0:
-                    del self._count[key]
+            if deadline is not None:
+                deadline.cancel()
+            self._uncount(client, client.counted)
             self.gone(client, silent)
             client.close()
             client.log.info("disconnected%s", " (stopped answering)" if silent else "")
+
+    def admitted(self, client: Connection) -> None:
+        """``client`` proved who it is after connecting (a certificate): it no longer
+        takes an unregistered user's place."""
+        guests = [key for key in client.counted if key.startswith("guests@")]
+        self._uncount(client, guests)
+
+    def _uncount(self, client: Connection, keys: list[str]) -> None:
+        self._count.subtract(keys)
+        for key in keys:
+            if self._count[key] <= 0:
+                del self._count[key]
+        client.counted = [key for key in client.counted if key not in keys]
+
+    @staticmethod
+    def _too_slow(client: Connection) -> None:
+        if not client.hello and not client.closed:
+            client.kick("auth", "no hello in time: connect again")
 
     async def _read(self, client: Connection) -> None:
         channel = client.channel

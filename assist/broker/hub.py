@@ -59,6 +59,10 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Connection, Any], Awaitable[None]]
 
 
+HELLO_DEADLINE = 10.0
+"""Seconds an unregistered key has to show its certificate in a hello."""
+
+
 class Hub:
     """Queue, routing and session lifecycle for every connected client."""
 
@@ -129,7 +133,7 @@ class Hub:
 
     async def serve(self, channel: MessageChannel, peer: Peer) -> None:
         """Run one client's control channel until it closes (see :class:`Gate`)."""
-        await self.gate.serve(channel, peer)
+        await self.gate.serve(channel, peer, HELLO_DEADLINE if peer.certificate_needed else 0)
 
     def _gone(self, client: Connection, silent: bool) -> None:
         if not self.closed:  # a broker that stops keeps every session for its restart
@@ -139,6 +143,10 @@ class Hub:
         try:
             if isinstance(msg, m.Hello):
                 self._on_hello(client, msg)
+                return
+            if client.peer.certificate_needed:
+                # An unregistered key may say nothing but a hello with its certificate.
+                client.kick("auth", "send hello with your certificate first", msg.rid)
                 return
             if not client.hello and not isinstance(msg, m.Ping):
                 raise ProtocolError("send hello first")
@@ -177,10 +185,10 @@ class Hub:
                 f"{PROTOCOL_VERSION}); upgrade assist on the older side")
         if client.hello:
             raise ProtocolError("hello was already sent")
-        client.hello = True
-        client.host, client.os_user = printable(msg.host), printable(msg.os_user)
         if client.peer.certificate_needed and not self._certified(client, msg):
             return
+        client.hello = True
+        client.host, client.os_user = printable(msg.host), printable(msg.os_user)
         peer = client.peer
         # Enrolling connections never reach the hub (see assist.broker.enrolment).
         role: m.Role = "agent" if peer.role == "agent" else "user"
@@ -201,13 +209,14 @@ class Hub:
             client.peer = dataclasses.replace(peer, certificate_needed=False)
             return True
         try:
-            name = self.authorities.admit(peer, certificate)
+            name = self.authorities.admit(peer, certificate, self.store.directory)
         except AssistError as exc:
             client.log.info("refused a certificate login: %s", exc.message)
             client.kick(exc.code, exc.message, msg.rid)
             return False
         client.peer = dataclasses.replace(peer, name=name, registered=True,
                                           certificate_needed=False)
+        self.gate.admitted(client)
         self.ledger.audit(f"{peer.role}:{name}", "certificate-login", None,
                           {"fingerprint": peer.fingerprint})
         return True
@@ -384,6 +393,12 @@ class Hub:
     async def _on_make_invite(self, client: Connection, msg: m.MakeInvite) -> None:
         code, now = new_code(), self.clock.now()
         name = check_name(msg.name) if msg.name else ""
+        if name and any(p.name == name for p in self.store.directory.list("user", name)):
+            # A key for someone who exists is an admin's to add (assist invite).
+            raise StateError(f"{name} is a registered user: only an admin may invite a new "
+                             "key for them (assist invite on the broker's machine)")
+        if name and msg.uses != 1:
+            raise ProtocolError("an invite that names its user enrols one key (uses 1)")
         actor = f"agent:{client.peer.name}"
         invite = self.store.invites.make(code, name, msg.uses, now + msg.seconds, actor, now)
         self.ledger.audit(actor, "invite-made", None, {"uses": msg.uses, "name": name,

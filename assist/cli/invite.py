@@ -112,6 +112,8 @@ def invite(
     seconds = parse_expiry(expires)
     if name:
         check_name(name)
+        if uses != 1:
+            raise ConfigError("an invite that names its user enrols one key: use --uses 1")
     config = BrokerConfig.load(db=db)
     host = config.host if config.host not in ("", "0.0.0.0", "::") else socket.getfqdn()
     brokers = _addresses(address, format_address(host, config.port))

@@ -68,6 +68,24 @@ class Invites:
         return Invite(row["name"], row["uses_left"], row["expires_at"], row["made_by"],
                       row["made_at"]) if row else None
 
+    def check(self, code: str, now: float) -> Invite:
+        """``code``'s invite if it is still good (nothing is spent).
+
+        Raises:
+            InviteRefused: the code is unknown, used up or expired (the message
+                says what to do).
+        """
+        invite = self.find(code)
+        if invite is None:
+            raise InviteRefused("this invite is not known to the helpdesk: check that "
+                                "you pasted the whole line, or ask for a new one")
+        if invite.uses_left <= 0:
+            raise InviteRefused("this invite was already used; ask your helpdesk for "
+                                "a new one")
+        if invite.expires_at <= now:
+            raise InviteRefused("this invite has expired; ask your helpdesk for a new one")
+        return invite
+
     def use(self, code: str, now: float) -> Invite:
         """Take one use of ``code``'s invite, at once and only if it is still good.
 
@@ -76,15 +94,7 @@ class Invites:
                 says what to do).
         """
         with transaction(self._db) as db:
-            invite = self.find(code)
-            if invite is None:
-                raise InviteRefused("this invite is not known to the helpdesk: check that "
-                                    "you pasted the whole line, or ask for a new one")
-            if invite.uses_left <= 0:
-                raise InviteRefused("this invite was already used; ask your helpdesk for "
-                                    "a new one")
-            if invite.expires_at <= now:
-                raise InviteRefused("this invite has expired; ask your helpdesk for a new one")
+            invite = self.check(code, now)
             db.execute("UPDATE invites SET uses_left = uses_left - 1 WHERE code_hash = ?",
                        (code_hash(code),))
         return Invite(invite.name, invite.uses_left - 1, invite.expires_at, invite.made_by,

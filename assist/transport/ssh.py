@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import dataclasses
 import errno
+import ipaddress
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncssh
 from asyncssh.public_key import CERT_TYPE_USER, SSHOpenSSHCertificate
@@ -33,7 +35,7 @@ from assist.errors import (
     HostKeyUnknown,
     Unreachable,
 )
-from assist.files import write_private
+from assist.files import SSH_KEYS, write_private
 from assist.transport import ssh_packets
 from assist.transport.channel import MessageChannel
 from assist.transport.peer import Peer
@@ -123,11 +125,22 @@ Authorizer = Callable[[str, str], "Peer | None"]
 Handler = Callable[[MessageChannel, Peer], Awaitable[None]]
 
 
+PROVISIONAL_GRACE = 15.0
+"""Seconds a provisional login (enrolling, or a key still to show its certificate)
+has to open its session; then it is closed."""
+MAX_PROVISIONAL = 16
+"""Provisional logins from one address at once."""
+
+
 class _BrokerSSHServer(asyncssh.SSHServer):
-    def __init__(self, authorize: Authorizer,
-                 live: set[asyncssh.SSHServerConnection]) -> None:
+    def __init__(self, authorize: Authorizer, live: set[asyncssh.SSHServerConnection],
+                 serving: set[object], provisional: collections.Counter[str]) -> None:
         self._authorize = authorize
         self._live = live
+        self._serving = serving
+        self._provisional = provisional
+        self._counted = ""
+        """The address this connection is counted under as provisional, if it is."""
         self._conn: asyncssh.SSHServerConnection | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -136,6 +149,30 @@ class _BrokerSSHServer(asyncssh.SSHServer):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._live.discard(self._conn)
+        if self._counted:
+            self._provisional[self._counted] -= 1
+            if self._provisional[self._counted] <= 0:
+                del self._provisional[self._counted]
+            self._counted = ""
+
+    def _admit_provisional(self, address: str) -> bool:
+        """Any key may log in to enrol or to show a certificate: few at once from one
+        address, and each only briefly unless it opens its session."""
+        if self._counted:
+            return True  # asked again for the same connection (query, then signature)
+        if self._provisional[address] >= MAX_PROVISIONAL:
+            log.warning("refused a provisional login from %s: %d already", address,
+                        MAX_PROVISIONAL)
+            return False
+        self._provisional[address] += 1
+        self._counted = address
+        asyncio.get_running_loop().call_later(PROVISIONAL_GRACE, self._expire)
+        return True
+
+    def _expire(self) -> None:
+        conn = self._conn
+        if conn is not None and conn not in self._serving and conn in self._live:
+            conn.close()  # logged in, never opened its session
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -157,6 +194,9 @@ class _BrokerSSHServer(asyncssh.SSHServer):
         if peer is None:
             return False
         address = self._conn.get_extra_info("peername", ("", 0))[0]
+        if (peer.role == "enrol" or peer.certificate_needed) \
+                and not self._admit_provisional(address):
+            return False
         self._conn.set_extra_info(assist_peer=dataclasses.replace(peer, address=address,
                                                                   key=line))
         if peer.role == "agent":
@@ -172,11 +212,23 @@ class UserCertificate:
         key: fingerprint of the key it certifies.
         authority: fingerprint of the key that signed it (the CA).
         principals: the names it is valid for.
+        sources: the networks it may be used from (``source-address``), if limited.
     """
 
     key: str
     authority: str
     principals: tuple[str, ...]
+    sources: tuple[str, ...] = ()
+
+    def allows(self, address: str) -> bool:
+        """Whether it may be used from ``address`` (``source-address``, as sshd checks)."""
+        if not self.sources:
+            return True
+        try:
+            here = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(here in ipaddress.ip_network(net, strict=False) for net in self.sources)
 
 
 def user_certificate(text: str) -> UserCertificate:
@@ -201,9 +253,10 @@ def user_certificate(text: str) -> UserCertificate:
                 "Invalid certificate type": "that is a host certificate, not a user one"}
         raise AuthRefused(f"{said.get(str(exc), str(exc))}; ask your helpdesk for a new "
                           "one") from None
+    sources = cast(Sequence[object], cert.options.get("source-address") or ())
     return UserCertificate(key_fingerprint(openssh_key(cert.key)),
                            key_fingerprint(openssh_key(cert.signing_key)),
-                           tuple(cert.principals))
+                           tuple(cert.principals), tuple(str(net) for net in sources))
 
 
 def generate_key_pair(path: Path, comment: str = "") -> str:
@@ -277,6 +330,7 @@ async def listen(
     live: set[asyncssh.SSHServerConnection] = set()
 
     serving: set[object] = set()  # connections that have their session
+    provisional: collections.Counter[str] = collections.Counter()
 
     async def on_process(process: asyncssh.SSHServerProcess[bytes]) -> None:
         peer: Peer | None = process.get_extra_info("assist_peer")
@@ -301,7 +355,7 @@ async def listen(
 
     try:
         acceptor = await asyncssh.create_server(
-            lambda: _BrokerSSHServer(authorize, live),
+            lambda: _BrokerSSHServer(authorize, live, serving, provisional),
             host,
             port,
             server_host_keys=[host_key],
@@ -333,8 +387,6 @@ async def listen(
 
 # -- client --------------------------------------------------------------------
 
-DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
-"""The keys in ``~/.ssh`` that are tried when no key is named (as ssh does)."""
 
 
 _UNREACHABLE = {
@@ -362,7 +414,7 @@ def _default_keys() -> str:
     Raises:
         ConfigError: there are none (no key in ``~/.ssh``, no ssh-agent).
     """
-    found = [f"~/.ssh/{n}" for n in DEFAULT_KEYS if (Path.home() / ".ssh" / n).is_file()]
+    found = [f"~/.ssh/{n}" for n in SSH_KEYS if (Path.home() / ".ssh" / n).is_file()]
     if os.environ.get("SSH_AUTH_SOCK"):
         found.append("the keys in ssh-agent")
     if not found:
