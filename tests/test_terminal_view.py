@@ -65,3 +65,23 @@ def test_a_mark_over_a_wide_character_keeps_the_row_width() -> None:
     bold = Style(bold=True)
     out = paint(row, {0: bold, 1: bold, 2: bold}, {0: "━", 1: "━", 2: "━"})
     assert sum(len(s.text) for s in out) == 3 and [s.text for s in out] == ["━ ", "", "━"]
+
+
+async def test_marks_over_wide_characters_sit_on_them_and_keep_the_row() -> None:
+    from assist.tui.overlay import BOX
+
+    e = Emulator(24, 2)
+    e.feed("中文字符 target".encode())
+    app = Viewer(e)
+    async with app.run_test(size=(30, 5)):
+        view = app.query_one(TerminalView)
+        # A box over 字符 (cells 4 to 7), a label after "target".
+        view.overlay.add(m.Annotation(id="b", kind="box", x=4, line=0, x2=7, line2=0))
+        view.overlay.add(m.Annotation(id="l", kind="label", x=16, line=0, text="here"))
+        strip = view.render_line(0)
+        assert strip.cell_length == 24
+        text = "".join(s.text for s in strip)
+        assert text.startswith("中文字符 target") and " here " in text
+        marked = [s.text for s in strip if s.style is not None and BOX.color is not None
+                  and s.style.color == BOX.color]
+        assert "".join(marked).startswith("字符")
