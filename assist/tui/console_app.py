@@ -32,7 +32,6 @@ from textual.widgets import (
     Button,
     Checkbox,
     DataTable,
-    Footer,
     Input,
     Label,
     OptionList,
@@ -63,6 +62,12 @@ __all__ = ["ConsoleApp", "EndScreen"]
 
 SHOWN = 200
 """Queue rows shown (agents take from the head; the status line counts them all)."""
+
+
+def key_line(bindings: list[BindingType]) -> str:
+    """The shown keys of ``bindings`` in one line of text (``F2 chat  F3 term ...``)."""
+    return "  ".join(f"{b.key.upper()} {b.description}" for b in bindings
+                     if isinstance(b, Binding) and b.show)
 
 
 class EndScreen(Dialog[tuple[str, bool] | None]):
@@ -137,7 +142,8 @@ class ConsoleApp(SessionConsole):
     #chat { height: 1fr; }
     #trust { height: auto; border: round $secondary; padding: 0 1; }
     #header { height: 1; background: $accent; color: $text; }
-    #status { height: 1; }
+    #status { height: auto; }
+    #keys { dock: bottom; height: auto; background: $panel; color: $text; padding: 0 1; }
     #banner { height: auto; color: $text-muted; padding: 0 1; }
     """
     # Short words: the footer shows every key even in 80 columns (F3 the user's terminal,
@@ -194,7 +200,8 @@ class ConsoleApp(SessionConsole):
                     yield Static("", id="trust")
                     yield RichLog(id="chat", wrap=True, markup=False, min_width=20)
                     yield Input(placeholder="message the user", id="say")
-        yield Footer(compact=True, show_command_palette=False)
+        # The keys as a line that wraps: every one stays readable in a narrow terminal.
+        yield Static(said(key_line(self.BINDINGS)), id="keys")
 
     def on_mount(self) -> None:
         table = self.query_one("#queue", DataTable)

@@ -87,7 +87,7 @@ class WallboardStrip(Static):
     """One line of live helpdesk figures; feed it with :meth:`show`."""
 
     DEFAULT_CSS = """
-    WallboardStrip { height: 1; background: $boost; }
+    WallboardStrip { height: auto; background: $boost; }
     """
 
     def __init__(self, **kwargs: object) -> None:
