@@ -62,7 +62,8 @@ def test_controls_inside_a_sequence_cannot_smuggle_a_query() -> None:
 
 
 @given(st.lists(st.sampled_from(DRAWS + ACTS + [b"\x1b", b"\xc2", b"\xc2\x9d", b"[", b"\x07",
-                                                 b"\\", b"6n", b"text"]), max_size=30),
+                                                 b"\\", b"6n", b"text", b"\x9d", b"\xc2\xa0",
+                                                 b"\xc2\x90", b"q"]), max_size=30),
        st.lists(st.integers(0, 400), max_size=8))
 def test_any_split_gives_the_same_result(parts: list[bytes], cuts: list[int]) -> None:
     data = b"".join(parts)
@@ -83,3 +84,21 @@ def test_text_loses_bidi_overrides_and_zero_width_characters() -> None:
     assert drawn(text) == "abcevil x ok é 中"
     assert HostFilter().feed_text("\x1b]2;t\x07a\u202eb") == "ab"
     assert drawn("plain") == "plain"
+
+
+def test_an_escape_before_a_c1_string_cannot_let_it_through() -> None:
+    for cut in range(1, 5):
+        data = b"\x1b\xc2\x9d52;c;cHduZWQ=\x07after"
+        f = HostFilter()
+        out = f.feed(data[:cut]) + f.feed(data[cut:])
+        assert out == b"after" and b"\xc2\x9d" not in out
+
+
+def test_a_lone_c2_or_a_c1_inside_a_sequence_never_makes_a_c1_control() -> None:
+    # A 0xC2 passed on alone would pair with a 0x9D after a dropped sequence.
+    out = HostFilter().feed(b"\xc2\xc2\x1b[6n\x9d")
+    assert b"\xc2\x9d" not in out and b"\xc2" not in out
+    # A C1 control in the middle of a control sequence cuts it; it does not ride along.
+    out = HostFilter().feed(b"\x1b[\xc2\x90qm\xc2\x9c")
+    assert b"\xc2\x90" not in out
+    assert HostFilter().feed("caf\u00e9 \u00a0nbsp".encode()) == "caf\u00e9 \u00a0nbsp".encode()

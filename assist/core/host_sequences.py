@@ -38,8 +38,9 @@ _QUERIES = frozenset(b"nctx")
 _GROUND, _ESC, _C2, _CSI, _CSI_DROP, _STRING, _STRING_ESC, _STRING_C2 = range(8)
 _CAN, _SUB = 0x18, 0x1A
 """Abort any sequence or string in progress (as terminals do)."""
-_GROUND_STOP = re.compile(rb"\x1b|\xc2[\x80-\x9f]|\xc2\Z")
-"""Where plain output stops: an ESC, a C1 control in UTF-8 (or maybe one, at the end)."""
+_GROUND_STOP = re.compile(rb"\x1b|\xc2(?![\xa0-\xbf])")
+"""Where plain output stops: an ESC, or a 0xC2 that does not start U+00A0-U+00BF (a C1
+control in UTF-8, maybe one at the end of the chunk, or no UTF-8 at all)."""
 _CSI_WHOLE = re.compile(rb"\x1b\[[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]")
 """A whole control sequence, as almost all arrive."""
 _STRING_STOP = re.compile(rb"[\x07\x18\x1a\x1b\xc2]")
@@ -108,6 +109,10 @@ class HostFilter:
             elif byte == 0x5B:  # [
                 self._csi[:] = b"\x1b["
                 self._state = _CSI
+            elif byte == 0xC2:
+                # ESC then (maybe) a C1 control in UTF-8: the ESC is void, and what
+                # follows is looked at as a C1 control would be, never passed raw.
+                self._state = _C2
             elif byte != ESC:  # ESC ESC: the first is void, the second starts over
                 out += bytes((ESC, byte))
                 self._state = _GROUND
@@ -117,8 +122,12 @@ class HostFilter:
             elif byte == _C1_CSI:
                 self._csi[:] = b"\x1b["
                 self._state = _CSI
+            elif 0x80 <= byte <= 0xBF:  # a character such as U+00A0: whole, at once
+                out += bytes((0xC2, byte))
+                self._state = _GROUND
             else:
-                out.append(0xC2)
+                # Not UTF-8: the 0xC2 goes. Passed on alone it could pair with a byte
+                # after a dropped sequence into a C1 control (C2 9D is OSC).
                 self._state = _GROUND
                 self._step(byte, out)
         elif state in (_CSI, _CSI_DROP):
@@ -143,6 +152,12 @@ class HostFilter:
         elif byte in (_CAN, _SUB):
             csi.clear()
             self._state = _GROUND
+        elif byte >= 0x80:
+            # No control sequence holds such a byte: it is cut here, and the byte is
+            # looked at afresh (it may start a C1 control, which must not ride along).
+            csi.clear()
+            self._state = _GROUND
+            self._step(byte, out)
         elif 0x40 <= byte <= 0x7E:
             if self._state == _CSI:
                 csi.append(byte)
