@@ -123,3 +123,13 @@ def test_runs_say_what_the_cells_say() -> None:
                                  cell.underscore, cell.blink, cell.reverse, cell.invisible,
                                  cell.strike)
         assert at == len(stream)
+
+
+def test_scrolling_the_region_up_and_down_as_htop_does() -> None:
+    e = Emulator(10, 5)
+    e.feed(b"a\r\nb\r\nc\r\nd\r\ne\x1b[2;4r\x1b[1T")  # the region is rows 2-4
+    assert [line.strip() for line in e.text()] == ["a", "", "b", "c", "e"]
+    e.feed(b"\x1b[r\x1b[2S")  # the whole screen up two
+    assert [line.strip() for line in e.text()] == ["b", "c", "e", "", ""]
+    e.feed(b"\x1b[1;2;3;4;5T")  # mouse highlighting, not a scroll
+    assert [line.strip() for line in e.text()] == ["b", "c", "e", "", ""]

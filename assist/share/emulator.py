@@ -221,6 +221,28 @@ class _Screen(pyte.Screen):
         with self._blank_pen():
             super().erase_in_display(how, *args, **kwargs)
 
+    def scroll_up(self, count: int | None = None, *rest: int) -> None:
+        """CSI S: the scrolling region's lines move up ``count``; blank lines come in below."""
+        self._scroll(count, up=True)
+
+    def scroll_down(self, count: int | None = None, *rest: int) -> None:
+        """CSI T: the region's lines move down ``count`` (htop scrolls its list so)."""
+        if rest:
+            return  # CSI T with five values starts mouse highlighting, not a scroll
+        self._scroll(count, up=False)
+
+    def _scroll(self, count: int | None, up: bool) -> None:
+        # pyte has no SU/SD: the region's first line deletes or inserts ``count`` lines.
+        top = self.margins.top if self.margins else 0
+        x, y = self.cursor.x, self.cursor.y
+        self.cursor.y = top
+        with self._blank_pen():
+            if up:
+                self.delete_lines(count or 1)
+            else:
+                self.insert_lines(count or 1)
+        self.cursor.x, self.cursor.y = x, y
+
     def erase_characters(self, count: int | None = None) -> None:
         with self._blank_pen():
             super().erase_characters(count)
@@ -237,12 +259,18 @@ class _Screen(pyte.Screen):
             self.cursor.attrs = pen
 
 
+class _Stream(pyte.ByteStream):
+    """pyte's stream, with the scrolls it leaves out (SU, SD)."""
+
+    csi = {**pyte.ByteStream.csi, "S": "scroll_up", "T": "scroll_down"}
+
+
 class Emulator:
     """A pyte screen with a bounded-work feeding policy and ANSI snapshots."""
 
     def __init__(self, cols: int = 80, rows: int = 24) -> None:
         self.screen = _Screen(cols, rows)
-        self.stream = pyte.ByteStream(self.screen)
+        self.stream = _Stream(self.screen)
         self._backlog = bytearray()
         self._hidden: list[list[int]] = []
         """Spans ``[start, end)`` of the backlog that arrived while a secret was read."""
@@ -341,7 +369,7 @@ class Emulator:
             # A parser bug must not take the view down: drop the chunk and start
             # a fresh parser (pyte's parser cannot resume after raising).
             log.warning("terminal emulator could not parse %d bytes; skipped", len(chunk))
-            self.stream = pyte.ByteStream(self.screen)
+            self.stream = _Stream(self.screen)
         if hidden:
             self.hidden_lines |= screen.written
         elif self.hidden_lines:
