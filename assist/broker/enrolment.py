@@ -19,10 +19,19 @@ import re
 from collections.abc import Callable
 
 from assist.core import pubkey
-from assist.errors import AssistError, Duplicate, InviteRefused, NotFound, ProtocolError
+from assist.errors import (
+    AssistError,
+    ConfigError,
+    Duplicate,
+    InviteRefused,
+    NotFound,
+    ProtocolError,
+    StateError,
+)
 from assist.protocol import messages as m
 from assist.store import Store
 from assist.store.directory import check_name
+from assist.store.invites import Invite, new_code
 from assist.transport.channel import ChannelClosed, MessageChannel
 from assist.transport.peer import Peer
 
@@ -33,6 +42,39 @@ ENROL_TIMEOUT = 10.0
 MAX_PER_ADDRESS = 8
 """Enrolling connections from one address at once."""
 _NOT_NAME = re.compile(r"[^A-Za-z0-9._@-]+")
+
+
+def check_terms(name: str, uses: int) -> None:
+    """An invite may name its user (a valid name) only for one key.
+
+    Raises:
+        ConfigError: a bad name, or a named invite for more than one key.
+    """
+    if name:
+        check_name(name)
+        if uses != 1:
+            raise ConfigError("an invite that names its user enrols one key: use --uses 1")
+
+
+def make_invite(store: Store, name: str, uses: int, seconds: float, by: str,
+                now: float) -> tuple[str, Invite]:
+    """A new invite made by ``by`` (``admin`` or ``agent:NAME``), audited; its code.
+
+    Raises:
+        ConfigError: bad terms (see :func:`check_terms`).
+        StateError: an agent names a registered user (a key for someone who
+            exists is an admin's to add).
+    """
+    check_terms(name, uses)
+    if name and by != "admin" and any(
+            p.name == name for p in store.directory.list("user", name)):
+        raise StateError(f"{name} is a registered user: only an admin may invite a new "
+                         "key for them (assist invite on the broker's machine)")
+    code = new_code()
+    invite = store.invites.make(code, name, uses, now + seconds, by, now)
+    store.audit.append(now, by, "invite-made", None,
+                       {"uses": uses, "name": name, "expires_at": invite.expires_at})
+    return code, invite
 
 
 def propose_name(hint: str, taken: Callable[[str], bool]) -> str:

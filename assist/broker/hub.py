@@ -31,6 +31,7 @@ from typing import Any
 
 from assist.broker.authorities import Authorities
 from assist.broker.connection import AgentLinks, Connection
+from assist.broker.enrolment import make_invite
 from assist.broker.figures import TodayFigures
 from assist.broker.gate import Gate
 from assist.broker.ledger import Ledger
@@ -49,8 +50,6 @@ from assist.errors import AlreadyWaiting, AssistError, NotFound, ProtocolError, 
 from assist.protocol import PROTOCOL_VERSION
 from assist.protocol import messages as m
 from assist.store import Store
-from assist.store.directory import check_name
-from assist.store.invites import new_code
 from assist.transport.channel import MessageChannel
 from assist.transport.peer import Peer
 
@@ -391,18 +390,8 @@ class Hub:
         client.send(m.Ok(rid=msg.rid))
 
     async def _on_make_invite(self, client: Connection, msg: m.MakeInvite) -> None:
-        code, now = new_code(), self.clock.now()
-        name = check_name(msg.name) if msg.name else ""
-        if name and any(p.name == name for p in self.store.directory.list("user", name)):
-            # A key for someone who exists is an admin's to add (assist invite).
-            raise StateError(f"{name} is a registered user: only an admin may invite a new "
-                             "key for them (assist invite on the broker's machine)")
-        if name and msg.uses != 1:
-            raise ProtocolError("an invite that names its user enrols one key (uses 1)")
-        actor = f"agent:{client.peer.name}"
-        invite = self.store.invites.make(code, name, msg.uses, now + msg.seconds, actor, now)
-        self.ledger.audit(actor, "invite-made", None, {"uses": msg.uses, "name": name,
-                                                       "expires_at": invite.expires_at})
+        code, invite = make_invite(self.store, msg.name, msg.uses, msg.seconds,
+                                   f"agent:{client.peer.name}", self.clock.now())
         client.send(m.InviteMade(code=code, uses=msg.uses, expires_at=invite.expires_at,
                                  rid=msg.rid))
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import segno
 import typer
 
+from assist.broker.enrolment import check_terms, make_invite
 from assist.cli.admin import DB_OPTION, open_store
 from assist.cli.agent import agent_app
 from assist.cli.app import JSON_OPTION, VERBOSE_OPTION, app, err, out, print_json
@@ -30,8 +31,6 @@ from assist.display import said
 from assist.errors import ConfigError
 from assist.log import setup
 from assist.protocol.invites import MAX_INVITE_SECONDS, MAX_USES
-from assist.store.directory import check_name
-from assist.store.invites import new_code
 from assist.transport import ssh
 
 USES_OPTION = typer.Option(1, "--uses", min=1, max=MAX_USES,
@@ -110,20 +109,14 @@ def invite(
     Agents make invites with `assist agent invite`.
     """
     seconds = parse_expiry(expires)
-    if name:
-        check_name(name)
-        if uses != 1:
-            raise ConfigError("an invite that names its user enrols one key: use --uses 1")
+    check_terms(name, uses)  # before any file is touched
     config = BrokerConfig.load(db=db)
     host = config.host if config.host not in ("", "0.0.0.0", "::") else socket.getfqdn()
     brokers = _addresses(address, format_address(host, config.port))
     fingerprint = ssh.key_fingerprint(ssh.openssh_key(
         ssh.load_or_create_host_key(config.host_key_path)))
-    code, now = new_code(), time.time()
     with open_store(db) as store:
-        made = store.invites.make(code, name, uses, now + seconds, "admin", now)
-        store.audit.append(now, "admin", "invite-made", None,
-                           {"uses": uses, "name": name, "expires_at": made.expires_at})
+        code, made = make_invite(store, name, uses, seconds, "admin", time.time())
     show(Invitation(brokers, fingerprint, code), uses, made.expires_at, as_json, qr)
 
 
