@@ -51,6 +51,7 @@ import platformdirs
 
 from assist.errors import ConfigError
 from assist.files import SSH_KEYS
+from assist.store.engine import is_url
 
 DEFAULT_PORT = 2222
 Codec = Literal["VP8", "H264"]
@@ -215,8 +216,10 @@ def _apply(base: Any, values: dict[str, Any], source: str) -> Any:
                 value = _port(raw, source) if key == "port" else int(raw)
             elif isinstance(current, float):
                 value = float(raw)
+            elif key == "db":
+                value = str(raw) if is_url(str(raw)) else str(Path(str(raw)).expanduser())
             elif isinstance(current, Path) or key in (
-                    "key", "db", "host_key_path", "secret_key_path", "recordings",
+                    "key", "host_key_path", "secret_key_path", "recordings",
                     "trusted_user_ca_keys", "trusted_agent_ca_keys"):
                 value = Path(str(raw)).expanduser()
             else:
@@ -238,7 +241,8 @@ class BrokerConfig:
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    db: Path = Path("broker.db")
+    db: str = "broker.db"
+    """The store: a SQLite file, or a ``postgresql://`` URL for several brokers."""
     host_key_path: Path = Path("host_key")
     secret_key_path: Path | None = None
     """The key that seals TOTP secrets in the store (0600, created on first use);
@@ -271,7 +275,7 @@ class BrokerConfig:
     def load(cls, file: Path | None = None, **flags: Any) -> BrokerConfig:
         """Build the broker config from defaults, TOML, env and ``flags``."""
         paths = Paths.from_env()
-        base = cls(db=paths.data / "broker.db", host_key_path=paths.data / "host_key",
+        base = cls(db=str(paths.data / "broker.db"), host_key_path=paths.data / "host_key",
                    recordings=paths.data / "recordings")
         file = file or paths.config / "broker.toml"
         config = _apply(base, _read_toml(file), str(file))

@@ -1,15 +1,73 @@
-"""Fixtures: keys, a running broker with one registered user and agent."""
+"""Fixtures: keys, a running broker with one registered user and agent, the stores.
+
+Every test that runs a broker (the ``broker`` fixture) or is marked
+``stores`` runs twice, once on SQLite and once on a private PostgreSQL
+cluster started for the test run.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from assist.broker.server import Broker
-from tests.helpers import KeyPair, broker_config, make_key, register
+from tests import servers
+from tests.helpers import KeyPair, Stores, broker_config, make_key, register
 from tests.xvfb import HEIGHT, PATTERN, WIDTH, XVFB, Xvfb, running
+
+STORES = ("sqlite", "postgresql")
+REQUIRE_SERVERS = os.environ.get("ASSIST_REQUIRE_SERVERS") == "1"
+"""CI sets this: a missing PostgreSQL or NATS fails the run instead of skipping."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "stores: run on SQLite and on PostgreSQL")
+    config.addinivalue_line("markers", "sqlite_only: about SQLite's files (not both stores)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marked = metafunc.definition.get_closest_marker
+    uses = "broker" in metafunc.fixturenames or marked("stores")
+    if uses and not marked("sqlite_only") and "store_engine" in metafunc.fixturenames:
+        metafunc.parametrize("store_engine", STORES, indirect=True)
+
+
+def missing(reason: str) -> None:
+    """Skip for lack of a server binary, or fail where CI promised to have it."""
+    if REQUIRE_SERVERS:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[servers.Postgres]:
+    """One private PostgreSQL cluster for the whole run (127.0.0.1, a free port)."""
+    if servers.INITDB is None:
+        missing(servers.POSTGRES_MISSING)
+    with servers.postgres() as cluster:
+        yield cluster
+
+
+@pytest.fixture(autouse=True)
+def store_engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The engine of this test's stores (see :class:`tests.helpers.Stores`)."""
+    engine = getattr(request, "param", "sqlite")
+    Stores.engine, Stores.made = engine, {}
+    cluster: servers.Postgres | None = None
+    if engine == "postgresql":
+        cluster = request.getfixturevalue("postgres_cluster")
+        Stores.make = cluster.database
+    try:
+        yield engine
+    finally:
+        if cluster is not None:
+            for url in Stores.made.values():
+                cluster.drop(url)
+        Stores.engine, Stores.make, Stores.made = "sqlite", None, {}
+
 
 
 @pytest.fixture(autouse=True)

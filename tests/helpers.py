@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import asyncssh
 
@@ -19,6 +20,7 @@ from assist.client import AgentClient, Link, UserClient
 from assist.config import BrokerConfig
 from assist.core import pubkey
 from assist.protocol import messages as m
+from assist.store.engine import is_url, open_database
 from assist.transport import ssh
 
 
@@ -45,10 +47,52 @@ def make_key(directory: Path, name: str) -> KeyPair:
     return KeyPair(private, private.with_suffix(".pub"))
 
 
+class Stores:
+    """Where the test's stores are: SQLite files, or databases of a private PostgreSQL.
+
+    The ``store_engine`` fixture picks the engine for each test; a test asks
+    :func:`store_at` for the store of a file path and gets that file, or (on
+    PostgreSQL) a database of its own for each distinct path.
+    """
+
+    engine: str = "sqlite"
+    make: Callable[[], str] | None = None
+    made: ClassVar[dict[str, str]] = {}
+
+
+def store_at(path: Path) -> str:
+    """The store location a test uses where it would use the SQLite file ``path``."""
+    if Stores.engine == "sqlite" or Stores.make is None:
+        return str(path)
+    if str(path) not in Stores.made:
+        Stores.made[str(path)] = Stores.make()
+    return Stores.made[str(path)]
+
+
+def raw_sql(location: str, *statements: str) -> list[Any]:
+    """Run SQL on a store behind the program's back; the last statement's rows."""
+    db = open_database(location)
+    try:
+        rows: list[Any] = []
+        for statement in statements:
+            cursor = db.execute(statement)
+            rows = cursor.fetchall() if statement.lstrip().upper().startswith("SELECT") else []
+        return rows
+    finally:
+        db.close()
+
+
+def tamper(location: str, *statements: str) -> None:
+    """Change the audit table as an intruder would: its guard triggers off first."""
+    unguard = (("DROP TRIGGER IF EXISTS audit_no_update", "DROP TRIGGER IF EXISTS audit_no_delete")
+               if not is_url(location) else ("ALTER TABLE audit DISABLE TRIGGER USER",))
+    raw_sql(location, *unguard, *statements)
+
+
 def broker_config(directory: Path, **changes: object) -> BrokerConfig:
     """A broker config on 127.0.0.1, port 0, with its files in ``directory``."""
     settings: dict[str, object] = {
-        "host": "127.0.0.1", "port": 0, "db": directory / "broker.db",
+        "host": "127.0.0.1", "port": 0, "db": store_at(directory / "broker.db"),
         "host_key_path": directory / "host_key", "name": "test-broker",
         "recordings": directory / "recordings",
         "resume_grace": 30.0, "offer_timeout": 5.0,

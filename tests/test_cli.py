@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,9 @@ from assist.broker.server import Broker
 from assist.cli import main
 from assist.cli.app import app
 from assist.core.session import State
-from tests.helpers import KeyPair, agent_client
+from tests.helpers import KeyPair, agent_client, store_at, tamper
+
+pytestmark = pytest.mark.stores
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -31,7 +32,7 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 def test_users_and_agents_crud_with_json(tmp_path: Path, keys: dict[str, KeyPair],
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    db = str(tmp_path / "b.db")
+    db = store_at(tmp_path / "b.db")
     code, out, _ = run(["users", "add", "alice", "--key", str(keys["alice"].public),
                         "--db", db, "--json"], capsys)
     assert code == 0
@@ -65,7 +66,7 @@ def test_admin_errors_are_messages_not_tracebacks(
     garbage = tmp_path / "garbage.pub"
     garbage.write_text("hello\n")
     args = [a.format(private=keys["alice"].private, garbage=garbage) for a in args]
-    code, out, err = run([*args, "--db", str(tmp_path / "b.db")], capsys)
+    code, out, err = run([*args, "--db", store_at(tmp_path / "b.db")], capsys)
     assert code == 1
     assert message in " ".join(err.split())
     assert "Traceback" not in err + out
@@ -73,7 +74,7 @@ def test_admin_errors_are_messages_not_tracebacks(
 
 def test_duplicate_name_and_key(tmp_path: Path, keys: dict[str, KeyPair],
                                 capsys: pytest.CaptureFixture[str]) -> None:
-    db = str(tmp_path / "b.db")
+    db = store_at(tmp_path / "b.db")
     run(["users", "add", "alice", "--key", str(keys["alice"].public), "--db", db], capsys)
     code, out, _ = run(["users", "add", "alice", "--db", db, "--json"], capsys)
     assert code == 1 and json.loads(out)["error"]["code"] == "duplicate"
@@ -84,15 +85,12 @@ def test_duplicate_name_and_key(tmp_path: Path, keys: dict[str, KeyPair],
 
 def test_audit_verify_passes_then_fails_after_an_edit(
         tmp_path: Path, keys: dict[str, KeyPair], capsys: pytest.CaptureFixture[str]) -> None:
-    db = str(tmp_path / "b.db")
+    db = store_at(tmp_path / "b.db")
     for name in ("alice", "bob"):
         run(["users", "add", name, "--key", str(keys[name].public), "--db", db], capsys)
     code, out, _ = run(["audit", "verify", "--db", db, "--json"], capsys)
     assert code == 0 and json.loads(out)["records"] == 2
-    raw = sqlite3.connect(db)
-    raw.executescript("DROP TRIGGER audit_no_update;"
-                      "UPDATE audit SET data = '{\"name\":\"mallory\"}' WHERE seq = 1;")
-    raw.close()
+    tamper(db, "UPDATE audit SET data = '{\"name\":\"mallory\"}' WHERE seq = 1")
     code, _, err = run(["audit", "verify", "--db", db], capsys)
     assert code == 1 and "record 1 was changed" in err
 
@@ -186,13 +184,13 @@ def test_totp_enrolment_prints_a_qr_and_never_audits_the_secret(
 
     from assist.cli.admin import open_store
 
-    db = str(tmp_path / "b.db")
+    db = store_at(tmp_path / "b.db")
     assert run(["users", "add", "erin", "--db", db], capsys)[0] == 0
     code, out, _ = run(["users", "enrol-totp", "erin", "--db", db], capsys)
     assert code == 0 and "otpauth://totp/" in out and "▄" in out  # the QR code
     code, out, _ = run(["users", "enrol-totp", "erin", "--db", db, "--json"], capsys)
     enrolled = json.loads(out)
-    with open_store(Path(db)) as store:  # with the broker's secret key: it is sealed
+    with open_store(db) as store:  # with the broker's secret key: it is sealed
         secret = store.directory.totp_secret("erin")
         assert secret == enrolled["secret"]
         assert pyotp.TOTP(secret).verify(pyotp.TOTP(enrolled["secret"]).now())
@@ -202,7 +200,7 @@ def test_totp_enrolment_prints_a_qr_and_never_audits_the_secret(
     code, out, _ = run(["users", "enrol-totp", "nobody", "--db", db, "--json"], capsys)
     assert code == 1 and json.loads(out)["error"]["code"] == "not-found"
     assert run(["users", "remove-totp", "erin", "--db", db], capsys)[0] == 0
-    with open_store(Path(db)) as store:
+    with open_store(db) as store:
         assert store.directory.totp_secret("erin") is None
 
 

@@ -28,6 +28,8 @@ from assist.transport.memory import MemoryStream, stream_pair
 from assist.transport.peer import Peer
 from tests.helpers import broker_config
 
+pytestmark = pytest.mark.stores
+
 AGENT_GRACE = 10.0
 USER_GRACE = 60.0
 

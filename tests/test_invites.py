@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 import time
 from pathlib import Path
 
@@ -18,13 +17,16 @@ from assist.client.join import Invitation, enrol, join_command
 from assist.config import ClientConfig
 from assist.errors import ConfigError, HostKeyMismatch, InviteRefused
 from assist.store import Store
-from tests.helpers import KeyPair, agent_client, link_to, make_key
+from tests.helpers import KeyPair, agent_client, link_to, make_key, raw_sql, store_at
+
+pytestmark = pytest.mark.stores
 
 FINGERPRINT = "SHA256:" + "A" * 43
 
 
 def test_a_code_is_stored_hashed_used_once_and_told_apart(tmp_path: Path) -> None:
-    with Store(tmp_path / "b.db") as store:
+    db = store_at(tmp_path / "b.db")
+    with Store(db) as store:
         store.invites.make("secret-code-1", "", 1, 200.0, "admin", 100.0)
         store.invites.make("secret-code-2", "", 5, 150.0, "admin", 100.0)
         used = store.invites.use("secret-code-1", 101.0)
@@ -36,7 +38,7 @@ def test_a_code_is_stored_hashed_used_once_and_told_apart(tmp_path: Path) -> Non
         with pytest.raises(InviteRefused, match="not known"):
             store.invites.use("made-up", 101.0)
         assert store.invites.pending(101.0)[0].uses_left == 5
-    raw = sqlite3.connect(tmp_path / "b.db").execute("SELECT * FROM invites").fetchall()
+    raw = raw_sql(db, "SELECT * FROM invites")
     assert raw and "secret-code" not in repr(raw)
 
 
@@ -180,7 +182,7 @@ def test_invite_command_prints_the_line_and_refuses_bad_terms(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ASSIST_BROKER_HOST_KEY_PATH", str(tmp_path / "host_key"))
-    db = str(tmp_path / "b.db")
+    db = store_at(tmp_path / "b.db")
     code = run(["invite", "--db", db, "--address", "desk.example:2222", "--uses", "3",
                  "--expires", "2d", "--json"])
     data = json.loads(capsys.readouterr().out)
@@ -249,5 +251,6 @@ def test_a_key_with_a_certificate_in_ssh_is_the_one_used(
 def test_a_named_invite_is_for_one_key(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ASSIST_BROKER_HOST_KEY_PATH", str(tmp_path / "host_key"))
-    code = run(["invite", "--db", str(tmp_path / "b.db"), "--name", "bob", "--uses", "3"])
+    db = store_at(tmp_path / "b.db")
+    code = run(["invite", "--db", db, "--name", "bob", "--uses", "3"])
     assert code == 1 and "enrols one key" in capsys.readouterr().err

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import re
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +22,18 @@ from assist.core import metrics as mx
 from assist.errors import ConfigError, StoreError
 from assist.protocol import messages as m
 from assist.store import Store, reports
-from tests.helpers import KeyPair, agent_client, broker_config, make_key, register, user_client
+from assist.store.engine import open_database
+from tests.helpers import (
+    KeyPair,
+    agent_client,
+    broker_config,
+    make_key,
+    register,
+    store_at,
+    user_client,
+)
+
+pytestmark = pytest.mark.stores
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC).timestamp()
 UNTIL = T0 + 10_000
@@ -49,7 +59,7 @@ class FakeClock:
 class Day:
     broker: Broker
     clock: FakeClock
-    db: Path
+    db: str
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -181,7 +191,7 @@ async def day(tmp_path: Path) -> AsyncIterator[Day]:
 
     # Closing links at the end of the window leaves no trace inside it.
     clock.at(10_000)
-    yield Day(broker, clock, tmp_path / "broker" / "broker.db")
+    yield Day(broker, clock, broker.config.db)
     clients: list[UserClient | AgentClient] = [*u.values(), carol, dave]
     for client in clients:
         await client.link.close()
@@ -342,13 +352,14 @@ async def test_cli_json_csv_html_and_terminal(day: Day, tmp_path: Path,
 )
 def test_bad_options_are_friendly(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                   args: list[str], message: str) -> None:
-    db = tmp_path / "s.db"
+    db = store_at(tmp_path / "s.db")
     Store(db).close()
     code, out, err = run(["report", "--db", str(db), *args], capsys)
     assert code == 1
     assert message in out + err and "Traceback" not in out + err
 
 
+@pytest.mark.sqlite_only
 def test_missing_store_is_not_created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "nowhere" / "broker.db"
     code, _, err = run(["report", "--db", str(db)], capsys)
@@ -364,13 +375,14 @@ def test_missing_store_is_not_created(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_newer_store_and_unwritable_page(tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    db = tmp_path / "s.db"
+    db = store_at(tmp_path / "s.db")
     Store(db).close()
     code, _, err = run(["report", "--db", str(db), "--html", str(tmp_path / "no" / "r.html")],
                        capsys)
     assert code == 1 and "cannot write" in err
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA user_version = 99")
+    conn = open_database(db)
+    with conn.transaction():
+        conn.set_version(99)
     conn.close()
     code, _, err = run(["report", "--db", str(db)], capsys)
     assert code == 1 and "newer than this assist" in err
@@ -378,7 +390,7 @@ def test_newer_store_and_unwritable_page(tmp_path: Path,
 
 def test_presence_loads_the_status_each_agent_had_when_the_window_opened(
         tmp_path: Path) -> None:
-    with Store(tmp_path / "s.db") as store:
+    with Store(store_at(tmp_path / "s.db")) as store:
         log = store.audit.append
         log(10, "agent:old", "presence", None, {"status": "available"})
         log(20, "agent:carol", "presence", None, {"status": "away"})
@@ -402,7 +414,7 @@ def test_presence_loads_the_status_each_agent_had_when_the_window_opened(
 
 
 def test_empty_store_shows_dashes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    db = tmp_path / "s.db"
+    db = store_at(tmp_path / "s.db")
     Store(db).close()
     code, out, _ = run(["report", "--db", str(db), "--since", "7d"], capsys)
     assert code == 0

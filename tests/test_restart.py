@@ -23,10 +23,10 @@ import pytest
 from assist.broker.server import Broker
 from assist.core import pubkey
 from assist.store import Store
-from tests.helpers import KeyPair, asciinema_cat
+from tests.helpers import KeyPair, asciinema_cat, store_at
 from tests.tmux import Tmux, meet
 
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, pytest.mark.stores,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")]
 
 
@@ -42,7 +42,7 @@ class BrokerProcess:
     def __init__(self, root: Path, port: int) -> None:
         self.root = root
         self.port = port
-        self.db = root / "broker.db"
+        self.db = store_at(root / "broker.db")
         self.proc: subprocess.Popen[bytes] | None = None
         self.env = {**os.environ, "ASSIST_CONFIG_DIR": str(root / "cfg"),
                     "ASSIST_DATA_DIR": str(root / "data"),
@@ -56,7 +56,7 @@ class BrokerProcess:
         log = (self.root / "broker.log").open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "assist", "serve", "--port", str(self.port), "--db",
-             str(self.db), "--host-key", str(self.root / "host_key"), "-v"],
+             self.db, "--host-key", str(self.root / "host_key"), "-v"],
             env=self.env, stdout=log, stderr=log)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -139,12 +139,12 @@ async def test_a_live_session_goes_on_after_the_broker_is_killed(
         assert "suspended" in kinds
         actions = [r.action for r in store.audit.records(session.id)]
         assert actions.count("join") == 1 and "resume" in actions
-    report = broker_process.assist("report", "--db", str(broker_process.db), "--json",
+    report = broker_process.assist("report", "--db", broker_process.db, "--json",
                                    "--since", "1d")
     assert report.returncode == 0, report.stderr
     figures = json.loads(report.stdout)
     assert figures["contacts"] == 1, figures
-    audit = broker_process.assist("audit", "verify", "--db", str(broker_process.db))
+    audit = broker_process.assist("audit", "verify", "--db", broker_process.db)
     assert audit.returncode == 0, audit.stdout + audit.stderr
     # The recording is one file that plays, with both halves of the session in it.
     (cast,) = (broker_process.root / "recordings").glob("*.cast")

@@ -20,6 +20,7 @@ from assist.errors import StoreError
 from assist.store import Store
 from assist.store.seal import Sealer, is_sealed
 from assist.transport import ssh
+from tests.helpers import raw_sql, store_at
 
 
 def mode(path: Path) -> int:
@@ -102,9 +103,10 @@ def test_secrets_stored_in_the_clear_are_sealed_when_the_store_opens(tmp_path: P
     assert secret.encode() not in files
 
 
+@pytest.mark.stores
 def test_rotating_the_key_keeps_every_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                              ) -> None:
-    db = tmp_path / "data" / "broker.db"
+    db = store_at(tmp_path / "data" / "broker.db")
     os.environ["ASSIST_DATA_DIR"] = str(tmp_path / "data")
     secret = pyotp.random_base32()
     with Store(db, tmp_path / "data" / "secret_key") as store:
@@ -112,7 +114,7 @@ def test_rotating_the_key_keeps_every_secret(tmp_path: Path, capsys: pytest.Capt
         store.directory.set_totp("alice", secret)
     before = (tmp_path / "data" / "secret_key").read_bytes()
     with pytest.raises(SystemExit) as done:
-        main(["store", "rotate-key", "--db", str(db), "--json"])
+        main(["store", "rotate-key", "--db", db, "--json"])
     assert done.value.code == 0
     assert json.loads(capsys.readouterr().out)["secrets"] == 1
     after = (tmp_path / "data" / "secret_key").read_bytes()
@@ -121,8 +123,8 @@ def test_rotating_the_key_keeps_every_secret(tmp_path: Path, capsys: pytest.Capt
     with Store(db, tmp_path / "data" / "secret_key") as store:
         assert store.directory.totp_secret("alice") == secret
     old = Sealer(tmp_path / "x", [base64.b64decode(before)])
-    with sqlite3.connect(db) as raw_db:
-        sealed = raw_db.execute("SELECT totp_secret FROM users").fetchone()[0]
+    sealed = raw_sql(db, "SELECT totp_secret FROM users")[0]["totp_secret"]
+    assert is_sealed(sealed) and secret not in sealed
     with pytest.raises(StoreError):
         old.open(sealed, "alice")
 

@@ -1,9 +1,12 @@
-"""Store: migrations, directory, sessions, audit chain and tamper detection."""
+"""Store: migrations, directory, sessions, audit chain and tamper detection.
+
+Tests marked ``stores`` run on SQLite and on PostgreSQL (see conftest).
+"""
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,26 +15,37 @@ from assist.core import pubkey
 from assist.core.session import Event, Session, State
 from assist.errors import AuditError, ConfigError, Duplicate, NotFound, StoreError
 from assist.store import Store
-from assist.store.schema import MIGRATIONS
-from tests.helpers import KeyPair
+from assist.store.engine import open_database
+from assist.store.schema import VERSION
+from tests.helpers import KeyPair, Stores, store_at, tamper
 
 
-def test_migrations_are_applied_once(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    Store(path).close()
-    with Store(path) as store:
-        version = store.db.execute("PRAGMA user_version").fetchone()[0]
-    assert version == len(MIGRATIONS)
+@pytest.fixture
+def location(tmp_path: Path) -> str:
+    """This test's store: a SQLite file or a PostgreSQL database."""
+    return store_at(tmp_path / "s.db")
 
 
-def test_newer_store_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    Store(path).close()
-    db = sqlite3.connect(path)
-    db.execute("PRAGMA user_version = 99")
+@pytest.mark.stores
+def test_migrations_are_applied_once(location: str) -> None:
+    Store(location).close()
+    with Store(location) as store:
+        assert store.db.version() == VERSION
+        tables = ("SELECT count(*) AS n FROM sqlite_master WHERE name = 'sessions'"
+                  if Stores.engine == "sqlite" else
+                  "SELECT count(*) AS n FROM pg_tables WHERE tablename = 'sessions'")
+        assert store.db.execute(tables).fetchone()["n"] == 1
+
+
+@pytest.mark.stores
+def test_newer_store_is_refused(location: str) -> None:
+    Store(location).close()
+    db = open_database(location)
+    with db.transaction():
+        db.set_version(99)
     db.close()
     with pytest.raises(StoreError, match="newer"):
-        Store(path)
+        Store(location)
 
 
 def test_not_a_database(tmp_path: Path) -> None:
@@ -66,8 +80,9 @@ def test_pubkey_missing_file(tmp_path: Path) -> None:
         pubkey.load(tmp_path / "nope.pub")
 
 
-def test_directory_roles_are_separate(keys: dict[str, KeyPair]) -> None:
-    with Store(":memory:") as store:
+@pytest.mark.stores
+def test_directory_roles_are_separate(keys: dict[str, KeyPair], location: str) -> None:
+    with Store(location) as store:
         alice = pubkey.load(keys["alice"].public)
         store.directory.add("user", "alice", alice, 1.0)
         store.directory.add("agent", "carol", pubkey.load(keys["carol"].public), 1.0)
@@ -87,8 +102,9 @@ def test_directory_roles_are_separate(keys: dict[str, KeyPair]) -> None:
             store.directory.add("user", "bad name!", None, 1.0)
 
 
-def test_sessions_persist_state_and_events() -> None:
-    with Store(":memory:") as store:
+@pytest.mark.stores
+def test_sessions_persist_state_and_events(location: str) -> None:
+    with Store(location) as store:
         s = Session("s1", "alice", "vpn", 10.0)
         store.sessions.insert(s, "hash")
         s.apply(Event.OFFER, 11.0, agent="carol")
@@ -102,33 +118,34 @@ def test_sessions_persist_state_and_events() -> None:
         assert store.sessions.csat("s1") == 5
 
 
-def _chain(path: Path, count: int = 5) -> None:
-    with Store(path) as store:
+def _chain(location: str, count: int = 5) -> None:
+    with Store(location) as store:
         for i in range(count):
             store.audit.append(float(i), "agent:carol", "keys", f"s{i}", {"n": i})
 
 
-def test_audit_chain_verifies(tmp_path: Path) -> None:
-    _chain(tmp_path / "a.db")
-    with Store(tmp_path / "a.db") as store:
+@pytest.mark.stores
+def test_audit_chain_verifies(location: str) -> None:
+    _chain(location)
+    with Store(location) as store:
         result = store.audit.verify()
         assert result.records == 5
         records = store.audit.records()
         assert records[1].prev == records[0].hash
 
 
-def test_audit_table_refuses_update_and_delete(tmp_path: Path) -> None:
-    _chain(tmp_path / "a.db")
-    with Store(tmp_path / "a.db") as store, pytest.raises(sqlite3.DatabaseError, match="append"):
-        store.db.execute("UPDATE audit SET actor = 'x' WHERE seq = 2")
+@pytest.mark.stores
+@pytest.mark.parametrize("sql", ["UPDATE audit SET actor = 'x' WHERE seq = 2",
+                                 "DELETE FROM audit WHERE seq = 5"])
+def test_audit_table_refuses_update_and_delete(location: str, sql: str) -> None:
+    _chain(location)
+    with Store(location) as store, pytest.raises(StoreError, match="append-only"):
+        store.db.execute(sql)
+    with Store(location) as store:
+        assert store.audit.verify().records == 5
 
 
-def _tamper(path: Path, sql: str) -> None:
-    db = sqlite3.connect(path)
-    db.executescript("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;" + sql)
-    db.close()
-
-
+@pytest.mark.stores
 @pytest.mark.parametrize(
     ("sql", "message"),
     [
@@ -138,9 +155,43 @@ def _tamper(path: Path, sql: str) -> None:
         ("UPDATE audit SET actor = 'agent:dave' WHERE seq = 1", "record 1 was changed"),
     ],
 )
-def test_audit_detects_tampering(tmp_path: Path, sql: str, message: str) -> None:
-    path = tmp_path / "a.db"
-    _chain(path)
-    _tamper(path, sql)
-    with Store(path) as store, pytest.raises(AuditError, match=message):
+def test_audit_detects_tampering(location: str, sql: str, message: str) -> None:
+    _chain(location)
+    tamper(location, sql)
+    with Store(location) as store, pytest.raises(AuditError, match=message):
         store.audit.verify()
+
+
+_APPENDER = """
+import sys
+from assist.store import Store
+with Store(sys.argv[1]) as store:
+    for i in range(int(sys.argv[3])):
+        store.audit.append(float(i), sys.argv[2], "keys", None, {"i": i})
+"""
+
+
+@pytest.mark.stores
+def test_audit_chain_stays_one_chain_when_several_brokers_append(location: str) -> None:
+    Store(location).close()  # migrated once, so the writers only append
+    writers = [subprocess.Popen([sys.executable, "-c", _APPENDER, location, f"node:{n}", "60"])
+               for n in range(4)]
+    assert [w.wait(timeout=60) for w in writers] == [0, 0, 0, 0]
+    with Store(location) as store:
+        assert store.audit.verify().records == 240
+        actors = [r.actor for r in store.audit.records()]
+    assert sorted(set(actors)) == [f"node:{n}" for n in range(4)]
+    # The CLI verifies the same chain the same way.
+    done = subprocess.run([sys.executable, "-m", "assist", "audit", "verify", "--db", location,
+                           "--json"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert '"records": 240' in done.stdout
+
+
+@pytest.mark.stores
+def test_migrations_race_between_brokers(location: str) -> None:
+    starters = [subprocess.Popen([sys.executable, "-c", _APPENDER, location, f"node:{n}", "1"])
+                for n in range(4)]
+    assert [s.wait(timeout=60) for s in starters] == [0, 0, 0, 0]
+    with Store(location) as store:
+        assert store.db.version() == VERSION and store.audit.verify().records == 4

@@ -16,7 +16,7 @@ from assist.client.link import BrokerError
 from assist.client.user_events import Verification
 from assist.core.grants import GrantTable
 from assist.protocol import messages as m
-from tests.helpers import KeyPair, asciinema_cat, until
+from tests.helpers import KeyPair, asciinema_cat, tamper, until
 from tests.user_side import live_session
 
 
@@ -250,15 +250,13 @@ async def test_session_recording_plays_with_asciinema_and_audit_verifies(
     # The audit chain of this real session verifies; a tampered copy does not.
     assert broker.store is not None
     assert broker.store.audit.verify().records > 5
-    db = Path(broker.store.path)
-    check = subprocess.run([sys.executable, "-m", "assist", "audit", "verify", "--db", str(db)],
+    db = broker.store.path
+    check = subprocess.run([sys.executable, "-m", "assist", "audit", "verify", "--db", db],
                            capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stderr
     assert "audit log intact" in check.stdout
-    broker.store.db.execute("DROP TRIGGER audit_no_update")
-    broker.store.db.execute(
-        "UPDATE audit SET data = '{\"bytes\":1,\"grant\":\"x\"}' WHERE action = 'keys'")
-    check = subprocess.run([sys.executable, "-m", "assist", "audit", "verify", "--db", str(db)],
+    tamper(db, "UPDATE audit SET data = '{\"bytes\":1,\"grant\":\"x\"}' WHERE action = 'keys'")
+    check = subprocess.run([sys.executable, "-m", "assist", "audit", "verify", "--db", db],
                            capture_output=True, text=True, check=False)
     assert check.returncode == 1
     assert "was changed after it was written" in check.stderr

@@ -12,7 +12,7 @@ import segno
 import typer
 from rich.table import Table
 
-from assist.cli.app import JSON_OPTION, app, err, out, print_json
+from assist.cli.app import DB_OPTION, JSON_OPTION, app, err, out, print_json
 from assist.cli.doctor import fix_for, loose_files
 from assist.config import BrokerConfig, ClientConfig
 from assist.core import pubkey
@@ -20,10 +20,8 @@ from assist.display import said
 from assist.store import Store
 from assist.store.directory import Person
 
-DB_OPTION = typer.Option(None, "--db", help="Broker store (default: the broker's data dir).")
 
-
-def open_store(db: Path | None) -> Store:
+def open_store(db: str | None) -> Store:
     """Open the broker store named by ``--db`` or the broker config, with its secret key."""
     config = BrokerConfig.load(db=db)
     return Store(config.db, config.secret_key_file)
@@ -52,7 +50,7 @@ def _directory_app(role: Literal["user", "agent"]) -> typer.Typer:
         name: str = typer.Argument(..., help=f"The {role}'s name."),
         key: Path | None = typer.Option(None, "--key", "-k",
                                          help="Their OpenSSH public key file (.pub)."),
-        db: Path | None = DB_OPTION,
+        db: str | None = DB_OPTION,
         as_json: bool = JSON_OPTION,
     ) -> None:
         """Register a user or an agent with their public key."""
@@ -73,7 +71,7 @@ def _directory_app(role: Literal["user", "agent"]) -> typer.Typer:
     def add_key(
         name: str = typer.Argument(..., help=f"The {role}'s name."),
         key: Path = typer.Option(..., "--key", "-k", help="OpenSSH public key file (.pub)."),
-        db: Path | None = DB_OPTION,
+        db: str | None = DB_OPTION,
         as_json: bool = JSON_OPTION,
     ) -> None:
         parsed = pubkey.load(key)
@@ -90,7 +88,7 @@ def _directory_app(role: Literal["user", "agent"]) -> typer.Typer:
     add_key.__doc__ = f"Register one more SSH public key for {article} {role}."
 
     @group.command("list")
-    def list_(db: Path | None = DB_OPTION, as_json: bool = JSON_OPTION) -> None:
+    def list_(db: str | None = DB_OPTION, as_json: bool = JSON_OPTION) -> None:
         with open_store(db) as store:
             people = store.directory.list(role)
         if as_json:
@@ -114,7 +112,7 @@ def _directory_app(role: Literal["user", "agent"]) -> typer.Typer:
     @group.command("remove")
     def remove(
         name: str = typer.Argument(..., help=f"The {role}'s name."),
-        db: Path | None = DB_OPTION,
+        db: str | None = DB_OPTION,
         as_json: bool = JSON_OPTION,
     ) -> None:
         with open_store(db) as store:
@@ -138,7 +136,7 @@ def enrol_totp(
     name: str = typer.Argument(..., help="The user's name."),
     issuer: str = typer.Option("assist helpdesk", "--issuer",
                                help="Name the authenticator app shows."),
-    db: Path | None = DB_OPTION,
+    db: str | None = DB_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Enrol a user for TOTP codes: prints the provisioning URI and a QR code to scan.
@@ -167,7 +165,7 @@ def enrol_totp(
 @users_app.command("remove-totp")
 def remove_totp(
     name: str = typer.Argument(..., help="The user's name."),
-    db: Path | None = DB_OPTION,
+    db: str | None = DB_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Remove a user's TOTP enrolment."""
@@ -186,7 +184,7 @@ app.add_typer(audit_app, name="audit")
 
 
 @audit_app.command("verify")
-def audit_verify(db: Path | None = DB_OPTION, as_json: bool = JSON_OPTION) -> None:
+def audit_verify(db: str | None = DB_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Check the audit hash chain; exit 1 naming the first bad record.
 
     Files of the store that other accounts could read are named too.
@@ -211,7 +209,7 @@ app.add_typer(store_app, name="store")
 
 
 @store_app.command("rotate-key")
-def rotate_key(db: Path | None = DB_OPTION, as_json: bool = JSON_OPTION) -> None:
+def rotate_key(db: str | None = DB_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Seal every TOTP secret with a new key and drop the old one.
 
     Safe to interrupt: until it finishes, the key file holds both keys. Stop
@@ -233,7 +231,7 @@ def rotate_key(db: Path | None = DB_OPTION, as_json: bool = JSON_OPTION) -> None
 @audit_app.command("show")
 def audit_show(
     session: str | None = typer.Option(None, "--session", help="Only this session's records."),
-    db: Path | None = DB_OPTION,
+    db: str | None = DB_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List audit records, oldest first."""

@@ -23,6 +23,11 @@ app = typer.Typer(
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
+DB_OPTION = typer.Option(
+    None, "--db", metavar="PATH|URL",
+    help="Broker store: a SQLite file or a postgresql:// URL (default: the broker's).")
+
+
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
 VERBOSE_OPTION = typer.Option(0, "--verbose", "-v", count=True,
                               help="Log more (-v info, -vv debug) to stderr.")

@@ -82,7 +82,7 @@ class DemoBackground(threading.Thread):
             self.ready.set()
 
     async def _main(self) -> None:
-        config = BrokerConfig(host="127.0.0.1", port=0, db=self.root / "broker.db",
+        config = BrokerConfig(host="127.0.0.1", port=0, db=str(self.root / "broker.db"),
                               host_key_path=self.root / "host_key", name="demo-helpdesk",
                               recordings=self.root / "recordings", resume_grace=30.0)
         broker = Broker(config)

@@ -16,13 +16,16 @@ from rich.table import Table
 from assist.cli.app import JSON_OPTION, app, out, print_json
 from assist.config import BrokerConfig, ClientConfig
 from assist.files import loose
+from assist.store.engine import is_url
 
 
 def private_paths(broker: BrokerConfig, client: ClientConfig) -> list[Path]:
     """Every file and folder assist keeps private, as configured here."""
-    db = Path(broker.db)
-    paths = [db.parent, db, Path(f"{db}-wal"), Path(f"{db}-shm"), broker.host_key_path,
-             broker.secret_key_file, broker.recordings, client.state / "resume.json"]
+    paths = [broker.host_key_path, broker.secret_key_file, broker.recordings,
+             client.state / "resume.json"]
+    if not is_url(broker.db):  # PostgreSQL keeps its files itself
+        db = Path(broker.db)
+        paths = [db.parent, db, Path(f"{db}-wal"), Path(f"{db}-shm"), *paths]
     if broker.recordings.is_dir():
         paths += sorted(broker.recordings.glob("*.cast"))
     if client.key is not None:

@@ -20,9 +20,9 @@ import segno
 import typer
 
 from assist.broker.enrolment import check_terms, make_invite
-from assist.cli.admin import DB_OPTION, open_store
+from assist.cli.admin import open_store
 from assist.cli.agent import agent_app
-from assist.cli.app import JSON_OPTION, VERBOSE_OPTION, app, err, out, print_json
+from assist.cli.app import DB_OPTION, JSON_OPTION, VERBOSE_OPTION, app, err, out, print_json
 from assist.cli.connect import BROKER_OPTION, KEY_OPTION, YES_OPTION, client_config, trust_prompt
 from assist.client.agent import AgentClient
 from assist.client.join import Invitation, enrol, join_command
@@ -98,7 +98,7 @@ def invite(
     name: str = NAME_OPTION,
     address: str | None = ADDRESS_OPTION,
     qr: bool = QR_OPTION,
-    db: Path | None = DB_OPTION,
+    db: str | None = DB_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Make an invite for a new user (admin, on the broker's machine).

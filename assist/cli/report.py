@@ -24,7 +24,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from assist.cli.app import JSON_OPTION, app, out, print_json
+from assist.cli.app import DB_OPTION, JSON_OPTION, app, out, print_json
 from assist.config import BrokerConfig
 from assist.core import metrics
 from assist.core.metrics import Durations, Ratio, Report
@@ -358,7 +358,7 @@ def render(report: Report) -> Group:
 # -- the command -----------------------------------------------------------------------
 
 
-def make_report(db: Path | None, since: str | None, until: str | None, agent: str | None,
+def make_report(db: str | None, since: str | None, until: str | None, agent: str | None,
                 bots: Sequence[str], now: float) -> Report:
     """Open the store read-only, load the window and compute the report."""
     path = BrokerConfig.load(db=db).db
@@ -395,8 +395,7 @@ def report_command(
                                      help="Only contacts offered to this agent."),
     bots: list[str] = typer.Option([], "--bot", help="A bot agent's name (repeat for "
                                    "several), for the automation rate."),
-    db: Path | None = typer.Option(None, "--db",
-                                   help="Broker store (default: the broker's data dir)."),
+    db: str | None = DB_OPTION,
     as_json: bool = JSON_OPTION,
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV: one row per figure, "
                                 "then the root-cause Pareto and occupancy per agent."),

@@ -14,6 +14,7 @@ from assist.cli.app import VERBOSE_OPTION, app, err
 from assist.cli.runtime import steady_gc
 from assist.config import BrokerConfig
 from assist.log import setup
+from assist.store.engine import shown
 
 
 @app.command()
@@ -22,8 +23,10 @@ def serve(
         None, "--host", help="Address to listen on (default: 127.0.0.1)."),
     port: int | None = typer.Option(
         None, "--port", "-p", help="Port to listen on (default: 2222)."),
-    db: Path | None = typer.Option(
-        None, "--db", help="SQLite store (default: in the platform data dir)."),
+    db: str | None = typer.Option(
+        None, "--db", metavar="PATH|URL",
+        help="The store: a SQLite file (default: in the platform data dir) or a "
+        "postgresql://USER@HOST/DB URL shared by several brokers."),
     host_key: Path | None = typer.Option(
         None, "--host-key", help="Host key file, generated on first run."),
     config: Path | None = typer.Option(None, "--config", help="broker.toml to read."),
@@ -44,7 +47,7 @@ async def _serve(config: BrokerConfig) -> None:
     await broker.start()
     steady_gc()
     err.print(f"assist broker [bold]{config.name}[/] listening on {config.host}:{broker.port}")
-    err.print(f"host key {broker.fingerprint}  store {config.db}")
+    err.print(f"host key {broker.fingerprint}  store {shown(config.db)}")
     err.print("press Ctrl-C to stop")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

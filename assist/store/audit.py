@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from assist.errors import AuditError
-from assist.store.tx import transaction
+from assist.store.engine import Database
 
 GENESIS = "0" * 64
 """The ``prev`` of the first record."""
@@ -57,7 +56,7 @@ class VerifyResult:
 class AuditLog:
     """Append and verify audit records."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     def append(
@@ -73,7 +72,9 @@ class AuditLog:
         ``data`` must never hold secrets (keys, TOTP codes, typed passwords).
         """
         payload = json.dumps(dict(data or {}), sort_keys=True, separators=(",", ":"))
-        with transaction(self._db) as db:
+        with self._db.transaction() as db:
+            # Several brokers may append at once: in turn, each after the last.
+            db.lock("audit")
             row = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
             seq, prev = (row["seq"] + 1, row["hash"]) if row else (1, GENESIS)
             digest = record_hash(seq, at, actor, action, session, payload, prev)

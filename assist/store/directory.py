@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from dataclasses import dataclass
 from typing import Literal
 
 from assist.core.pubkey import PublicKey
 from assist.errors import ConfigError, Duplicate, NotFound, StoreError
+from assist.store.engine import Database
 from assist.store.seal import Sealer, is_sealed
-from assist.store.tx import transaction
 
 Role = Literal["user", "agent"]
 _TABLE: dict[Role, str] = {"user": "users", "agent": "agents"}
@@ -63,7 +62,7 @@ def check_name(name: str) -> str:
 class Directory:
     """Repository of users, agents and keys."""
 
-    def __init__(self, db: sqlite3.Connection, sealer: Sealer | None = None) -> None:
+    def __init__(self, db: Database, sealer: Sealer | None = None) -> None:
         self._db = db
         self._sealer = sealer
 
@@ -75,7 +74,7 @@ class Directory:
                 registered to anyone (in either role).
         """
         check_name(name)
-        with transaction(self._db) as db:
+        with self._db.transaction() as db:
             if db.execute(f"SELECT 1 FROM {_TABLE[role]} WHERE name = ?", (name,)).fetchone():
                 raise Duplicate(f"{role} {name!r} already exists")
             db.execute(f"INSERT INTO {_TABLE[role]} (name, created) VALUES (?, ?)", (name, now))
@@ -86,7 +85,7 @@ class Directory:
     def add_key(self, role: Role, name: str, key: PublicKey, now: float) -> None:
         """Register one more key for an existing user or agent."""
         self.get(role, name)
-        with transaction(self._db):
+        with self._db.transaction():
             self._insert_key(role, name, key, now)
 
     def _insert_key(self, role: Role, name: str, key: PublicKey, now: float) -> None:
@@ -107,7 +106,7 @@ class Directory:
         Raises:
             NotFound: if there is no such user or agent.
         """
-        with transaction(self._db) as db:
+        with self._db.transaction() as db:
             cur = db.execute(f"DELETE FROM {_TABLE[role]} WHERE name = ?", (name,))
             if cur.rowcount == 0:
                 raise NotFound(f"no {role} named {name!r}")
@@ -161,7 +160,7 @@ class Directory:
             StoreError: if the store was opened without its secret key.
         """
         stored = None if secret is None else self._sealer_for(name).seal(secret, name)
-        with transaction(self._db) as db:
+        with self._db.transaction() as db:
             cur = db.execute("UPDATE users SET totp_secret = ? WHERE name = ?", (stored, name))
             if cur.rowcount == 0:
                 raise NotFound(f"no user named {name!r}")
@@ -192,7 +191,7 @@ class Directory:
         rows = self._db.execute(
             "SELECT name, totp_secret FROM users WHERE totp_secret IS NOT NULL").fetchall()
         plain = [(r["name"], r["totp_secret"]) for r in rows if not is_sealed(r["totp_secret"])]
-        with transaction(self._db) as db:
+        with self._db.transaction() as db:
             for name, secret in plain:
                 db.execute("UPDATE users SET totp_secret = ? WHERE name = ?",
                            (sealer.seal(secret, name), name))
@@ -203,7 +202,7 @@ class Directory:
         current = self._sealer_for("the users")
         rows = self._db.execute(
             "SELECT name, totp_secret FROM users WHERE totp_secret IS NOT NULL").fetchall()
-        with transaction(self._db) as db:
+        with self._db.transaction() as db:
             for row in rows:
                 secret = current.open(row["totp_secret"], row["name"])
                 db.execute("UPDATE users SET totp_secret = ? WHERE name = ?",

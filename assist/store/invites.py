@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 from dataclasses import dataclass
 
 from assist.errors import InviteRefused
-from assist.store.tx import transaction
+from assist.store.engine import Database
 
 
 def new_code() -> str:
@@ -49,13 +48,13 @@ class Invite:
 class Invites:
     """Repository of invites."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     def make(self, code: str, name: str, uses: int, expires_at: float, by: str,
              now: float) -> Invite:
         """Store a new invite for ``code``."""
-        with transaction(self._db) as db:
+        with self._db.transaction() as db:
             db.execute("INSERT INTO invites (code_hash, name, uses_left, expires_at, made_by,"
                        " made_at) VALUES (?, ?, ?, ?, ?, ?)",
                        (code_hash(code), name, uses, expires_at, by, now))
@@ -93,10 +92,14 @@ class Invites:
             InviteRefused: the code is unknown, used up or expired (the message
                 says what to do).
         """
-        with transaction(self._db) as db:
+        with self._db.transaction() as db:
             invite = self.check(code, now)
-            db.execute("UPDATE invites SET uses_left = uses_left - 1 WHERE code_hash = ?",
-                       (code_hash(code),))
+            # One conditional update, so two brokers cannot both spend the last use.
+            spent = db.execute("UPDATE invites SET uses_left = uses_left - 1 WHERE code_hash = ?"
+                               " AND uses_left > 0 AND expires_at > ?",
+                               (code_hash(code), now)).rowcount
+            if spent != 1:
+                self.check(code, now)  # raises: another broker took the last use
         return Invite(invite.name, invite.uses_left - 1, invite.expires_at, invite.made_by,
                       invite.made_at)
 

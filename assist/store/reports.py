@@ -11,7 +11,6 @@ create or migrate a store by mistake, so it opens the database read-only
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,9 +20,10 @@ from typing import Any
 from assist.core.metrics import REPEAT_WINDOW, Contact, Presence, Segment
 from assist.core.session import State
 from assist.errors import StoreError
-from assist.store.schema import MIGRATIONS
+from assist.store.db import check_version
+from assist.store.engine import Database, is_url, open_database
 
-_COLUMNS = ("id, user, topic, state, queued_at, answered_at, ended_at, agent, resolved,"
+_COLUMNS = ("id, \"user\", topic, state, queued_at, answered_at, ended_at, agent, resolved,"
             " root_cause, csat")
 _CHUNK = 500
 """Session ids per ``IN (...)`` query, well under SQLite's variable limit."""
@@ -46,62 +46,53 @@ class ReportData:
     presence: tuple[Presence, ...]
 
 
-def open_readonly(path: Path | str) -> sqlite3.Connection:
-    """Open an existing store for reading only.
+def open_readonly(location: Path | str) -> Database:
+    """Open an existing store (a SQLite file or a PostgreSQL URL) for reading only.
 
     Raises:
-        StoreError: if there is no store at ``path``, it is not an assist
+        StoreError: if there is no store at ``location``, it is not an assist
             store, or it is newer than this program.
     """
-    where = Path(path).expanduser()
-    if not where.is_file():
-        raise StoreError(f"no store at {where}: start `assist serve` first, or pass --db PATH")
+    if not is_url(location):
+        where = Path(location).expanduser()
+        if not where.is_file():
+            raise StoreError(f"no store at {where}: start `assist serve` first, or pass "
+                             "--db PATH")
+        location = where
+    db = open_database(location, readonly=True)
     try:
-        db = sqlite3.connect(f"{where.resolve().as_uri()}?mode=ro", uri=True,
-                             check_same_thread=False)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA busy_timeout=5000")
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"cannot read the store {where}: {exc}") from None
-    if version == 0:
+        check_version(db)
+    except BaseException:
         db.close()
-        raise StoreError(f"{where} is not an assist store (no schema)")
-    if version > len(MIGRATIONS):
-        db.close()
-        raise StoreError(f"the store {where} has schema version {version}, newer than this "
-                         f"assist ({len(MIGRATIONS)}); upgrade assist")
+        raise
     return db
 
 
-def _query(db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[sqlite3.Row]:
-    try:
-        return db.execute(sql, args).fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"cannot read the store: {exc}") from None
+def _query(db: Database, sql: str, args: Sequence[Any]) -> list[Any]:
+    return db.execute(sql, args).fetchall()
 
 
-def _rows(db: sqlite3.Connection, where: str, args: Sequence[Any]) -> list[sqlite3.Row]:
+def _rows(db: Database, where: str, args: Sequence[Any]) -> list[Any]:
     return _query(db, f"SELECT {_COLUMNS} FROM sessions WHERE {where}", args)
 
 
-def window_rows(db: sqlite3.Connection, since: float, until: float) -> list[sqlite3.Row]:
+def window_rows(db: Database, since: float, until: float) -> list[Any]:
     """Sessions that joined in ``[since, until)``."""
     return _rows(db, "queued_at >= ? AND queued_at < ?", (since, until))
 
 
-def running_into(db: sqlite3.Connection, since: float) -> list[sqlite3.Row]:
+def running_into(db: Database, since: float) -> list[Any]:
     """Sessions that joined before ``since`` and were still open at ``since`` (occupancy)."""
     return _rows(db, "queued_at < ? AND (ended_at IS NULL OR ended_at > ?)", (since, since))
 
 
-def waiting_rows(db: sqlite3.Connection) -> list[sqlite3.Row]:
+def waiting_rows(db: Database) -> list[Any]:
     """Sessions waiting for an agent now (the backlog)."""
     return _rows(db, "state IN (?, ?, ?)", (State.QUEUED, State.REQUEUED, State.OFFERED))
 
 
-def neighbours(db: sqlite3.Connection, users: Iterable[str], since: float,
-               latest: float) -> list[sqlite3.Row]:
+def neighbours(db: Database, users: Iterable[str], since: float,
+               latest: float) -> list[Any]:
     """Other contacts of ``users`` that can be repeats of, or repeated by, the window's.
 
     An earlier contact matters if it ended (or, unfinished, joined) at most
@@ -109,13 +100,13 @@ def neighbours(db: sqlite3.Connection, users: Iterable[str], since: float,
     that long after ``latest``, the last end (or join) in the window.
     """
     names = sorted(set(users))
-    rows: list[sqlite3.Row] = []
+    rows: list[Any] = []
     for i in range(0, len(names), _CHUNK):
         chunk = names[i:i + _CHUNK]
         marks = ",".join("?" * len(chunk))
         rows += _rows(
             db,
-            f"user IN ({marks}) AND queued_at <= ?"
+            f"\"user\" IN ({marks}) AND queued_at <= ?"
             " AND coalesce(ended_at, queued_at) >= ?",
             (*chunk, latest + REPEAT_WINDOW, since - REPEAT_WINDOW),
         )
@@ -151,7 +142,7 @@ def timeline(
     return tuple(offered), tuple(segments)
 
 
-def _timelines(db: sqlite3.Connection,
+def _timelines(db: Database,
                ids: Sequence[str]) -> dict[str, list[tuple[float, str, str, dict[str, Any]]]]:
     events: dict[str, list[tuple[float, str, str, dict[str, Any]]]] = defaultdict(list)
     for i in range(0, len(ids), _CHUNK):
@@ -163,7 +154,7 @@ def _timelines(db: sqlite3.Connection,
     return events
 
 
-def contacts(db: sqlite3.Connection, rows: Iterable[sqlite3.Row]) -> list[Contact]:
+def contacts(db: Database, rows: Iterable[Any]) -> list[Contact]:
     """Turn session rows into :class:`Contact` records with their timelines."""
     unique = {r["id"]: r for r in rows}
     events = _timelines(db, list(unique))
@@ -180,7 +171,7 @@ def contacts(db: sqlite3.Connection, rows: Iterable[sqlite3.Row]) -> list[Contac
     return out
 
 
-def presence(db: sqlite3.Connection, since: float, until: float) -> list[Presence]:
+def presence(db: Database, since: float, until: float) -> list[Presence]:
     """Presence records that decide each agent's status in ``[since, until)``.
 
     That is every record in the window plus, per agent, the last one before
@@ -208,7 +199,7 @@ def presence(db: sqlite3.Connection, since: float, until: float) -> list[Presenc
     return out
 
 
-def load(db: sqlite3.Connection, since: float, until: float) -> ReportData:
+def load(db: Database, since: float, until: float) -> ReportData:
     """Load the sessions and presence records a report on ``[since, until)`` needs."""
     window = window_rows(db, since, until)
     latest = max((r["ended_at"] or r["queued_at"] for r in window), default=until)

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from assist.core.session import Session, State
 from assist.errors import NotFound
-from assist.store.tx import transaction
+from assist.store.engine import Database
 
 _COLUMNS = (
-    "id, user, topic, state, queued_at, offered_at, answered_at, ended_at, agent,"
+    "id, \"user\", topic, state, queued_at, offered_at, answered_at, ended_at, agent,"
     " requeued, requeues, verified, resolved, root_cause, csat, user_key, registered"
 )
 
 
-def _from_row(row: sqlite3.Row) -> Session:
+def _from_row(row: Any) -> Session:
     return Session(
         id=row["id"],
         user=row["user"],
@@ -40,15 +39,15 @@ def _from_row(row: sqlite3.Row) -> Session:
 class SessionRepo:
     """Repository of sessions and session events."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     def insert(self, session: Session, resume_hash: str | None) -> None:
         """Store a new session."""
-        with transaction(self._db) as db:
+        with self._db.transaction() as db:
             db.execute(
-                "INSERT INTO sessions (id, user, topic, state, queued_at, resume_hash, user_key,"
-                " registered) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO sessions (id, \"user\", topic, state, queued_at, resume_hash,"
+                " user_key, registered) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (session.id, session.user, session.topic, session.state, session.queued_at,
                  resume_hash, session.key, int(session.registered)),
             )
@@ -57,7 +56,7 @@ class SessionRepo:
     def save(self, session: Session, event: str, actor: str, data: Mapping[str, Any]) -> None:
         """Store a session's new state together with the event that caused it."""
         at = session.history[-1][0] if session.history else session.queued_at
-        with transaction(self._db) as db:
+        with self._db.transaction() as db:
             db.execute(
                 "UPDATE sessions SET state = ?, offered_at = ?, answered_at = ?, ended_at = ?,"
                 " agent = ?, requeued = ?, requeues = ?, verified = ?, resolved = ?,"
@@ -80,7 +79,7 @@ class SessionRepo:
     def log(self, session: str, at: float, kind: str, actor: str,
             data: Mapping[str, Any]) -> None:
         """Add an event to a session's timeline without changing its state."""
-        with transaction(self._db):
+        with self._db.transaction():
             self._event(session, at, kind, actor, data)
 
     def root_causes(self, limit: int = 30) -> list[str]:
@@ -92,7 +91,7 @@ class SessionRepo:
 
     def set_csat(self, session: str, score: int, at: float) -> None:
         """Store a user's satisfaction answer (1-5) for an ended session."""
-        with transaction(self._db) as db:
+        with self._db.transaction() as db:
             cur = db.execute("UPDATE sessions SET csat = ? WHERE id = ?", (score, session))
             if cur.rowcount == 0:
                 raise NotFound(f"no session {session}")
@@ -118,7 +117,7 @@ class SessionRepo:
 
     def set_resume(self, session: str, resume_hash: str) -> None:
         """Replace the resume token (by hash) of a session: its place moved to a new client."""
-        with transaction(self._db) as db:
+        with self._db.transaction() as db:
             db.execute("UPDATE sessions SET resume_hash = ? WHERE id = ?", (resume_hash, session))
 
     def by_resume(self, resume_hash: str) -> Session | None:

@@ -1,0 +1,263 @@
+"""The two database engines behind the store: SQLite (embedded) and PostgreSQL.
+
+The repositories speak one SQL, written with ``?`` placeholders and the
+subset both engines share; a :class:`Database` runs it on its engine, turns
+driver errors into :class:`StoreError` and keeps the schema version. The store
+location picks the engine: a ``postgresql://`` URL or a file path.
+
+The broker's store calls are synchronous on purpose: one transition is
+applied, saved and audited without an ``await`` in between, so no other event
+of the broker can slip between a state change and its record (see
+``bench/store.py`` for what a statement costs on each engine and driver).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from assist.errors import StoreError
+from assist.files import create_private
+
+Dialect = Literal["sqlite", "postgresql"]
+_URL = re.compile(r"^postgres(ql)?://", re.IGNORECASE)
+_PASSWORD = re.compile(r"(://[^:/@]*):[^@/]*@")
+
+
+def is_url(location: str | Path) -> bool:
+    """Whether ``location`` names a PostgreSQL database rather than a SQLite file."""
+    return bool(_URL.match(str(location)))
+
+
+def shown(location: str | Path) -> str:
+    """``location`` fit to print: a URL's password is replaced by ``***``."""
+    return _PASSWORD.sub(r"\1:***@", str(location))
+
+
+class Cursor(Protocol):
+    """What a statement returns: rows that are read by column name."""
+
+    @property
+    def rowcount(self) -> int:
+        """Rows the statement changed."""
+
+    def fetchone(self) -> Any:
+        """The next row, or ``None``."""
+
+    def fetchall(self) -> list[Any]:
+        """All remaining rows."""
+
+    def __iter__(self) -> Iterator[Any]:
+        """The remaining rows one by one."""
+
+
+class Database(ABC):
+    """One connection to the store's database, on either engine.
+
+    Attributes:
+        dialect: ``sqlite`` or ``postgresql``.
+        where: the location, fit to print (no password).
+    """
+
+    dialect: Dialect
+    where: str
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        """Run one statement (``?`` placeholders).
+
+        Raises:
+            StoreError: whatever the engine refused, in its words.
+        """
+
+    @abstractmethod
+    def script(self, sql: str) -> None:
+        """Run several statements (a migration), inside the current transaction."""
+
+    @abstractmethod
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """Run the block as one write transaction; roll back if it raises."""
+
+    def lock(self, name: str) -> None:
+        """Make writers that take the same ``name`` wait for this transaction.
+
+        SQLite already has one writer at a time; PostgreSQL takes an advisory
+        lock held until the transaction ends, so several brokers append to one
+        audit chain in turn.
+        """
+        del name
+
+    @abstractmethod
+    def version(self) -> int:
+        """The schema version the database is at (0 for an empty one)."""
+
+    @abstractmethod
+    def set_version(self, version: int) -> None:
+        """Record the schema version (inside the migration's transaction)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connection."""
+
+
+class SqliteDatabase(Database):
+    """A SQLite file (or ``:memory:``), in WAL mode, private from the first byte."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.where = str(path)
+        try:
+            if readonly:
+                file = Path(self.where).expanduser()
+                self._db = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True,
+                                           isolation_level=None, check_same_thread=False)
+            else:
+                if self.where != ":memory:":
+                    # SQLite gives its -wal and -shm files the database file's mode,
+                    # so creating it 0600 keeps all three private.
+                    create_private(Path(self.where))
+                self._db = sqlite3.connect(self.where, isolation_level=None,
+                                           check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA busy_timeout=5000")
+            if not readonly:
+                # WAL lets the admin CLI write while the broker reads; NORMAL sync
+                # keeps commits off the fsync path without risking corruption.
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA user_version")  # reads the header: is it a database?
+        except sqlite3.DatabaseError as exc:
+            verb = "read" if readonly else "open"
+            raise StoreError(f"cannot {verb} the store {self.where}: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot create the store {self.where}: {exc.strerror}") from None
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"the store {self.where} refused: {exc}") from None
+
+    def script(self, sql: str) -> None:
+        current = ""
+        # Split by statement: triggers hold ';' inside BEGIN ... END.
+        for line in sql.splitlines(keepends=True):
+            current += line
+            if sqlite3.complete_statement(current):
+                self.execute(current.strip())
+                current = ""
+        if current.strip():
+            self.execute(current.strip())
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        self.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
+
+    def version(self) -> int:
+        return int(self.execute("PRAGMA user_version").fetchone()[0])
+
+    def set_version(self, version: int) -> None:
+        self.execute(f"PRAGMA user_version = {int(version)}")
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@functools.lru_cache(maxsize=512)
+def _to_format(sql: str) -> str:
+    """``?`` placeholders as psycopg's ``%s`` (and a literal ``%`` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+_LOCKS = {"audit": 0x617564, "migrate": 0x6D6967}
+"""Advisory lock numbers (a PostgreSQL lock is named by a number)."""
+
+
+class PostgresDatabase(Database):
+    """A PostgreSQL database by URL, through psycopg 3."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, url: str, *, readonly: bool = False) -> None:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        self.where = shown(url)
+        self._psycopg = psycopg
+        self._depth = 0
+        try:
+            self._db = psycopg.connect(url, autocommit=True, row_factory=dict_row,
+                                       connect_timeout=10,
+                                       application_name="assist")
+            if readonly:
+                self._db.execute("SET default_transaction_read_only = on")
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open the store {self.where}: "
+                             f"{_first_line(exc)}") from None
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        try:
+            return self._db.execute(_to_format(sql), params)
+        except self._psycopg.Error as exc:
+            raise StoreError(f"the store {self.where} refused: {_first_line(exc)}") from None
+
+    def script(self, sql: str) -> None:
+        try:
+            self._db.execute(sql.encode())  # no parameters: several statements in one go
+        except self._psycopg.Error as exc:
+            raise StoreError(f"the store {self.where} refused: {_first_line(exc)}") from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        try:
+            with self._db.transaction():
+                yield self
+        except self._psycopg.Error as exc:
+            raise StoreError(f"the store {self.where} refused: {_first_line(exc)}") from None
+
+    def lock(self, name: str) -> None:
+        self.execute("SELECT pg_advisory_xact_lock(?)", (_LOCKS[name],))
+
+    def version(self) -> int:
+        if self.execute("SELECT to_regclass('assist_schema') AS t").fetchone()["t"] is None:
+            return 0
+        row = self.execute("SELECT max(version) AS v FROM assist_schema").fetchone()
+        return int(row["v"] or 0)
+
+    def set_version(self, version: int) -> None:
+        self.execute("CREATE TABLE IF NOT EXISTS assist_schema (version INTEGER NOT NULL)")
+        self.execute("DELETE FROM assist_schema")
+        self.execute("INSERT INTO assist_schema (version) VALUES (?)", (version,))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def open_database(location: str | Path, *, readonly: bool = False) -> Database:
+    """Open the database at ``location`` (a file path or a ``postgresql://`` URL).
+
+    Raises:
+        StoreError: if it cannot be opened.
+    """
+    if is_url(location):
+        return PostgresDatabase(str(location), readonly=readonly)
+    return SqliteDatabase(location, readonly=readonly)
