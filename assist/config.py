@@ -51,7 +51,6 @@ import platformdirs
 
 from assist.errors import ConfigError
 from assist.files import SSH_KEYS
-from assist.store.engine import is_url
 
 DEFAULT_PORT = 2222
 Codec = Literal["VP8", "H264"]
@@ -217,7 +216,7 @@ def _apply(base: Any, values: dict[str, Any], source: str) -> Any:
             elif isinstance(current, float):
                 value = float(raw)
             elif key == "db":
-                value = str(raw) if is_url(str(raw)) else str(Path(str(raw)).expanduser())
+                value = str(raw)  # a path or a URL: the store's engine reads it
             elif isinstance(current, Path) or key in (
                     "key", "host_key_path", "secret_key_path", "recordings",
                     "trusted_user_ca_keys", "trusted_agent_ca_keys"):

@@ -203,7 +203,7 @@ def audit_verify(db: str | None = DB_OPTION, as_json: bool = JSON_OPTION) -> Non
                   f"({oct(mode)}): {fix_for(path)}")
 
 
-store_app = typer.Typer(help="The broker's store itself: its secret key.",
+store_app = typer.Typer(help="The broker's store itself: its secret key, moving it.",
                         no_args_is_help=True)
 app.add_typer(store_app, name="store")
 
@@ -248,3 +248,40 @@ def audit_show(
         table.add_row(str(r.seq), when, said(r.actor), said(r.action), said(r.session or ""),
                       said(str(r.data or "")))
     out.print(table)
+
+
+@store_app.command("copy")
+def store_copy(
+    source: str = typer.Option(..., "--from", metavar="PATH|URL",
+                               help="The store to copy: sqlite:PATH, a file, or a "
+                               "postgresql:// URL."),
+    target: str = typer.Option(..., "--to", metavar="PATH|URL",
+                               help="An empty store to copy into (made if it is a new "
+                               "SQLite file; a PostgreSQL database must exist)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Move a whole helpdesk to another store, audit chain intact.
+
+    Stop the broker first. Everything is copied in one transaction and the
+    audit chain is verified on the target before it is kept. Bring the
+    broker's secret key file (it opens the sealed TOTP secrets) and the
+    recordings folder along, then start the brokers with --db TARGET.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from assist.store.copy import TABLES, copy_store, describe
+
+    with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
+                  console=err, transient=True, disable=as_json) as bar:
+        tasks = {table: bar.add_task(table, total=None) for table, _key in TABLES}
+
+        def step(table: str, done: int, total: int) -> None:
+            bar.update(tasks[table], completed=done, total=total)
+
+        copied = copy_store(source, target, step)
+    if as_json:
+        print_json({"copied": True, **describe(copied)})
+        return
+    rows = ", ".join(f"{n} {t}" for t, n in copied.rows.items() if t != "meta")
+    out.print(f"copied {rows}\n[green]audit log intact[/] on the target: "
+              f"{copied.audit_records} records, head {copied.audit_head[:16]}")

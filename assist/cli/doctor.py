@@ -16,7 +16,7 @@ from rich.table import Table
 from assist.cli.app import JSON_OPTION, app, out, print_json
 from assist.config import BrokerConfig, ClientConfig
 from assist.files import loose
-from assist.store.engine import is_url
+from assist.store.engine import is_url, sqlite_path
 
 
 def private_paths(broker: BrokerConfig, client: ClientConfig) -> list[Path]:
@@ -24,7 +24,7 @@ def private_paths(broker: BrokerConfig, client: ClientConfig) -> list[Path]:
     paths = [broker.host_key_path, broker.secret_key_file, broker.recordings,
              client.state / "resume.json"]
     if not is_url(broker.db):  # PostgreSQL keeps its files itself
-        db = Path(broker.db)
+        db = Path(sqlite_path(broker.db))
         paths = [db.parent, db, Path(f"{db}-wal"), Path(f"{db}-shm"), *paths]
     if broker.recordings.is_dir():
         paths += sorted(broker.recordings.glob("*.cast"))

@@ -71,6 +71,7 @@ class AuditLog:
 
         ``data`` must never hold secrets (keys, TOTP codes, typed passwords).
         """
+        at = float(at)  # the store keeps a float, and the hash must be of what it keeps
         payload = json.dumps(dict(data or {}), sort_keys=True, separators=(",", ":"))
         with self._db.transaction() as db:
             # Several brokers may append at once: in turn, each after the last.

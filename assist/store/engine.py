@@ -77,6 +77,10 @@ class Database(ABC):
         """
 
     @abstractmethod
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement once for each row of parameters."""
+
+    @abstractmethod
     def script(self, sql: str) -> None:
         """Run several statements (a migration), inside the current transaction."""
 
@@ -147,6 +151,12 @@ class SqliteDatabase(Database):
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"the store {self.where} refused: {exc}") from None
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            self._db.executemany(sql, rows)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"the store {self.where} refused: {exc}") from None
+
     def script(self, sql: str) -> None:
         current = ""
         # Split by statement: triggers hold ';' inside BEGIN ... END.
@@ -212,7 +222,14 @@ class PostgresDatabase(Database):
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         try:
-            return self._db.execute(_to_format(sql), params)
+            return self._db.execute(_to_format(sql), _keepable(params))
+        except self._psycopg.Error as exc:
+            raise StoreError(f"the store {self.where} refused: {_first_line(exc)}") from None
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            with self._db.cursor() as cursor:
+                cursor.executemany(_to_format(sql), [_keepable(row) for row in rows])
         except self._psycopg.Error as exc:
             raise StoreError(f"the store {self.where} refused: {_first_line(exc)}") from None
 
@@ -248,6 +265,14 @@ class PostgresDatabase(Database):
         self._db.close()
 
 
+def _keepable(params: Sequence[Any]) -> Sequence[Any]:
+    """``params`` with any NUL in text as U+FFFD: PostgreSQL text cannot hold NUL,
+    and a name or topic must not fail to save because a peer put one in it."""
+    if not any(isinstance(p, str) and "\x00" in p for p in params):
+        return params
+    return [p.replace("\x00", "\ufffd") if isinstance(p, str) else p for p in params]
+
+
 def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
@@ -260,4 +285,12 @@ def open_database(location: str | Path, *, readonly: bool = False) -> Database:
     """
     if is_url(location):
         return PostgresDatabase(str(location), readonly=readonly)
-    return SqliteDatabase(location, readonly=readonly)
+    return SqliteDatabase(sqlite_path(location), readonly=readonly)
+
+
+def sqlite_path(location: str | Path) -> str:
+    """The file of a SQLite location, written as a path or as ``sqlite:PATH``."""
+    text = str(location)
+    text = text.removeprefix("sqlite://") if text.startswith("sqlite://") else (
+        text.removeprefix("sqlite:"))
+    return text if text == ":memory:" else str(Path(text).expanduser())

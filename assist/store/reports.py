@@ -21,7 +21,7 @@ from assist.core.metrics import REPEAT_WINDOW, Contact, Presence, Segment
 from assist.core.session import State
 from assist.errors import StoreError
 from assist.store.db import check_version
-from assist.store.engine import Database, is_url, open_database
+from assist.store.engine import Database, is_url, open_database, sqlite_path
 
 _COLUMNS = ("id, \"user\", topic, state, queued_at, answered_at, ended_at, agent, resolved,"
             " root_cause, csat")
@@ -54,7 +54,7 @@ def open_readonly(location: Path | str) -> Database:
             store, or it is newer than this program.
     """
     if not is_url(location):
-        where = Path(location).expanduser()
+        where = Path(sqlite_path(location))
         if not where.is_file():
             raise StoreError(f"no store at {where}: start `assist serve` first, or pass "
                              "--db PATH")
