@@ -140,6 +140,23 @@ def toml_value(value: object) -> str:
     return "".join(out)
 
 
+def parse_addresses(text: str, source: str = "address") -> tuple[str, ...]:
+    """Parse a comma-separated list of addresses into ``host:port`` forms, in order.
+
+    Raises:
+        ConfigError: if one is not an address, or the list is empty.
+    """
+    out: list[str] = []
+    for part in text.split(","):
+        if part.strip():
+            address = format_address(*parse_address(part.strip(), source))
+            if address not in out:
+                out.append(address)
+    if not out:
+        raise ConfigError(f"{source}: no address in {text!r}")
+    return tuple(out)
+
+
 def format_address(host: str, port: int) -> str:
     """``host:port``, with an IPv6 address in brackets (what :func:`parse_address` reads)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -299,6 +316,10 @@ class ClientConfig:
     media_hosts: tuple[str, ...] = ()
     codec: Codec = "VP8"
     snapshots: Path = Path(".")
+    brokers: tuple[str, ...] = ()
+    """Every address of the helpdesk (several nodes), tried in turn; empty for one."""
+    pins: tuple[tuple[str, str], ...] = ()
+    """``(address, host key)`` pinned for the addresses of :attr:`brokers`."""
 
     @property
     def media_host_addresses(self) -> tuple[str, ...] | None:
@@ -334,11 +355,24 @@ class ClientConfig:
         config = config._media({"media_hosts": os.environ.get("ASSIST_MEDIA_HOSTS"),
                                 "codec": os.environ.get("ASSIST_CODEC"),
                                 "snapshots": os.environ.get("ASSIST_SNAPSHOTS")}, "environment")
-        address = broker or os.environ.get("ASSIST_BROKER")
-        if address:
-            host, port = parse_address(address, "broker address")
+        listed = section.get("addresses", [])
+        if not isinstance(listed, list) or not all(isinstance(a, str) for a in listed):
+            raise ConfigError(f"{file}: [broker] addresses must be a list of \"host:port\"")
+        addresses = broker or os.environ.get("ASSIST_BROKER")
+        brokers = (parse_addresses(addresses, "broker address") if addresses else
+                   parse_addresses(",".join(listed), f"{file}: [broker] addresses")
+                   if listed else ())
+        if brokers:
+            host, port = parse_address(brokers[0])
             config = dataclasses.replace(config, host=host, port=port)
-        config = dataclasses.replace(config, host_key=pins.get(config.address, ""))
+        config = dataclasses.replace(
+            config, brokers=brokers if len(brokers) > 1 else (),
+            pins=tuple((a, pins[a]) for a in brokers if a in pins),
+            host_key=pins.get(config.address, ""))
+        if not config.host_key and len(brokers) > 1:
+            # The nodes of one helpdesk share one host key: a pin for one is a pin for all.
+            config = dataclasses.replace(config, host_key=config.pins[0][1] if config.pins
+                                         else "")
         env_key = os.environ.get("ASSIST_KEY")
         config = _apply(config, {"key": key or env_key}, "command line")
         if config.key is None:
@@ -353,6 +387,17 @@ class ClientConfig:
     def address(self) -> str:
         """``host:port`` of the broker (``[v6]:port`` for an IPv6 address)."""
         return format_address(self.host, self.port)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The broker addresses to try, this one first."""
+        return (self.address, *(a for a in self.brokers if a != self.address))
+
+    def at(self, address: str) -> ClientConfig:
+        """This config aimed at another of :attr:`brokers` (``address``), same pin."""
+        host, port = parse_address(address)
+        return dataclasses.replace(self, host=host, port=port,
+                                   host_key=dict(self.pins).get(address, self.host_key))
 
     def _media(self, values: dict[str, Any], source: str) -> ClientConfig:
         """This config with the media settings found in ``values`` applied."""
@@ -417,7 +462,8 @@ class ClientConfig:
                      {k: section.get(k) for k in ("host", "port")}, str(self.file))
         pins = _pins(data, section, old.address, str(self.file))
         if self.host_key:
-            pins[self.address] = self.host_key
+            for address in self.addresses:  # one key for all the nodes of a helpdesk
+                pins[address] = self.host_key
         kept: dict[str, Any] = {name: data[name] for name in ("key", "user_key", "agent_key")
                                 if name in data}
         kept.update(keys or {})
@@ -430,6 +476,7 @@ class ClientConfig:
             "[broker]",
             f"host = {toml_value(self.host)}",
             f"port = {self.port}",
+            *([f"addresses = {toml_value(list(self.addresses))}"] if self.brokers else []),
             "",
             "[known_brokers]",
             *(f"{toml_value(address)} = {toml_value(pin)}" for address, pin in pins.items()),

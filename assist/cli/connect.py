@@ -12,8 +12,10 @@ from assist.cli.app import err
 from assist.client.connect import TrustPrompt, open_link
 from assist.config import ClientConfig
 
-BROKER_OPTION = typer.Option(None, "--broker", "-b",
-                             help="Broker address host[:port] (default from client.toml).")
+BROKER_OPTION = typer.Option(
+    None, "--broker", "-b", metavar="HOST[:PORT][,...]",
+    help="Broker address host[:port] (default from client.toml); a helpdesk of several "
+    "nodes takes them all, comma-separated, and fails over between them.")
 KEY_OPTION = typer.Option(
     None, "--key", "-k",
     help="SSH private key (default: from client.toml, else ~/.ssh/id_* or ssh-agent).")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from assist.client.link import Link
 from assist.config import ClientConfig
-from assist.errors import ConnectionFailed, HostKeyUnknown
+from assist.errors import ConnectionFailed, HostKeyUnknown, Unreachable
 from assist.transport import ssh
 
 TrustPrompt = Callable[[str, str], bool]
@@ -49,9 +49,34 @@ async def open_connection(config: ClientConfig, role: str, trust: TrustPrompt | 
                           ) -> tuple[ssh.ClientConnection, ClientConfig]:
     """Open an SSH connection and control channel to the broker (see :func:`open_link`).
 
+    A helpdesk of several nodes has several addresses: each is tried in turn,
+    the last one that worked first, until one answers. Only an address that
+    does not answer is passed over; a refused key or a wrong host key stops
+    at once.
+
+    Returns:
+        The connection and the config aimed at the address that answered.
+
     Raises:
-        ConnectionFailed: (or a subclass) if the broker cannot be used.
+        ConnectionFailed: (or a subclass) if no broker can be used.
     """
+    failures: list[tuple[str, ConnectionFailed]] = []
+    for address in config.addresses:
+        try:
+            return await _open_one(config.at(address), role, trust)
+        except ConnectionFailed as exc:
+            if not isinstance(exc, Unreachable):
+                raise
+            failures.append((address, exc))
+    if len(failures) == 1:
+        raise failures[0][1]
+    why = "; ".join(f"{a}: {getattr(e, 'why', '') or e.message}" for a, e in failures)
+    raise Unreachable(f"cannot reach any of the helpdesk's brokers ({why}). Is `assist "
+                      "serve` running on one of them?", "no broker answers")
+
+
+async def _open_one(config: ClientConfig, role: str, trust: TrustPrompt | None
+                    ) -> tuple[ssh.ClientConnection, ClientConfig]:
     try:
         conn = await ssh.connect(config.host, config.port, role, config.host_key, config.key)
     except HostKeyUnknown as exc:

@@ -30,7 +30,6 @@ from assist.core.pubkey import fingerprint as blob_fingerprint
 from assist.errors import (
     AuthRefused,
     ConfigError,
-    ConnectionFailed,
     HostKeyMismatch,
     HostKeyUnknown,
     Unreachable,
@@ -518,8 +517,8 @@ async def connect(
             "ssh-agent (ssh-add) and run without --key."
         ) from None
     except TimeoutError:
-        raise ConnectionFailed(f"the broker at {host}:{port} did not answer in {timeout:g} s") \
-            from None
+        raise Unreachable(f"the broker at {host}:{port} did not answer in {timeout:g} s",
+                          f"no answer in {timeout:g} s") from None
     except (OSError, asyncssh.Error) as exc:
         why = _unreachable(exc)
         raise Unreachable(
