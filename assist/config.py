@@ -276,6 +276,17 @@ class BrokerConfig:
     require_verification: bool = True
     trusted_user_ca_keys: Path | None = None
     trusted_agent_ca_keys: Path | None = None
+    bus: str = ""
+    """The bus between the nodes of a helpdesk of several (``nats://HOST:PORT``);
+    "" for a broker on its own."""
+    node: str = ""
+    """This node's name among several (unique, the same across restarts); by
+    default :attr:`name`."""
+
+    @property
+    def node_name(self) -> str:
+        """The name this broker has among the nodes of its helpdesk."""
+        return self.node or self.name
 
     @property
     def secret_key_file(self) -> Path:

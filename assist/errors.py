@@ -15,7 +15,8 @@ are converted where they enter the program; the CLI and TUIs catch only
     ├── StateError             an action that the session or queue state forbids
     │   ├── AlreadyWaiting     this key already holds a request (take it over instead)
     │   └── GrantRefused       the grant rules refuse an action (core.grants; says which rule)
-    ├── StoreError             the database cannot be read or written
+    ├── BusError               the bus between broker nodes (NATS) cannot be used
+    ├── StoreError             the store (SQLite or PostgreSQL) cannot be read or written
     │   ├── NotFound           a named user, agent or session does not exist
     │   └── Duplicate          ... or already exists
     ├── InviteRefused          an invite code that is unknown, used up or expired
@@ -94,6 +95,12 @@ class StoreError(AssistError):
     """The store cannot be read or written."""
 
     code = "store"
+
+
+class BusError(AssistError):
+    """The bus between broker nodes cannot be used."""
+
+    code = "bus"
 
 
 class NotFound(StoreError):

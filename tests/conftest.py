@@ -25,7 +25,8 @@ REQUIRE_SERVERS = os.environ.get("ASSIST_REQUIRE_SERVERS") == "1"
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "stores: run on SQLite and on PostgreSQL")
-    config.addinivalue_line("markers", "sqlite_only: about SQLite's files (not both stores)")
+    config.addinivalue_line("markers",
+                            "sqlite_only: runs once, on SQLite (about its files, or no store)")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from assist.broker.authorities import Authorities
+from assist.broker.cluster import Cluster
 from assist.broker.connection import AgentLinks, Connection
 from assist.broker.enrolment import make_invite
 from assist.broker.figures import TodayFigures
@@ -85,6 +86,8 @@ class Hub:
         """Key fingerprint -> its unfinished sessions (one request per key)."""
         self._grace: dict[str, Timer] = {}
         self.closed = False
+        self.cluster: Cluster | None = None
+        """This node among the helpdesk's nodes (set by the broker when it starts)."""
         self.today = TodayFigures(store)
         self.views = Views(self.queue, clock, self.wallboard, self.users.get)
         self.presence = Presence(self)
@@ -118,7 +121,9 @@ class Hub:
         token. Live sessions go on once both sides are back (see
         :class:`~assist.broker.presence.Presence`).
         """
-        return self.presence.restore(self.store.sessions.unfinished())
+        # On its own a broker restores every unfinished session; among several, its own.
+        node = self.config.node_name if self.config.bus else None
+        return self.presence.restore(self.store.sessions.unfinished(node))
 
     def close(self) -> None:
         """Cancel timers and close recordings (the store keeps all that restore needs)."""
@@ -348,6 +353,10 @@ class Hub:
         agent = self.roster.get(name)
         if agent.session is not None:
             raise StateError(f"you are already helping in session {agent.session}")
+        mirrored = self.queue.find(msg.session) if msg.session else None
+        if mirrored is not None and mirrored.node:
+            raise StateError(f"{mirrored.user} waits at node {mirrored.node} of this "
+                             "helpdesk: accept them from a console connected to that node")
         entry = self.queue.take(msg.session)
         session = self.waiting.pop(entry.session)
         user = self.users.pop(session.id)

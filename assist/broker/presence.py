@@ -72,6 +72,39 @@ class Presence:
                 hub.enqueue(session, None)
         return count
 
+    def node_lost(self, node: str) -> int:
+        """Another node went silent: take its unfinished sessions over; return how many.
+
+        Its waiting users keep their places, offline until they resume here;
+        its live sessions wait for both sides, as after a restart. Each session
+        goes to one survivor (the store's claim is atomic).
+        """
+        hub = self.hub
+        claimed = hub.store.sessions.claim(node, hub.clock.now())
+        hub.ledger.audit("broker", "node-lost", None,
+                          {"node": node, "sessions": len(claimed), "by": hub.config.node_name})
+        self.restore(claimed)
+        hub.views.wallboard_soon()
+        return len(claimed)
+
+    def adopt(self, session: Session) -> None:
+        """Take over one session a user resumes here whose node is gone.
+
+        Raises:
+            StateError: its node is still running (the user should try again, or
+                there), or this node started too recently to know.
+            NotFound: the place is not held by another node: it expired.
+        """
+        hub = self.hub
+        holder = hub.store.sessions.holder(session.id)
+        cluster = hub.cluster
+        if cluster is None or holder in ("", hub.config.node_name):
+            raise NotFound("that place in the queue has expired; join again")
+        if holder in cluster.alive or not cluster.settled:
+            raise StateError(f"your place is held by node {holder} of this helpdesk; "
+                             "try again in a moment")
+        self.restore(hub.store.sessions.claim(holder, hub.clock.now(), session.id))
+
     # -- departures ----------------------------------------------------------------------
 
     def disconnected(self, client: Connection, silent: bool) -> None:
@@ -230,6 +263,8 @@ class Presence:
         if stored.state.final:
             raise NotFound(f"your session {stored.id} ended while you were away "
                            f"({stored.state.value})")
+        if stored.id not in hub.waiting and stored.id not in hub.live:
+            self.adopt(stored)  # held by a node that is gone: it moves here
         if stored.id not in hub.waiting and stored.id not in hub.live:
             raise NotFound("that place in the queue has expired; join again")
         self.move(client, stored.id, rid, token, takeover, "resume")

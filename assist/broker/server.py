@@ -18,8 +18,11 @@ from collections.abc import Callable
 import asyncssh
 
 from assist.broker.authorities import Authorities
+from assist.broker.bus import Bus, LocalBus
+from assist.broker.cluster import Cluster
 from assist.broker.enrolment import Enrolment
 from assist.broker.hub import Hub
+from assist.broker.nats_bus import NatsBus
 from assist.config import BrokerConfig
 from assist.core.clock import LoopClock
 from assist.errors import StateError
@@ -34,9 +37,13 @@ log = logging.getLogger(__name__)
 class Broker:
     """``assist serve``: the SSH server in front of the hub and the store."""
 
-    def __init__(self, config: BrokerConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: BrokerConfig, clock: Callable[[], float] = time.time,
+                 bus: Bus | None = None) -> None:
         self.config = config
         self.clock = clock
+        self._given_bus = bus
+        self.bus: Bus | None = None
+        self.cluster: Cluster | None = None
         self.store: Store | None = None
         self.hub: Hub | None = None
         self.enrolment: Enrolment | None = None
@@ -73,15 +80,23 @@ class Broker:
         """
         self.authorities = Authorities.load(self.config.trusted_user_ca_keys,
                                             self.config.trusted_agent_ca_keys)
-        self.store = Store(self.config.db, self.config.secret_key_file)
+        self.store = Store(self.config.db, self.config.secret_key_file,
+                           self.config.node_name)
         self.hub = Hub(self.config, self.store, LoopClock(self.clock), self.authorities)
         restored = self.hub.restore()
+        try:
+            await self._join_cluster()
+        except BaseException:
+            self.hub.close()
+            self.store.close()
+            raise
         self.enrolment = Enrolment(self.store, self.clock, self.config.name)
         self.host_key = ssh.load_or_create_host_key(self.config.host_key_path)
         try:
             self._server = await ssh.listen(self.config.host, self.config.port, self.host_key,
                                             self._authorize, self._serve)
         except BaseException:
+            await self._leave_cluster()
             self.hub.close()
             self.store.close()
             raise
@@ -89,6 +104,28 @@ class Broker:
                                 {"port": self.port, "restored": restored})
         log.info("listening on %s:%d (%d waiting restored)", self.config.host, self.port,
                  restored)
+
+    async def _join_cluster(self) -> None:
+        """Join the helpdesk's other nodes on the bus (an in-process bus on its own)."""
+        assert self.hub is not None
+        bus = self._given_bus
+        if bus is None:
+            bus = NatsBus(self.config.bus, self.config.node_name) if self.config.bus \
+                else LocalBus()
+            await bus.start()
+        self.bus = bus
+        self.cluster = Cluster(self.config.node_name, bus, self.hub.clock, self.hub.queue,
+                               self.hub.views.touch, self.hub.presence.node_lost)
+        self.hub.cluster = self.cluster
+        await self.cluster.start()
+
+    async def _leave_cluster(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
+            self.cluster = None
+        if self.bus is not None and self._given_bus is None:
+            await self.bus.close()
+        self.bus = None
 
     async def _serve(self, channel: MessageChannel, peer: Peer) -> None:
         assert self.hub is not None and self.enrolment is not None
@@ -124,6 +161,7 @@ class Broker:
         if self._server is not None:
             await self._server.close()
             self._server = None
+        await self._leave_cluster()
         if self.hub is not None:
             self.hub.close()
         if self.store is not None:

@@ -29,6 +29,13 @@ def serve(
         "postgresql://USER@HOST/DB URL shared by several brokers."),
     host_key: Path | None = typer.Option(
         None, "--host-key", help="Host key file, generated on first run."),
+    bus: str | None = typer.Option(
+        None, "--bus", metavar="nats://HOST:PORT",
+        help="The NATS server between the nodes of a helpdesk of several brokers (with "
+        "--db on one shared PostgreSQL); without it the broker is on its own."),
+    node: str | None = typer.Option(
+        None, "--node", help="This node's name among several: unique, and the same each "
+        "time it starts (default: the broker's name)."),
     config: Path | None = typer.Option(None, "--config", help="broker.toml to read."),
     allow_unregistered: bool | None = typer.Option(
         None, "--allow-unregistered/--registered-only",
@@ -38,7 +45,8 @@ def serve(
     """Run the helpdesk broker: queue, routing, relay and audit over SSH."""
     setup(max(verbose, 1))
     settings = BrokerConfig.load(config, host=host, port=port, db=db, host_key_path=host_key,
-                                 allow_unregistered_users=allow_unregistered)
+                                 allow_unregistered_users=allow_unregistered, bus=bus,
+                                 node=node)
     asyncio.run(_serve(settings))
 
 
@@ -48,6 +56,8 @@ async def _serve(config: BrokerConfig) -> None:
     steady_gc()
     err.print(f"assist broker [bold]{config.name}[/] listening on {config.host}:{broker.port}")
     err.print(f"host key {broker.fingerprint}  store {shown(config.db)}")
+    if config.bus:
+        err.print(f"node {config.node_name} of the helpdesk on the bus {config.bus}")
     err.print("press Ctrl-C to stop")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -9,12 +9,15 @@ Routing rules:
   skipped when an agent takes "the next" user.
 * Agents are ``available``, ``busy`` (in a session) or ``away``; an agent
   helps one user at a time.
+* In a helpdesk of several nodes the queue is one: each node's queue holds
+  its own users and, mirrored, the other nodes' (``node`` names where the
+  user is); :attr:`Queue.watcher` hears of every change to this node's own.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from assist.errors import NotFound, StateError
@@ -32,6 +35,8 @@ class Waiting:
     online: bool = True
     registered: bool = True
     note: str = ""
+    node: str = ""
+    """The node that holds this user; "" for this node."""
 
     @property
     def sort_key(self) -> tuple[int, float, str]:
@@ -45,6 +50,13 @@ class Queue:
 
     _keys: list[tuple[int, float, str]] = field(default_factory=list)
     _by_id: dict[str, Waiting] = field(default_factory=dict)
+    watcher: Callable[[str, Waiting], None] | None = None
+    """Told ``("joined" | "left" | "changed", entry)`` for each change to an
+    entry of this node (what the other nodes mirror)."""
+
+    def _tell(self, change: str, entry: Waiting) -> None:
+        if self.watcher is not None and not entry.node:
+            self.watcher(change, entry)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -68,6 +80,7 @@ class Queue:
         index = bisect.bisect(self._keys, key)
         self._keys.insert(index, key)
         self._by_id[entry.session] = entry
+        self._tell("joined", entry)
         return index + 1
 
     def remove(self, session: str) -> Waiting:
@@ -80,7 +93,12 @@ class Queue:
         index = bisect.bisect_left(self._keys, entry.sort_key)
         del self._keys[index]
         del self._by_id[session]
+        self._tell("left", entry)
         return entry
+
+    def find(self, session: str) -> Waiting | None:
+        """The entry of ``session`` if it waits, else ``None``."""
+        return self._by_id.get(session)
 
     def get(self, session: str) -> Waiting:
         """Return the entry of a waiting session.
@@ -98,8 +116,8 @@ class Queue:
         return bisect.bisect_left(self._keys, self.get(session).sort_key) + 1
 
     def head(self) -> Waiting | None:
-        """Return the first online user, or ``None`` when nobody can be taken."""
-        return next((entry for entry in self if entry.online), None)
+        """Return the first online user of this node, or ``None`` when nobody can be taken."""
+        return next((entry for entry in self if entry.online and not entry.node), None)
 
     def take(self, session: str | None = None) -> Waiting:
         """Remove and return ``session``, or the head of the queue when ``None``.
@@ -121,7 +139,14 @@ class Queue:
 
     def set_online(self, session: str, online: bool) -> None:
         """Mark a waiting user as connected or reconnecting."""
-        self.get(session).online = online
+        entry = self.get(session)
+        if entry.online != online:
+            entry.online = online
+            self._tell("changed", entry)
+
+    def of_node(self, node: str) -> list[Waiting]:
+        """The entries held by ``node`` ("" for this node's own), head first."""
+        return [entry for entry in self if entry.node == node]
 
 
 AGENT_STATUSES = ("available", "busy", "away")

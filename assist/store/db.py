@@ -82,6 +82,8 @@ class Store:
             ``postgresql://`` URL.
         key_path: the secret key file that seals TOTP secrets (created on first
             use); without it, reading or storing a sealed secret is an error.
+        node: the broker node that holds the sessions it starts (several
+            brokers on one PostgreSQL database).
 
     Attributes:
         directory: users, agents and their keys.
@@ -90,7 +92,8 @@ class Store:
         invites: codes that enrol a new user's key.
     """
 
-    def __init__(self, location: Path | str, key_path: Path | None = None) -> None:
+    def __init__(self, location: Path | str, key_path: Path | None = None,
+                 node: str = "") -> None:
         self.db = connect(location)
         self.path = str(location)
         try:
@@ -99,7 +102,7 @@ class Store:
             self.db.close()
             raise
         self.directory = Directory(self.db, self.sealer)
-        self.sessions = SessionRepo(self.db)
+        self.sessions = SessionRepo(self.db, node)
         self.audit = AuditLog(self.db)
         self.invites = Invites(self.db)
         if self.sealer is not None:

@@ -99,6 +99,11 @@ SQLITE: tuple[str, ...] = (
         made_at    REAL NOT NULL
     );
     """,
+    # 4: the node that holds each session (a helpdesk of several brokers).
+    """
+    ALTER TABLE sessions ADD COLUMN node TEXT NOT NULL DEFAULT '';
+    CREATE INDEX sessions_node ON sessions (node, state);
+    """,
 )
 """Migration ``i`` takes a SQLite database from version ``i`` to ``i + 1``."""
 
@@ -191,6 +196,11 @@ POSTGRESQL: tuple[str, ...] = (
         made_by    TEXT NOT NULL,
         made_at    DOUBLE PRECISION NOT NULL
     );
+    """,
+    # 4: the node that holds each session (a helpdesk of several brokers).
+    """
+    ALTER TABLE sessions ADD COLUMN node TEXT NOT NULL DEFAULT '';
+    CREATE INDEX sessions_node ON sessions (node, state);
     """,
 )
 """The same migrations for PostgreSQL."""

@@ -39,17 +39,19 @@ def _from_row(row: Any) -> Session:
 class SessionRepo:
     """Repository of sessions and session events."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, node: str = "") -> None:
         self._db = db
+        self.node = node
+        """The broker node that holds the sessions this repository inserts."""
 
     def insert(self, session: Session, resume_hash: str | None) -> None:
         """Store a new session."""
         with self._db.transaction() as db:
             db.execute(
                 "INSERT INTO sessions (id, \"user\", topic, state, queued_at, resume_hash,"
-                " user_key, registered) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " user_key, registered, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (session.id, session.user, session.topic, session.state, session.queued_at,
-                 resume_hash, session.key, int(session.registered)),
+                 resume_hash, session.key, int(session.registered), self.node),
             )
             self._event(session.id, session.queued_at, "queued", session.user, {})
 
@@ -127,13 +129,49 @@ class SessionRepo:
         ).fetchone()
         return None if row is None else _from_row(row)
 
-    def unfinished(self) -> list[Session]:
-        """Sessions not ended or abandoned, in join order (for broker restart)."""
+    def unfinished(self, node: str | None = None) -> list[Session]:
+        """Sessions not ended or abandoned, in join order (for broker restart).
+
+        With ``node``, only those that node holds (and those of a store from
+        before nodes, which held no node).
+        """
+        where: str = ""
+        args: tuple[str, ...] = ()
+        if node is not None:
+            where, args = " AND node IN (?, '')", (node,)
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM sessions WHERE state NOT IN (?, ?) ORDER BY queued_at",
-            (State.ENDED, State.ABANDONED),
+            f"SELECT {_COLUMNS} FROM sessions WHERE state NOT IN (?, ?){where}"
+            " ORDER BY queued_at",
+            (State.ENDED, State.ABANDONED, *args),
         )
         return [_from_row(row) for row in rows]
+
+    def holder(self, session: str) -> str:
+        """The node that holds ``session`` ("" in a store from before nodes)."""
+        row = self._db.execute("SELECT node FROM sessions WHERE id = ?", (session,)).fetchone()
+        if row is None:
+            raise NotFound(f"no session {session}")
+        return str(row["node"])
+
+    def claim(self, gone: str, at: float, session: str | None = None) -> list[Session]:
+        """Take over the unfinished sessions of node ``gone`` (or just ``session``) for
+        this repository's node; return those this node got.
+
+        One conditional update: when several nodes claim at once, each session
+        goes to exactly one of them.
+        """
+        where = "" if session is None else " AND id = ?"
+        args: tuple[str, ...] = () if session is None else (session,)
+        with self._db.transaction() as db:
+            rows = db.execute(
+                f"UPDATE sessions SET node = ? WHERE node = ? AND state NOT IN (?, ?){where}"
+                " RETURNING id", (self.node, gone, State.ENDED, State.ABANDONED, *args),
+            ).fetchall()
+            ids = [r["id"] for r in rows]
+            for sid in ids:
+                self._event(sid, at, "moved", "broker", {"from": gone, "to": self.node})
+        claimed = [self.get(sid) for sid in ids]
+        return sorted(claimed, key=lambda s: s.queued_at)
 
     def between(self, since: float, until: float) -> list[Session]:
         """Sessions that joined the queue in ``[since, until)``, oldest first."""
