@@ -30,18 +30,20 @@ from bench.stats import print_table
 _DRAINS: set[asyncio.Future[bytes]] = set()
 
 
-async def start_broker(root: Path, **settings: str) -> tuple[asyncio.subprocess.Process, int]:
+async def start_broker(root: Path, db: str | None = None, args: tuple[str, ...] = (),
+                       **settings: str) -> tuple[asyncio.subprocess.Process, int]:
     """Start ``assist serve`` on port 0 and return it with its port.
 
-    ``settings`` are broker settings (``requests_per_key="0"``), passed as
-    ``ASSIST_BROKER_*`` variables.
+    ``db``: the store (default: a SQLite file in ``root``); ``args``: more
+    options (``--bus``, ``--node``); ``settings`` are broker settings
+    (``requests_per_key="0"``), passed as ``ASSIST_BROKER_*`` variables.
     """
     env = {**os.environ, "ASSIST_CONFIG_DIR": str(root / "cfg"),
            "ASSIST_DATA_DIR": str(root / "data"), "ASSIST_STATE_DIR": str(root / "state"),
            **{f"ASSIST_BROKER_{k.upper()}": v for k, v in settings.items()}}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "assist", "serve", "--port", "0", "--db", str(root / "b.db"),
-        "--host-key", str(root / "host_key"), env=env, stderr=asyncio.subprocess.PIPE)
+        sys.executable, "-m", "assist", "serve", "--port", "0", "--db", db or str(root / "b.db"),
+        "--host-key", str(root / "host_key"), *args, env=env, stderr=asyncio.subprocess.PIPE)
     assert proc.stderr is not None
     while True:
         line = (await proc.stderr.readline()).decode()

@@ -18,14 +18,17 @@ import pytest
 
 from assist.broker.bus import Bus, LocalBus, matches
 from assist.broker.nats_bus import NatsBus
+from assist.broker.remote import INBOUND_LIMIT, BusStream, subject
 from assist.broker.server import Broker
 from assist.client.link import BrokerError
 from assist.core import pubkey
 from assist.errors import BusError
+from assist.protocol import encode
 from assist.protocol import messages as m
 from tests import servers
 from tests.conftest import missing
 from tests.helpers import KeyPair, agent_client, broker_config, user_client
+from tests.user_side import live_session
 
 pytestmark = pytest.mark.stores
 
@@ -109,9 +112,6 @@ async def test_agents_on_any_node_see_one_queue(helpdesk: Helpdesk,
     await until(lambda: len(helpdesk.b.hub.queue) == 2)  # type: ignore[union-attr]
     listing = await carol.queue()
     assert [(e.user, e.position) for e in listing.entries] == [("alice", 1), ("bob", 2)]
-    # An accept of a place another node holds says where it is.
-    with pytest.raises(BrokerError, match="waits at node a"):
-        await carol.accept(alice.session)
     await alice.leave()
     await until(lambda: len(helpdesk.b.hub.queue) == 1)  # type: ignore[union-attr]
     listing = await carol.queue()
@@ -194,3 +194,139 @@ async def test_a_bus_that_is_not_there_is_a_clear_error() -> None:
     bus = NatsBus(f"nats://127.0.0.1:{servers.free_port()}")
     with pytest.raises(BusError, match="cannot reach the bus"):
         await bus.start()
+
+
+async def test_an_agent_on_another_node_sees_verifies_is_granted_and_types(
+        helpdesk: Helpdesk, keys: dict[str, KeyPair]) -> None:
+    a, b = helpdesk.a, helpdesk.b
+    assert a.hub is not None and b.hub is not None
+    async with live_session(a, keys, agent_at=b) as live:
+        # One owner: the session lives at alice's node; carol's node forwards.
+        assert live.session in a.hub.live and live.session not in b.hub.live
+        assert b.hub.forwarding is not None and live.session in b.hub.forwarding.sessions
+        live.pty.write(b"echo shown-$((20+3))\r")
+        await until(lambda: any("shown-23" in line for line in live.viewer.emulator.text()))
+        await live.verify_by_key()
+        grant = await live.grant("control", 300)
+        await live.carol.send_keys(live.session, grant, b"echo typed-$((6*7))\r")
+        await live.wait_pty(b"typed-42")
+        await until(lambda: any("typed-42" in line for line in live.viewer.emulator.text()))
+        # A revoke on alice's machine stops carol's keys at once, across the nodes too.
+        assert live.guard.revoke_all() == 1
+        await live.carol.send_keys(live.session, grant, b"echo after-$((2+3))\r")
+        refused = await live.agent_event(m.KeysRefused)
+        assert isinstance(refused, m.KeysRefused)
+        assert b"after-5" not in live.pty_out
+        await live.carol.end(live.session, "printer queue", resolved=True)
+        await until(lambda: live.session not in b.hub.forwarding.sessions)  # type: ignore[union-attr]
+        # carol is free again on her node.
+        assert b.hub.roster.get("carol").session is None
+    # The store has one contact, one chain.
+    assert a.store is not None
+    stored = a.store.sessions.get(live.session)
+    assert stored.state.value == "ended" and stored.agent == "carol"
+    kinds = [e[1] for e in a.store.sessions.events(live.session)]
+    assert kinds.count("connected") == 1 and kinds.count("ended") == 1
+    assert a.store.audit.verify().records > 5
+    presence = [r.data["status"] for r in a.store.audit.records()
+                if r.action == "presence" and r.actor == "agent:carol"]
+    assert presence == ["away", "busy", "available", "offline"]  # once, by carol's node
+
+
+async def die(node: Broker) -> None:
+    """``node`` stops as a killed process does: no goodbye on the bus, sockets cut."""
+    assert node.hub is not None and node.cluster is not None
+    node.hub.closed = True
+    if isinstance(node.bus, NatsBus):
+        await node.bus.close()  # its connection to NATS drops: nothing more from it
+    node.cluster.stop()
+    if node.links is not None:
+        node.links.served.clear()
+        node.links.opened.clear()
+    await node._server.close()  # type: ignore[union-attr]
+
+
+async def test_the_users_node_dies_mid_session_and_it_goes_on_through_the_other(
+        helpdesk: Helpdesk, keys: dict[str, KeyPair], request: pytest.FixtureRequest) -> None:
+    if "local" in request.node.callspec.id:
+        pytest.skip("a node of the in-process bus cannot die alone (they share one bus)")
+    a, b = helpdesk.a, helpdesk.b
+    assert b.hub is not None and b.store is not None
+    async with live_session(a, keys, agent_at=b) as live:
+        await live.verify_by_key()
+        grant = await live.grant("control", 300)
+        await live.carol.send_keys(live.session, grant, b"echo before-$((1+1))\r")
+        await live.wait_pty(b"before-2")
+        await die(a)
+        died = time.monotonic()
+        # alice's client fails over to b, which takes the session over; carol, on b
+        # all along, has it back; the grant is still alice's to give, and she gave it.
+        await until(lambda: any(isinstance(e, m.Started) and e.resumed
+                                for e in live.agent_events), 20)
+        assert live.session in b.hub.live and b.store.sessions.holder(live.session) == "b"
+        await until(lambda: b.hub.live[live.session].user is not None, 20)  # type: ignore[union-attr]
+        took = time.monotonic() - died
+        await until(lambda: any(g.scope == "control" for g in
+                                b.hub.live[live.session].grants.live(time.time())), 10)  # type: ignore[union-attr]
+        await live.carol.send_keys(live.session, grant, b"echo after-$((2+3))\r")
+        await live.wait_pty(b"after-5", 10)
+        await live.carol.end(live.session, "failover", resolved=True)
+    assert took < 15, f"back after {took:.1f} s"
+    stored = b.store.sessions.get(live.session)
+    assert stored.state.value == "ended" and stored.requeues == 0
+    kinds = [e[1] for e in b.store.sessions.events(live.session)]
+    assert kinds.count("queued") == 1 and kinds.count("connected") == 1
+    assert kinds.count("ended") == 1 and "moved" in kinds
+    b.store.audit.verify()
+
+
+async def test_a_forged_link_is_refused_and_one_that_floods_is_bounded(
+        helpdesk: Helpdesk, keys: dict[str, KeyPair]) -> None:
+    a = helpdesk.a
+    assert a.links is not None and a.hub is not None
+    peer_bus = helpdesk.make_bus()  # another node's bus connection, as a peer would have
+    if isinstance(peer_bus, NatsBus):
+        await peer_bus.start()
+    hello = b"D" + encode(m.Hello(watch=False))
+
+    def opening(fingerprint: str) -> bytes:
+        return b'O{"agent":"carol","fingerprint":"%s","node":"x"}' % fingerprint.encode()
+
+    try:
+        # A link for carol's name with mallory's key is refused before the hub sees it.
+        peer_bus.publish(subject("a", "forged1"), opening(keys["mallory"].fingerprint))
+        peer_bus.publish(subject("a", "forged1"), hello)
+        await asyncio.sleep(0.5)
+        assert "carol" not in a.hub.agents
+        # With carol's own key it is carol (the check above can see her).
+        peer_bus.publish(subject("a", "flood1"), opening(keys["carol"].fingerprint))
+        peer_bus.publish(subject("a", "flood1"), hello)
+        await until(lambda: "carol" in a.hub.agents)  # type: ignore[union-attr]
+        # Then it pours bytes without end: bounded, and the node goes on.
+        link = a.links.served["flood1"]
+        junk = b"D" + b"x" * (256 * 1024)  # no newline: one line that never ends
+        for _ in range(INBOUND_LIMIT // len(junk) + 8):
+            peer_bus.publish(subject("a", "flood1"), junk)
+        await asyncio.sleep(0.5)
+        # Either the reader kept up (the endless line is refused as too large, a
+        # megabyte at a time) or the link hit its bound and was closed.
+        assert "flood1" not in a.links.served or len(link.stream._in) <= INBOUND_LIMIT
+        alice = await user_client(a, keys["alice"])
+        assert (await alice.join("still here")).position >= 1
+        await alice.link.close()
+    finally:
+        if isinstance(peer_bus, NatsBus):
+            await peer_bus.close()
+
+
+@pytest.mark.sqlite_only
+async def test_a_link_stream_is_closed_at_its_bound() -> None:
+    bus = LocalBus()
+    stream = BusStream(bus, "assist.to.x.link.l")
+    chunk = b"y" * (1024 * 1024)
+    for _ in range(INBOUND_LIMIT // len(chunk)):
+        stream.feed(chunk)
+    assert len(stream._in) == INBOUND_LIMIT
+    stream.feed(b"one byte too many")
+    assert await stream.read(10) == b"y" * 10  # what came before is still there to read
+    assert stream._closed  # and nothing more comes in

@@ -43,11 +43,14 @@ LOOPBACK_ONLY = ("127.0.0.1",)
 
 
 def user_config(broker: Broker, key: KeyPair, directory: Path,
-                redact: tuple[str, ...] = ()) -> ClientConfig:
-    """A client config for ``key`` against the test broker, its files in ``directory``."""
+                redact: tuple[str, ...] = (), also: tuple[Broker, ...] = ()) -> ClientConfig:
+    """A client config for ``key`` against the test broker, its files in ``directory``;
+    ``also``: more nodes of the same helpdesk, to fail over to."""
+    brokers = tuple(f"127.0.0.1:{b.port}" for b in (broker, *also)) if also else ()
     return ClientConfig(host="127.0.0.1", port=broker.port, host_key=broker.public_key,
                         key=key.private, file=directory / "client.toml",
-                        state=directory / "state", redact=redact, media_hosts=LOOPBACK_ONLY)
+                        state=directory / "state", redact=redact, media_hosts=LOOPBACK_ONLY,
+                        brokers=brokers)
 
 
 @dataclass
@@ -96,15 +99,16 @@ class User:
 @contextlib.asynccontextmanager
 async def waiting_user(broker: Broker, key: KeyPair, topic: str,
                        argv: list[str] | None = SHELL, redact: tuple[str, ...] = (),
-                       allow: bool | None = None, desktop: DesktopRequest | None = None
-                       ) -> AsyncIterator[User]:
+                       allow: bool | None = None, desktop: DesktopRequest | None = None,
+                       also: tuple[Broker, ...] = ()) -> AsyncIterator[User]:
     """A user asking for help about ``topic``, as ``assist help`` does; closed on exit.
 
     ``argv`` ``None`` shares no shell (``assist help --no-tui``).
     """
     with tempfile.TemporaryDirectory() as tmp:
         user = User(key.private.name, allow)
-        session = UserSession(user_config(broker, key, Path(tmp), redact), topic, user.record,
+        session = UserSession(user_config(broker, key, Path(tmp), redact, also), topic,
+                              user.record,
                               command=argv, size=(COLS, ROWS), desktop=desktop,
                               on_output=user.pty_out.extend)
         user.session = session
@@ -197,13 +201,22 @@ class Live:
 @contextlib.asynccontextmanager
 async def live_session(broker: Broker, keys: dict[str, KeyPair],
                        argv: list[str] | None = SHELL, redact: tuple[str, ...] = (),
-                       desktop: DesktopRequest | None = None) -> AsyncIterator[Live]:
-    """alice asks for help on the real help flow and carol takes her: a live session."""
+                       desktop: DesktopRequest | None = None,
+                       agent_at: Broker | None = None) -> AsyncIterator[Live]:
+    """alice asks for help on the real help flow and carol takes her: a live session.
+
+    ``agent_at``: the node carol connects to, if not alice's (a helpdesk of several).
+    """
+    also = (agent_at,) if agent_at is not None else ()
     async with waiting_user(broker, keys["alice"], "trust", argv, redact,
-                            desktop=desktop) as user:
+                            desktop=desktop, also=also) as user:
         await until(lambda: user.statuses and user.statuses[-1].phase == "queued",
                     what="alice in the queue")
-        carol = await agent_client(broker, keys["carol"])
+        carol = await agent_client(agent_at or broker, keys["carol"])
+        if agent_at is not None:  # alice's place reaches carol's node through the bus
+            hub = agent_at.hub
+            await until(lambda: hub is not None and hub.queue.head(True) is not None,
+                        what="alice in the queue of carol's node")
         info = await carol.accept()
         await until(lambda: user.user_session.in_session, what="the share and the guard")
         live = Live(user, carol, info.session, TerminalViewer(info.session, COLS, ROWS))

@@ -34,11 +34,13 @@ from assist.broker.cluster import Cluster
 from assist.broker.connection import AgentLinks, Connection
 from assist.broker.enrolment import make_invite
 from assist.broker.figures import TodayFigures
+from assist.broker.forwarding import Forwarding
 from assist.broker.gate import Gate
 from assist.broker.ledger import Ledger
 from assist.broker.live import LiveSession
 from assist.broker.presence import Presence, token_hash
 from assist.broker.relay import LiveHandler, Relay
+from assist.broker.remote import Links
 from assist.broker.trust import Trust
 from assist.broker.views import Views
 from assist.config import BrokerConfig
@@ -88,6 +90,9 @@ class Hub:
         self.closed = False
         self.cluster: Cluster | None = None
         """This node among the helpdesk's nodes (set by the broker when it starts)."""
+        self.links: Links | None = None
+        self.forwarding: Forwarding | None = None
+        """Sessions this node's agents hold at other nodes (set with :attr:`cluster`)."""
         self.today = TodayFigures(store)
         self.views = Views(self.queue, clock, self.wallboard, self.users.get)
         self.presence = Presence(self)
@@ -155,6 +160,9 @@ class Hub:
             if not client.hello and not isinstance(msg, m.Ping):
                 raise ProtocolError("send hello first")
             role = client.peer.role
+            if role == "agent" and self.forwarding is not None \
+                    and not isinstance(msg, m.Accept) and self.forwarding.forward(msg):
+                return  # about a session held at another node: that node answers
             handler = self._handlers[role].get(type(msg))
             if handler is not None:
                 await handler(client, msg)
@@ -298,8 +306,8 @@ class Hub:
         self.ledger.transition(session, Event.CONNECT, f"user:{session.user}", "connected",
                                audit="connect", audit_actor=f"agent:{session.agent}")
         live.size = (msg.cols, msg.rows)
-        live.evidence = self.evidence(client)
-        info = self.info(live)
+        live.evidence = self.trust.evidence(client)
+        info = live.info(self.config.ice_urls)
         client.send(m.Started(info=info, rid=msg.rid))
         live.to_agent(m.Started(info=info))
         self.record(live)
@@ -327,18 +335,7 @@ class Hub:
     # -- agent side --------------------------------------------------------------
 
     async def _on_list(self, client: Connection, msg: m.ListQueue) -> None:
-        entries: list[m.QueueEntry] = []
-        for index, w in enumerate(self.queue, 1):
-            if index <= msg.offset:
-                continue
-            if len(entries) == msg.limit:
-                break
-            entries.append(m.QueueEntry(
-                session=w.session, user=w.user, topic=w.topic, queued_at=w.queued_at,
-                position=index, requeued=w.requeued, online=w.online,
-                registered=w.registered, note=w.note))
-        client.send(m.QueueList(entries=tuple(entries), now=self.clock.now(),
-                                total=len(self.queue), offset=msg.offset, rid=msg.rid))
+        client.send(self.views.listing(msg.offset, msg.limit, msg.rid))
         if msg.offset == 0 and client.watch:
             self.views.resend(client)  # an agent asking from the top may have seen a gap
 
@@ -353,10 +350,16 @@ class Hub:
         agent = self.roster.get(name)
         if agent.session is not None:
             raise StateError(f"you are already helping in session {agent.session}")
-        mirrored = self.queue.find(msg.session) if msg.session else None
-        if mirrored is not None and mirrored.node:
-            raise StateError(f"{mirrored.user} waits at node {mirrored.node} of this "
-                             "helpdesk: accept them from a console connected to that node")
+        mirrored = self.queue.find(msg.session) if msg.session else self.queue.head(True)
+        if mirrored is not None and mirrored.node and self.forwarding is not None:
+            # The user's node runs the session; this node forwards for its agent.
+            self.roster.assign(name, mirrored.session, self.clock.now())
+            self.presence.audit_presence(name, "busy")
+            client.streams.add(mirrored.session)
+            self.forwarding.accept(name, client.peer.fingerprint, mirrored.session, msg.rid,
+                                   mirrored.node)
+            self.views.wallboard_soon()
+            return
         entry = self.queue.take(msg.session)
         session = self.waiting.pop(entry.session)
         user = self.users.pop(session.id)
@@ -558,6 +561,14 @@ class Hub:
             if not held:
                 del self.by_key[session.key]
 
+    def released(self, agent: str, session: str) -> None:
+        """A session held at another node is over for this node's agent."""
+        self.release(agent)
+        links = self.agents.get(agent)
+        if links is not None:
+            links.unwatch(session)
+        self.views.wallboard_soon()
+
     def release(self, agent: str | None) -> None:
         """An agent's session is over: available again (and audited as such)."""
         if agent and agent in self.roster:
@@ -579,6 +590,8 @@ class Hub:
         live = self.live.get(session_id)
         if live is not None:
             live.resync()
+        elif self.forwarding is not None:
+            self.forwarding.resync(session_id)
 
     def wallboard(self) -> m.Wallboard:
         """The live figures for agents: queue, longest wait, service level today, agents."""
@@ -590,20 +603,3 @@ class Hub:
                            answered_within=level.hits, settled=level.total,
                            agents_available=board.agents_available,
                            target=self.today.target, now=now)
-
-    def evidence(self, user: Connection) -> m.Evidence:
-        """What the agent is shown of the user's identity before verifying it."""
-        peer = user.peer
-        totp = peer.registered and bool(self.store.directory.totp_secret(peer.name))
-        return m.Evidence(registered=peer.registered, fingerprint=peer.fingerprint,
-                          host=user.host, os_user=user.os_user, totp=totp)
-
-    def info(self, live: LiveSession) -> m.SessionInfo:
-        """The session as both sides see it."""
-        session = live.session
-        cols, rows = live.size
-        return m.SessionInfo(session=session.id, user=session.user, agent=session.agent or "",
-                             topic=session.topic, state=session.state.value,
-                             queued_at=session.queued_at, answered_at=session.answered_at,
-                             cols=cols, rows=rows, verified=session.verified,
-                             evidence=live.evidence, ice_servers=self.config.ice_urls)

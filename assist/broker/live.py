@@ -81,6 +81,16 @@ class LiveSession:
         """The user logged in with a key registered in the directory."""
         return self.session.registered
 
+    def info(self, ice_servers: tuple[str, ...]) -> m.SessionInfo:
+        """The session as both sides see it."""
+        session = self.session
+        cols, rows = self.size
+        return m.SessionInfo(session=session.id, user=session.user, agent=session.agent or "",
+                             topic=session.topic, state=session.state.value,
+                             queued_at=session.queued_at, answered_at=session.answered_at,
+                             cols=cols, rows=rows, verified=session.verified,
+                             evidence=self.evidence, ice_servers=ice_servers)
+
     # -- participants --------------------------------------------------------------------
 
     def to_user(self, msg: m.Msg) -> None:

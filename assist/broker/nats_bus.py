@@ -31,8 +31,12 @@ class _NatsSubscription(Subscription):
         self._sub = sub
 
     def cancel(self) -> None:
-        with contextlib.suppress(Exception):
-            asyncio.get_running_loop().create_task(self._sub.unsubscribe())
+        async def unsubscribe() -> None:
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                await self._sub.unsubscribe()
+
+        with contextlib.suppress(RuntimeError):  # no loop: nothing to unsubscribe from
+            asyncio.get_running_loop().create_task(unsubscribe())
 
 
 class NatsBus(Bus):

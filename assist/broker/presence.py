@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from assist.broker.connection import AgentLinks, Connection
+from assist.broker.failover import Failover
 from assist.broker.live import LiveSession
 from assist.core.grants import GrantTable
 from assist.core.session import Event, Session, State
@@ -49,6 +50,10 @@ class Presence:
         self.hub = hub
         self.lost: dict[str, m.Ended] = {}
         """Agent -> the session that went back to the queue while it was away."""
+        self.relayed: set[str] = set()
+        """Agents whose connections here are links from their own node (that node
+        audits their presence)."""
+        self.failover = Failover(hub, self)
 
     # -- restart -------------------------------------------------------------------------
 
@@ -71,39 +76,6 @@ class Presence:
             else:
                 hub.enqueue(session, None)
         return count
-
-    def node_lost(self, node: str) -> int:
-        """Another node went silent: take its unfinished sessions over; return how many.
-
-        Its waiting users keep their places, offline until they resume here;
-        its live sessions wait for both sides, as after a restart. Each session
-        goes to one survivor (the store's claim is atomic).
-        """
-        hub = self.hub
-        claimed = hub.store.sessions.claim(node, hub.clock.now())
-        hub.ledger.audit("broker", "node-lost", None,
-                          {"node": node, "sessions": len(claimed), "by": hub.config.node_name})
-        self.restore(claimed)
-        hub.views.wallboard_soon()
-        return len(claimed)
-
-    def adopt(self, session: Session) -> None:
-        """Take over one session a user resumes here whose node is gone.
-
-        Raises:
-            StateError: its node is still running (the user should try again, or
-                there), or this node started too recently to know.
-            NotFound: the place is not held by another node: it expired.
-        """
-        hub = self.hub
-        holder = hub.store.sessions.holder(session.id)
-        cluster = hub.cluster
-        if cluster is None or holder in ("", hub.config.node_name):
-            raise NotFound("that place in the queue has expired; join again")
-        if holder in cluster.alive or not cluster.settled:
-            raise StateError(f"your place is held by node {holder} of this helpdesk; "
-                             "try again in a moment")
-        self.restore(hub.store.sessions.claim(holder, hub.clock.now(), session.id))
 
     # -- departures ----------------------------------------------------------------------
 
@@ -162,6 +134,9 @@ class Presence:
         hub.roster.leave(name)
         hub.agents.pop(name, None)
         self.audit_presence(name, "offline")
+        self.relayed.discard(name)
+        if hub.forwarding is not None:
+            hub.forwarding.agent_gone(name)
         hub.views.wallboard_soon()
         for live in [x for x in hub.live.values() if x.session.agent == name]:
             live.agent = None
@@ -202,6 +177,8 @@ class Presence:
         links = hub.agents.get(name)
         fresh = links is None
         if links is None:
+            if client.peer.address.startswith("node:"):
+                self.relayed.add(name)
             links = hub.agents[name] = AgentLinks(name)
             hub.roster.join(name, hub.clock.now(), status="away")
             self.audit_presence(name, "away")
@@ -211,6 +188,8 @@ class Presence:
             client.send(lost)
         if not fresh:
             return  # a second connection (a script): it asks for what it needs
+        if hub.forwarding is not None:
+            hub.forwarding.agent_back(name)
         for live in [x for x in hub.live.values() if x.session.agent == name]:
             if live.agent is None:
                 self._agent_back(live, links)
@@ -235,7 +214,7 @@ class Presence:
             live.mark(f"agent:{client.peer.name} is back")
             live.tell_user(m.Back(session=live.id, who="agent"))
         client.streams.add(live.id)
-        client.send(m.Started(info=self.hub.info(live), resumed=True))
+        client.send(m.Started(info=live.info(self.hub.config.ice_urls), resumed=True))
         for g in live.grants.live(self.hub.clock.now()):
             client.send(m.GrantAnswer(session=live.id, scope=g.scope, allowed=True,
                                       grant=g.id, expires_at=g.expires_at, restored=True))
@@ -264,7 +243,7 @@ class Presence:
             raise NotFound(f"your session {stored.id} ended while you were away "
                            f"({stored.state.value})")
         if stored.id not in hub.waiting and stored.id not in hub.live:
-            self.adopt(stored)  # held by a node that is gone: it moves here
+            self.failover.adopt(stored)  # held by a node that is gone: it moves here
         if stored.id not in hub.waiting and stored.id not in hub.live:
             raise NotFound("that place in the queue has expired; join again")
         self.move(client, stored.id, rid, token, takeover, "resume")
@@ -325,7 +304,7 @@ class Presence:
         live.user = client
         client.session = live.id
         live.cancel("user-grace")
-        live.evidence = hub.evidence(client)
+        live.evidence = hub.trust.evidence(client)
         live.flush_typed()  # typing under the old grants is in the chain before they go
         if live.grants.live(hub.clock.now()):
             # The user's app says again which grants it still holds (the machine
@@ -335,7 +314,7 @@ class Presence:
         live.totp_misses = None
         live.hidden = None  # the user's app says again if it withholds output
         hub.ledger.audit(f"user:{live.session.user}", how, live.id)
-        info = hub.info(live)
+        info = live.info(hub.config.ice_urls)
         client.send(m.Started(info=info, resumed=True, resume=token, rid=rid))
         hub.record(live)
         live.mark("the user is back")
@@ -347,4 +326,6 @@ class Presence:
 
     def audit_presence(self, agent: str, status: str) -> None:
         """Audit an agent's presence change (the report's occupancy is built from these)."""
+        if agent in self.relayed:
+            return
         self.hub.ledger.audit(f"agent:{agent}", "presence", None, {"status": status})

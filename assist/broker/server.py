@@ -21,8 +21,10 @@ from assist.broker.authorities import Authorities
 from assist.broker.bus import Bus, LocalBus
 from assist.broker.cluster import Cluster
 from assist.broker.enrolment import Enrolment
+from assist.broker.forwarding import Forwarding
 from assist.broker.hub import Hub
 from assist.broker.nats_bus import NatsBus
+from assist.broker.remote import Links
 from assist.config import BrokerConfig
 from assist.core.clock import LoopClock
 from assist.errors import StateError
@@ -44,6 +46,7 @@ class Broker:
         self._given_bus = bus
         self.bus: Bus | None = None
         self.cluster: Cluster | None = None
+        self.links: Links | None = None
         self.store: Store | None = None
         self.hub: Hub | None = None
         self.enrolment: Enrolment | None = None
@@ -114,12 +117,31 @@ class Broker:
                 else LocalBus()
             await bus.start()
         self.bus = bus
-        self.cluster = Cluster(self.config.node_name, bus, self.hub.clock, self.hub.queue,
-                               self.hub.views.touch, self.hub.presence.node_lost)
-        self.hub.cluster = self.cluster
+        hub = self.hub
+        self.links = Links(self.config.node_name, bus, self._serve_link)
+        await self.links.start()
+        hub.links = self.links
+        hub.forwarding = Forwarding(self.links, hub.agents.get, hub.released)
+        self.cluster = Cluster(self.config.node_name, bus, hub.clock, hub.queue,
+                               hub.views.touch, hub.presence.failover.node_lost)
+        hub.cluster = self.cluster
         await self.cluster.start()
 
+    async def _serve_link(self, channel: MessageChannel, peer: Peer) -> None:
+        """An agent of another node, linked here for a session this node holds."""
+        assert self.hub is not None and self.store is not None
+        identity = self.store.directory.lookup(peer.fingerprint)
+        if identity is None or identity.role != "agent" or identity.name != peer.name:
+            log.warning("refused a link from %s for %s: not that agent's key", peer.address,
+                        peer.name)
+            channel.close()
+            return
+        await self.hub.serve(channel, peer)
+
     async def _leave_cluster(self) -> None:
+        if self.links is not None:
+            await self.links.close()
+            self.links = None
         if self.cluster is not None:
             self.cluster.stop()
             self.cluster = None

@@ -53,6 +53,13 @@ class Trust:
         self.directory = directory
         self.require_verification = require_verification
 
+
+    def evidence(self, user: Connection) -> m.Evidence:
+        """What the agent is shown of the user's identity before verifying it."""
+        peer = user.peer
+        totp = peer.registered and bool(self.directory.totp_secret(peer.name))
+        return m.Evidence(registered=peer.registered, fingerprint=peer.fingerprint,
+                          host=user.host, os_user=user.os_user, totp=totp)
     def handlers(self) -> dict[str, dict[type[m.Msg], LiveHandler]]:
         """Handlers by role, merged into the hub's table of live-session handlers."""
         return {

@@ -94,6 +94,22 @@ class Views:
 
     # -- the queue -----------------------------------------------------------------------
 
+
+    def listing(self, offset: int, limit: int, rid: int) -> m.QueueList:
+        """A page of the queue (``limit`` places after the first ``offset``)."""
+        entries: list[m.QueueEntry] = []
+        for index, w in enumerate(self.queue, 1):
+            if index <= offset:
+                continue
+            if len(entries) == limit:
+                break
+            entries.append(m.QueueEntry(
+                session=w.session, user=w.user, topic=w.topic, queued_at=w.queued_at,
+                position=index, requeued=w.requeued, online=w.online,
+                registered=w.registered, note=w.note))
+        return m.QueueList(entries=tuple(entries), now=self.clock.now(), total=len(self.queue),
+                           offset=offset, rid=rid)
+
     def watch(self, client: Connection) -> None:
         """``client`` watches the queue from now on: pages now, deltas after."""
         self.flush()

@@ -115,9 +115,11 @@ class Queue:
         """Return the 1-based place of a waiting session."""
         return bisect.bisect_left(self._keys, self.get(session).sort_key) + 1
 
-    def head(self) -> Waiting | None:
-        """Return the first online user of this node, or ``None`` when nobody can be taken."""
-        return next((entry for entry in self if entry.online and not entry.node), None)
+    def head(self, anywhere: bool = False) -> Waiting | None:
+        """Return the first online user of this node (``anywhere``: of any node), or
+        ``None`` when nobody can be taken."""
+        return next((entry for entry in self
+                     if entry.online and (anywhere or not entry.node)), None)
 
     def take(self, session: str | None = None) -> Waiting:
         """Remove and return ``session``, or the head of the queue when ``None``.
@@ -215,10 +217,11 @@ class Roster:
         agent is not to be counted as ready for the queue.
 
         Raises:
-            StateError: if the agent is already busy.
+            StateError: if the agent is already busy with another session (the
+                same one again is no change: a session that moved to this node).
         """
         agent = self.get(name)
-        if agent.session is not None:
+        if agent.session not in (None, session):
             raise StateError(f"agent {name} is already helping in session {agent.session}")
         agent.status, agent.session, agent.since = "busy", session, now
 
