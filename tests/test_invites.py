@@ -254,3 +254,19 @@ def test_a_named_invite_is_for_one_key(tmp_path: Path, capsys: pytest.CaptureFix
     db = store_at(tmp_path / "b.db")
     code = run(["invite", "--db", db, "--name", "bob", "--uses", "3"])
     assert code == 1 and "enrols one key" in capsys.readouterr().err
+
+
+async def test_an_invite_of_several_nodes_enrols_at_one_and_remembers_them_all(
+        broker: Broker, tmp_path: Path) -> None:
+    from tests.servers import free_port
+
+    key = make_key(tmp_path / "keys", "newbie")
+    _make(broker, "code-nodes")
+    down = f"127.0.0.1:{free_port()}"
+    live = f"127.0.0.1:{broker.port}"
+    invitation = Invitation((down, live), broker.fingerprint, "code-nodes")
+    config, name = await enrol(invitation, _config(tmp_path), key.private)
+    assert name == "newbie" and config.address == live
+    again = ClientConfig.load(tmp_path / "client.toml")
+    assert set(again.addresses) == {down, live}
+    assert dict(again.pins) == {down: broker.public_key, live: broker.public_key}

@@ -143,7 +143,7 @@ def agent_invite(
             return client.config, made.uses, made.expires_at, made.code
 
     used, count, expires_at, code = asyncio.run(main())
-    brokers = _addresses(address, used.address)
+    brokers = _addresses(address, ",".join(used.addresses))
     show(Invitation(brokers, ssh.key_fingerprint(used.host_key), code), count, expires_at,
          as_json, qr)
 

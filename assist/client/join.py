@@ -123,7 +123,9 @@ async def enrol(invitation: Invitation, config: ClientConfig, key: Path
         except ConnectionFailed as exc:
             failure = exc
             continue
-        saved = dataclasses.replace(at, host_key=host_key)
+        # Every node of the invite is remembered: the client fails over between them.
+        others = invitation.brokers if len(invitation.brokers) > 1 else ()
+        saved = dataclasses.replace(at, host_key=host_key, brokers=others)
         saved.save(keys={"user_key": str(key)})
         return saved, name
     assert failure is not None
