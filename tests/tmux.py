@@ -68,16 +68,20 @@ async def allow(tmux: Tmux) -> None:
     await tmux.keys("user", "Tab", "Enter")
 
 
-async def meet(tmux: Tmux, broker: Broker | int, keys: dict[str, KeyPair], topic: str) -> None:
+async def meet(tmux: Tmux, broker: Broker | int | str, keys: dict[str, KeyPair], topic: str,
+               agent_address: str = "") -> None:
     """Start `assist help` (alice) and `assist console` (carol); carol accepts alice.
 
-    ``broker`` is the broker, or the port of one running in its own process.
+    ``broker`` is the broker, or the port of one running in its own process, or
+    (a string) the addresses to give; ``agent_address``: carol's, if not alice's.
     """
-    address = f"127.0.0.1:{broker if isinstance(broker, int) else broker.port}"
+    address = broker if isinstance(broker, str) else \
+        f"127.0.0.1:{broker if isinstance(broker, int) else broker.port}"
     await tmux.start("user", assist_cmd("help", topic, "--broker", address, "--key",
                                         str(keys["alice"].private), "--yes", "--cmd", SHELL),
                      100, 30)
-    await tmux.start("agent", assist_cmd("console", "--broker", address, "--key",
+    await tmux.start("agent", assist_cmd("console", "--broker", agent_address or address,
+                                         "--key",
                                          str(keys["carol"].private), "--yes"), 160, 45)
     await tmux.wait_for("user", "Waiting for an agent")
     await tmux.wait_for("agent", topic)
