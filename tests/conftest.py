@@ -46,10 +46,19 @@ def missing(reason: str) -> None:
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[servers.Postgres]:
     """One private PostgreSQL cluster for the whole run (127.0.0.1, a free port)."""
-    if servers.INITDB is None:
+    if servers.INITDB is None or servers.PG_CTL is None:
         missing(servers.POSTGRES_MISSING)
     with servers.postgres() as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[servers.Nats]:
+    """One private nats-server for the whole run (127.0.0.1, a free port)."""
+    if servers.NATS_SERVER is None:
+        missing(servers.NATS_MISSING)
+    with servers.nats() as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +26,6 @@ from assist.errors import BusError
 from assist.protocol import encode
 from assist.protocol import messages as m
 from tests import servers
-from tests.conftest import missing
 from tests.helpers import KeyPair, agent_client, broker_config, user_client
 from tests.user_side import live_session
 
@@ -39,14 +38,6 @@ def test_subjects_match_as_in_nats() -> None:
     assert not matches("assist.node.*", "assist.node.a.b")
     assert matches("assist.>", "assist.node.a.b") and not matches("assist.>", "assist")
     assert not matches("assist.to.a", "assist.to.b")
-
-
-@pytest.fixture(scope="module")
-def nats_server() -> Iterator[servers.Nats]:
-    if servers.NATS_SERVER is None:
-        missing(servers.NATS_MISSING)
-    with servers.nats() as server:
-        yield server
 
 
 @dataclass

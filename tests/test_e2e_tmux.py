@@ -10,7 +10,7 @@ import pytest
 
 from assist.broker.server import Broker
 from tests.helpers import KeyPair
-from tests.tmux import Tmux, allow, assist_cmd, meet, take_control
+from tests.tmux import Tmux, allow, assist_cmd, end_with_survey, meet, take_control
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")]
@@ -32,13 +32,7 @@ async def test_user_and_agent_in_real_terminals(broker: Broker, keys: dict[str, 
         await tmux.keys("user", "Enter")
         await tmux.wait_for("agent", "alice: thanks")
 
-        await tmux.keys("agent", "F10")
-        await tmux.wait_for("agent", "what was the root cause")
-        await tmux.keys("agent", "-l", "paper tray sensor")
-        await tmux.keys("agent", "Enter")
-        await tmux.wait_for("user", "How satisfied")
-        await tmux.keys("user", "5")
-        await tmux.wait_for("user", "Thank you")
+        await end_with_survey(tmux, "paper tray sensor", "5")
 
         assert broker.store is not None
         (session,) = broker.store.sessions.between(0, 1e12)

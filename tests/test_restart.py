@@ -11,9 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,71 +21,19 @@ from assist.broker.server import Broker
 from assist.core import pubkey
 from assist.store import Store
 from tests.helpers import KeyPair, asciinema_cat, store_at
-from tests.tmux import Tmux, meet
+from tests.serve import ServeProcess
+from tests.servers import free_port
+from tests.tmux import Tmux, end_with_survey, meet
 
 pytestmark = [pytest.mark.slow, pytest.mark.stores,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class BrokerProcess:
-    """``assist serve`` as its own process, on a fixed port and store."""
-
-    def __init__(self, root: Path, port: int) -> None:
-        self.root = root
-        self.port = port
-        self.db = store_at(root / "broker.db")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.env = {**os.environ, "ASSIST_CONFIG_DIR": str(root / "cfg"),
-                    "ASSIST_DATA_DIR": str(root / "data"),
-                    "ASSIST_STATE_DIR": str(root / "state"),
-                    "ASSIST_BROKER_NAME": "test-broker",
-                    "ASSIST_BROKER_RECORDINGS": str(root / "recordings"),
-                    # Long enough for the agent to come back after a restart.
-                    "ASSIST_BROKER_AGENT_GRACE": "30"}
-
-    def start(self) -> None:
-        log = (self.root / "broker.log").open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "assist", "serve", "--port", str(self.port), "--db",
-             self.db, "--host-key", str(self.root / "host_key"), "-v"],
-            env=self.env, stdout=log, stderr=log)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise AssertionError(f"the broker did not start: {self.log()}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-    def log(self) -> str:
-        return (self.root / "broker.log").read_text(errors="replace")[-3000:]
-
-    def assist(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "assist", *args], env=self.env,
-                              capture_output=True, text=True, timeout=60, check=False)
-
-
 @pytest.fixture
 async def broker_process(tmp_path: Path, keys: dict[str, KeyPair]
-                         ) -> AsyncIterator[BrokerProcess]:
-    process = BrokerProcess(tmp_path / "b", free_port())
-    process.root.mkdir()
+                         ) -> AsyncIterator[ServeProcess]:
+    root = tmp_path / "b"
+    process = ServeProcess(root, free_port(), store_at(root / "broker.db"), root / "host_key")
     with Store(process.db) as store:
         store.directory.add("user", "alice", pubkey.load(keys["alice"].public), time.time())
         store.directory.add("agent", "carol", pubkey.load(keys["carol"].public), time.time())
@@ -98,7 +43,7 @@ async def broker_process(tmp_path: Path, keys: dict[str, KeyPair]
 
 
 async def test_a_live_session_goes_on_after_the_broker_is_killed(
-        broker_process: BrokerProcess, keys: dict[str, KeyPair], tmp_path: Path) -> None:
+        broker_process: ServeProcess, keys: dict[str, KeyPair], tmp_path: Path) -> None:
     tmux = Tmux()
     try:
         await meet(tmux, broker_process.port, keys, "printer jam")
@@ -118,13 +63,7 @@ async def test_a_live_session_goes_on_after_the_broker_is_killed(
         assert "before-41" in screen, "the agent's view kept the session's screen"
         assert "verified" in screen and "not verified" not in screen
 
-        await tmux.keys("agent", "F10")
-        await tmux.wait_for("agent", "what was the root cause")
-        await tmux.keys("agent", "-l", "print spooler")
-        await tmux.keys("agent", "Enter")
-        await tmux.wait_for("user", "How satisfied")
-        await tmux.keys("user", "4")
-        await tmux.wait_for("user", "Thank you")
+        await end_with_survey(tmux, "print spooler")
     finally:
         await tmux.kill()
         broker_process.stop()

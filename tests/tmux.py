@@ -102,3 +102,14 @@ async def take_control(tmux: Tmux) -> None:
     await tmux.wait_for("user", "carol asks to type in your terminal, for 5 minutes")
     await allow(tmux)
     await tmux.wait_for("agent", "typing goes to the user's shell")
+
+
+async def end_with_survey(tmux: Tmux, root_cause: str, score: str = "4") -> None:
+    """carol ends the session (F10) with ``root_cause``; alice answers the survey."""
+    await tmux.keys("agent", "F10")
+    await tmux.wait_for("agent", "what was the root cause")
+    await tmux.keys("agent", "-l", root_cause)
+    await tmux.keys("agent", "Enter")
+    await tmux.wait_for("user", "How satisfied")
+    await tmux.keys("user", score)
+    await tmux.wait_for("user", "Thank you")

@@ -11,6 +11,19 @@ from __future__ import annotations
 
 from assist.store.engine import Dialect
 
+_KEYS = """
+    ALTER TABLE sessions ADD COLUMN user_key TEXT NOT NULL DEFAULT '';
+    ALTER TABLE sessions ADD COLUMN registered INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX sessions_key ON sessions (user_key, state);
+    """
+"""Migration 2: the key a request came with, so one key holds one request across restarts."""
+
+_NODES = """
+    ALTER TABLE sessions ADD COLUMN node TEXT NOT NULL DEFAULT '';
+    CREATE INDEX sessions_node ON sessions (node, state);
+    """
+"""Migration 4: the node that holds each session (a helpdesk of several brokers)."""
+
 SQLITE: tuple[str, ...] = (
     # 1: directory, sessions, events, audit chain.
     """
@@ -82,12 +95,7 @@ SQLITE: tuple[str, ...] = (
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     """,
-    # 2: the key a request came with, so one key holds one request across restarts.
-    """
-    ALTER TABLE sessions ADD COLUMN user_key TEXT NOT NULL DEFAULT '';
-    ALTER TABLE sessions ADD COLUMN registered INTEGER NOT NULL DEFAULT 1;
-    CREATE INDEX sessions_key ON sessions (user_key, state);
-    """,
+    _KEYS,  # 2: the key a request came with (the same in both engines)
     # 3: invites: one-line join strings whose codes enrol a new user's key.
     """
     CREATE TABLE invites (
@@ -99,11 +107,7 @@ SQLITE: tuple[str, ...] = (
         made_at    REAL NOT NULL
     );
     """,
-    # 4: the node that holds each session (a helpdesk of several brokers).
-    """
-    ALTER TABLE sessions ADD COLUMN node TEXT NOT NULL DEFAULT '';
-    CREATE INDEX sessions_node ON sessions (node, state);
-    """,
+    _NODES,  # 4: the node that holds each session (the same in both engines)
 )
 """Migration ``i`` takes a SQLite database from version ``i`` to ``i + 1``."""
 
@@ -180,12 +184,7 @@ POSTGRESQL: tuple[str, ...] = (
     CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
         FOR EACH STATEMENT EXECUTE FUNCTION assist_audit_append_only();
     """,
-    # 2: the key a request came with, so one key holds one request across restarts.
-    """
-    ALTER TABLE sessions ADD COLUMN user_key TEXT NOT NULL DEFAULT '';
-    ALTER TABLE sessions ADD COLUMN registered INTEGER NOT NULL DEFAULT 1;
-    CREATE INDEX sessions_key ON sessions (user_key, state);
-    """,
+    _KEYS,  # 2: the key a request came with (the same in both engines)
     # 3: invites: one-line join strings whose codes enrol a new user's key.
     """
     CREATE TABLE invites (
@@ -197,11 +196,7 @@ POSTGRESQL: tuple[str, ...] = (
         made_at    DOUBLE PRECISION NOT NULL
     );
     """,
-    # 4: the node that holds each session (a helpdesk of several brokers).
-    """
-    ALTER TABLE sessions ADD COLUMN node TEXT NOT NULL DEFAULT '';
-    CREATE INDEX sessions_node ON sessions (node, state);
-    """,
+    _NODES,  # 4: the node that holds each session (the same in both engines)
 )
 """The same migrations for PostgreSQL."""
 
