@@ -95,3 +95,14 @@ async def test_across_two_nodes_and_on_through_one_when_the_other_is_killed(
     audit = subprocess.run([sys.executable, "-m", "assist", "audit", "verify", "--db", n1.db],
                            capture_output=True, text=True, check=False)
     assert audit.returncode == 0, audit.stdout + audit.stderr
+    # Each node that held the session recorded its part; the store says where.
+    files = {f.node: Path(f.path) for f in Store(n1.db).recordings.of(session.id)}
+    assert set(files) == ({"n1", "n2"} if killed == "users" else {"n1"})
+    shown = n2.assist("replay", session.id, "--db", n1.db, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert all(str(path) in shown.stdout for path in files.values())  # each file, in order
+    for path in files.values():
+        path.rename(path.with_suffix(".moved"))
+    gone = n2.assist("replay", session.id, "--db", n1.db)
+    assert gone.returncode == 1 and "not on this machine" in gone.stderr
+    assert "node n1" in gone.stderr and "Traceback" not in gone.stderr

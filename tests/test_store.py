@@ -195,3 +195,15 @@ def test_migrations_race_between_brokers(location: str) -> None:
     assert [s.wait(timeout=60) for s in starters] == [0, 0, 0, 0]
     with Store(location) as store:
         assert store.db.version() == VERSION and store.audit.verify().records == 4
+
+
+@pytest.mark.stores
+def test_recordings_are_found_by_session(location: str) -> None:
+    with Store(location) as store:
+        store.recordings.note("s1", "n1", "/rec/s1.cast", 10.0)
+        store.recordings.note("s1", "n1", "/rec/s1.cast", 11.0)  # the same file again
+        store.recordings.note("s1", "n2", "/rec/s1.cast", 20.0)  # moved: n2's own file
+        store.recordings.note("s2", "n1", "/rec/s2.cast", 12.0)
+        assert [(f.node, f.started) for f in store.recordings.of("s1")] == [
+            ("n1", 10.0), ("n2", 20.0)]
+        assert store.recordings.of("nope") == []

@@ -581,6 +581,9 @@ class Hub:
             return
         session = live.session
         error = live.record_start(self.config.recordings, f"{session.user}: {session.topic}")
+        if live.recorder is not None:  # where it is, for `assist replay SESSION`
+            self.store.recordings.note(session.id, self.config.node_name,
+                                       str(live.recorder.path.resolve()), self.clock.now())
         if error:
             # The session goes on unrecorded; the audit log says so.
             self.ledger.audit("broker", "record-failed", session.id, {"error": error})

@@ -19,6 +19,7 @@ where stdout and stderr go:
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -28,7 +29,7 @@ from typing import IO, Any
 
 import typer
 
-from assist.cli.app import JSON_OPTION, app, err, out, print_json
+from assist.cli.app import DB_OPTION, JSON_OPTION, app, err, out, print_json
 from assist.core.host_sequences import HostFilter
 from assist.core.text import printable
 from assist.display import said
@@ -226,8 +227,9 @@ def _stdout_writer() -> tuple[Callable[[str], object], Callable[[], object]]:
 
 @app.command()
 def replay(
-    file: Path = typer.Argument(..., metavar="FILE", show_default=False,
-                                help="The recording, e.g. RECORDINGS/<session>.cast."),
+    file: str = typer.Argument(..., metavar="FILE|SESSION", show_default=False,
+                               help="The recording (RECORDINGS/<session>.cast), or a "
+                               "session id: its recordings are looked up in the store."),
     speed: float = typer.Option(1.0, "--speed", "-s",
                                 help="Playback speed: 2 plays twice as fast, 0.5 half as fast."),
     idle_limit: float | None = typer.Option(
@@ -240,6 +242,7 @@ def replay(
               "terminal playing, else in the window title.")),
     info: bool = typer.Option(False, "--info",
                               help="Print the header and a summary instead of playing."),
+    db: str | None = DB_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Play a session recording in this terminal, with its timing.
@@ -249,28 +252,59 @@ def replay(
     attributed to the agent; secrets typed while the terminal hid input were
     never recorded. Press Ctrl-C to stop. With --info or --json nothing is
     played: the header and a summary (duration, events, agents who typed,
-    markers) are printed instead.
+    markers) are printed instead. Given a session id, the store says where its
+    recordings are (a session that moved to another node when its node died
+    has one file on each); those on this machine are played in order.
     """
     if not speed > 0:
         raise ConfigError(f"--speed must be above 0, got {speed:g}")
     if idle_limit is not None and idle_limit < 0:
         raise ConfigError(f"--idle-limit must be 0 or more, got {idle_limit:g}")
-    with Cast.open(file) as cast:
-        if info or as_json:
-            _describe(cast, as_json)
-            return
-        limit = idle_limit if idle_limit is not None else (
-            cast.header.idle_time_limit or DEFAULT_IDLE_LIMIT)
-        try:
-            summary = _play(cast, speed, limit, markers)
-        except BrokenPipeError:
-            # `assist replay F | head`: the reader has seen enough; that is not an error.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return
-    if summary.truncated:
-        err.print("[yellow]assist:[/] the recording ends with a damaged event (it was cut "
-                  "short, e.g. the broker stopped); everything before it was played",
-                  highlight=False)
+    for path in _files(file, db):
+        with Cast.open(path) as cast:
+            if info or as_json:
+                _describe(cast, as_json)
+                continue
+            limit = idle_limit if idle_limit is not None else (
+                cast.header.idle_time_limit or DEFAULT_IDLE_LIMIT)
+            try:
+                summary = _play(cast, speed, limit, markers)
+            except BrokenPipeError:
+                # `assist replay F | head`: the reader has seen enough; not an error.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return
+        if summary.truncated:
+            err.print("[yellow]assist:[/] the recording ends with a damaged event (it was "
+                      "cut short, e.g. the broker stopped); everything before it was played",
+                      highlight=False)
+
+
+_SESSION = re.compile(r"^[0-9a-f]{12}$")
+
+
+def _files(given: str, db: str | None) -> list[Path]:
+    """The recording files to play: ``given`` itself, or a session's files here.
+
+    Raises:
+        ConfigError: a session with no recording, or whose recordings are all on
+            other machines (the message says which node has them, and where).
+    """
+    path = Path(given).expanduser()
+    if path.exists() or not _SESSION.match(given):
+        return [path]
+    from assist.cli.admin import open_store
+
+    with open_store(db) as store:
+        found = store.recordings.of(given)
+    if not found:
+        raise ConfigError(f"session {given} has no recording in the store (it was not "
+                          "recorded, or the store is another helpdesk's: pass --db)")
+    here = list(dict.fromkeys(Path(f.path) for f in found if Path(f.path).exists()))
+    if not here:
+        where = "; ".join(f"node {f.node}: {f.path}" for f in found)
+        raise ConfigError(f"the recordings of session {given} are not on this machine "
+                          f"({where}): run assist replay there, or copy the file here")
+    return here
 
 
 def _play(cast: Cast, speed: float, limit: float, markers: bool) -> Summary:

@@ -21,6 +21,7 @@ from assist.store.engine import Database, open_database
 TABLES: tuple[tuple[str, str], ...] = (
     ("meta", "key"), ("users", "name"), ("agents", "name"), ("keys", "fingerprint"),
     ("sessions", "id"), ("events", "id"), ("audit", "seq"), ("invites", "code_hash"),
+    ("recordings", "id"),
 )
 """Every table of the store with the key it is read in order of."""
 

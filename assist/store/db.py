@@ -10,6 +10,7 @@ from assist.store.audit import AuditLog
 from assist.store.directory import Directory
 from assist.store.engine import Database, open_database
 from assist.store.invites import Invites
+from assist.store.recordings import Recordings
 from assist.store.schema import MIGRATIONS, VERSION
 from assist.store.seal import Sealer
 from assist.store.sessions import SessionRepo
@@ -90,6 +91,7 @@ class Store:
         sessions: sessions and their events.
         audit: the hash-chained audit log.
         invites: codes that enrol a new user's key.
+        recordings: where each session's recordings are.
     """
 
     def __init__(self, location: Path | str, key_path: Path | None = None,
@@ -105,6 +107,7 @@ class Store:
         self.sessions = SessionRepo(self.db, node)
         self.audit = AuditLog(self.db)
         self.invites = Invites(self.db)
+        self.recordings = Recordings(self.db)
         if self.sealer is not None:
             self.directory.seal_plain()  # a store from before sealing: seal what it holds
 

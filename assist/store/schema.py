@@ -108,6 +108,17 @@ SQLITE: tuple[str, ...] = (
     );
     """,
     _NODES,  # 4: the node that holds each session (the same in both engines)
+    # 5: where each session's recordings are (which node, which file).
+    """
+    CREATE TABLE recordings (
+        id      TEXT PRIMARY KEY,
+        session TEXT NOT NULL,
+        node    TEXT NOT NULL,
+        path    TEXT NOT NULL,
+        started REAL NOT NULL
+    );
+    CREATE INDEX recordings_session ON recordings (session, started);
+    """,
 )
 """Migration ``i`` takes a SQLite database from version ``i`` to ``i + 1``."""
 
@@ -197,6 +208,17 @@ POSTGRESQL: tuple[str, ...] = (
     );
     """,
     _NODES,  # 4: the node that holds each session (the same in both engines)
+    # 5: where each session's recordings are (which node, which file).
+    """
+    CREATE TABLE recordings (
+        id      TEXT PRIMARY KEY,
+        session TEXT NOT NULL,
+        node    TEXT NOT NULL,
+        path    TEXT NOT NULL,
+        started DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX recordings_session ON recordings (session, started);
+    """,
 )
 """The same migrations for PostgreSQL."""
 
