@@ -72,7 +72,8 @@ async def helpdesk(request: pytest.FixtureRequest, tmp_path: Path,
         nodes.append(node)
     store = nodes[0].store
     assert store is not None
-    for role, name in (("user", "alice"), ("user", "bob"), ("agent", "carol")):
+    for role, name in (("user", "alice"), ("user", "bob"), ("agent", "carol"),
+                       ("agent", "dave")):
         store.directory.add(role, name, pubkey.load(keys[name].public), time.time())  # type: ignore[arg-type]
     yield Helpdesk(nodes[0], nodes[1], make_bus)
     for node in nodes:
@@ -321,3 +322,18 @@ async def test_a_link_stream_is_closed_at_its_bound() -> None:
     stream.feed(b"one byte too many")
     assert await stream.read(10) == b"y" * 10  # what came before is still there to read
     assert stream._closed  # and nothing more comes in
+
+
+async def test_the_wallboard_counts_the_agents_ready_on_every_node(
+        helpdesk: Helpdesk, keys: dict[str, KeyPair]) -> None:
+    dave = await agent_client(helpdesk.a, keys["dave"])
+    carol = await agent_client(helpdesk.b, keys["carol"])
+    await carol.set_status("available")
+    board = await dave.link.wait_for(
+        lambda msg: isinstance(msg, m.Wallboard) and msg.agents_available == 1, 10)
+    assert board is not None  # carol, on the other node; dave himself is away
+    await carol.set_status("away")
+    await dave.link.wait_for(
+        lambda msg: isinstance(msg, m.Wallboard) and msg.agents_available == 0, 10)
+    for client in (carol, dave):
+        await client.link.close()

@@ -50,11 +50,13 @@ class Entry(msgspec.Struct, frozen=True):
 
 
 class Beat(msgspec.Struct, tag="beat"):
-    """A node is alive; ``waiting`` is how many places it holds."""
+    """A node is alive; ``waiting`` is how many places it holds, ``available`` how many
+    of its agents are ready."""
 
     node: str
     started: float
     waiting: int
+    available: int = 0
 
 
 class Changed(msgspec.Struct, tag="changed"):
@@ -104,22 +106,30 @@ class Cluster:
         queue: this node's queue (its own places and the mirror).
         touched: told the session of every mirrored place that changed (the views).
         lost: told the name of a node that went silent.
+        available: how many of this node's agents are ready (for the others' wallboards).
+        board: told when what the other nodes say for the wallboard changed.
     """
 
     def __init__(self, node: str, bus: Bus, clock: Clock, queue: Queue,
-                 touched: Callable[[str], None], lost: Callable[[str], object]) -> None:
+                 touched: Callable[[str], None], lost: Callable[[str], object],
+                 available: Callable[[], int] = lambda: 0,
+                 board: Callable[[], None] = lambda: None) -> None:
         self.node = node
         self.bus = bus
         self.clock = clock
         self.queue = queue
         self.touched = touched
         self.lost = lost
+        self.ready = available
+        self.board = board
+        """Told when what the wallboard shows of the other nodes changed."""
         self.started = clock.now()
         self.seen: dict[str, tuple[float, float]] = {}
         """Other node -> (when it was last heard, when it started)."""
         self._subs: list[Subscription] = []
         self._beat: Timer | None = None
         self._asked: dict[str, float] = {}
+        self._available: dict[str, int] = {}
 
     async def start(self) -> None:
         """Join the helpdesk: listen, share this node's places, ask for everyone's."""
@@ -145,6 +155,11 @@ class Cluster:
         return self.clock.now() - self.started > LOST
 
     @property
+    def available(self) -> int:
+        """Agents ready on the other nodes (as their last heartbeats said)."""
+        return sum(self._available.get(node, 0) for node in self.seen)
+
+    @property
     def alive(self) -> list[str]:
         """The other nodes heard from within :data:`LOST` seconds."""
         return sorted(self.seen)
@@ -165,7 +180,7 @@ class Cluster:
     def _tick(self) -> None:
         now = self.clock.now()
         self._send("assist.node." + self.node,
-                   Beat(self.node, self.started, len(self.queue.of_node(""))))
+                   Beat(self.node, self.started, len(self.queue.of_node("")), self.ready()))
         for node, (heard, _started) in list(self.seen.items()):
             if now - heard > LOST:
                 self._gone(node)
@@ -207,6 +222,9 @@ class Cluster:
     def _on_beat(self, beat: Beat) -> None:
         known = self.seen.get(beat.node)
         self._heard(beat.node, beat.started)
+        if self._available.get(beat.node) != beat.available:
+            self._available[beat.node] = beat.available
+            self.board()
         mirrored = len(self.queue.of_node(beat.node))
         restarted = known is not None and known[1] not in (0.0, beat.started)
         if known is None or restarted or mirrored != beat.waiting:
@@ -247,5 +265,7 @@ class Cluster:
         log.warning("node %s is silent for %.0f s: taken for gone", node, LOST)
         del self.seen[node]
         self._asked.pop(node, None)
+        if self._available.pop(node, 0):
+            self.board()
         self._drop_mirror(node)
         self.lost(node)

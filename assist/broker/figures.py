@@ -23,18 +23,24 @@ def local_midnight(now: float) -> float:
 class TodayFigures:
     """Answered within the target, of settled contacts that joined today."""
 
-    def __init__(self, store: Store, target: float = metrics.SERVICE_LEVEL_TARGET) -> None:
+    def __init__(self, store: Store, target: float = metrics.SERVICE_LEVEL_TARGET,
+                 refresh: float | None = None) -> None:
         self.store = store
         self.target = target
+        self.refresh = refresh
+        """Seconds after which the figures are read from the store again (a helpdesk
+        of several nodes, where the others settle contacts too); ``None``: never."""
         self.day: float | None = None
+        self._read_at = 0.0
         self.within = 0
         self.settled = 0
 
     def _roll(self, now: float) -> None:
         day = local_midnight(now)
-        if day == self.day:
+        stale = self.refresh is not None and now - self._read_at >= self.refresh
+        if day == self.day and not stale:
             return
-        self.day = day
+        self.day, self._read_at = day, now
         contacts = [metrics.Contact(id=s.id, user=s.user, state=s.state, queued_at=s.queued_at,
                                     answered_at=s.answered_at, ended_at=s.ended_at)
                     for s in self.store.sessions.between(day, now + 1)]

@@ -93,7 +93,7 @@ class Hub:
         self.links: Links | None = None
         self.forwarding: Forwarding | None = None
         """Sessions this node's agents hold at other nodes (set with :attr:`cluster`)."""
-        self.today = TodayFigures(store)
+        self.today = TodayFigures(store, refresh=5.0 if config.bus else None)
         self.views = Views(self.queue, clock, self.wallboard, self.users.get)
         self.presence = Presence(self)
         self.gate = Gate(clock, self._dispatch, self._gone, self._resync)
@@ -601,8 +601,9 @@ class Hub:
         now = self.clock.now()
         board = metrics.wallboard((w.queued_at for w in self.queue), (),
                                   (a.status for a in self.roster), now)
+        elsewhere = self.cluster.available if self.cluster is not None else 0
         level = self.today.level(now)
         return m.Wallboard(queue_length=board.queue_length, longest_wait=board.longest_wait,
                            answered_within=level.hits, settled=level.total,
-                           agents_available=board.agents_available,
+                           agents_available=board.agents_available + elsewhere,
                            target=self.today.target, now=now)

@@ -123,7 +123,8 @@ class Broker:
         hub.links = self.links
         hub.forwarding = Forwarding(self.links, hub.agents.get, hub.released)
         self.cluster = Cluster(self.config.node_name, bus, hub.clock, hub.queue,
-                               hub.views.touch, hub.presence.failover.node_lost)
+                               hub.views.touch, hub.presence.failover.node_lost,
+                               lambda: len(hub.roster.available()), hub.views.wallboard_soon)
         hub.cluster = self.cluster
         await self.cluster.start()
 
