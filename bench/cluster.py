@@ -13,7 +13,14 @@ Starts a private PostgreSQL and ``nats-server`` on 127.0.0.1 and three
   the ratio of the medians (target within 1.5x);
 * failover: a user waits on node 3, node 3 is killed (SIGKILL), and the time
   until a survivor holds the user's place (in the store) is measured, with
-  the time until an agent on node 1 sees the place again.
+  the time until an agent on node 1 sees the place again;
+* load (``--queued``, default 2,000): users join, then agents take the first
+  ``--accepts`` one at a time (accept -> started), then every agent takes
+  users until nobody waits; once with every client on node 1, once with the
+  users spread over the three nodes and the agents on node 2 (so most
+  accepts cross the bus), in separate worker processes (those of
+  :mod:`bench.load`): join and routing median and p99, and the throughput
+  of joining and of draining, one node against three.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import statistics
 import sys
 import tempfile
@@ -37,6 +45,7 @@ from assist.protocol import messages as m
 from assist.store import Store
 from assist.transport import ssh
 from bench.broker import connect, make_key, start_broker
+from bench.load import Worker, make_keys, register
 from bench.session import AgentSide, Child
 from bench.stats import percentile, print_table
 from tests.servers import nats, postgres
@@ -77,7 +86,47 @@ async def agent_at(port: int, host_key: str, key: Path) -> AgentSide:
     return side
 
 
-async def run(keys: int, blocks: int) -> None:
+async def load(root: Path, ports: list[int], host_key: str, users: list[Path],
+               agents: list[Path], accepts: int, spread: bool) -> dict[str, list[float]]:
+    """One load round (see the module's docstring); its samples by measure."""
+    user_ports = ports if spread else ports[:1]
+    agent_port = ports[1] if spread else ports[0]
+    workers: list[Worker] = []
+
+    async def worker(kind: str, port: int, keys: list[Path]) -> Worker:
+        keys_file = root / f"worker-{len(workers)}-{spread}.json"
+        keys_file.write_text(json.dumps([str(p) for p in keys]))
+        started = Worker(await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.load", "--worker", kind, "--port", str(port),
+            "--host-key", host_key, "--keys", str(keys_file),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE))
+        workers.append(started)
+        return started
+
+    try:
+        router = await worker("agents", agent_port, agents)
+        head = await worker("users", user_ports[0], users[:accepts])
+        rest = users[accepts:]
+        crowd = [await worker("users", port, rest[i::len(user_ports)])
+                 for i, port in enumerate(user_ports)]
+        await router.ask("connect", count=len(agents))
+        started = time.perf_counter()
+        joins = await head.ask("join", count=accepts, topic="routed", trickle=False)
+        parts = await asyncio.gather(*(w.ask("join", count=-(-len(rest) // len(crowd)),
+                                             topic="waiting", trickle=False) for w in crowd))
+        joined = time.perf_counter() - started
+        joins += [t for part in parts for t in part]
+        await asyncio.sleep(2.0)  # every node's mirror settles
+        routing = await router.ask("route", count=accepts, first=0)
+        drained, served = await router.ask("drain")
+        return {"joins": joins, "routing": routing, "join_rate": [len(joins) / joined],
+                "drain_rate": [served / max(drained, 1e-9)]}
+    finally:
+        for w in workers:
+            await w.stop()
+
+
+async def run(keys: int, blocks: int, queued: int, accepts: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, postgres() as pg, nats() as bus:
         root = Path(tmp)
         url = pg.database("cluster")
@@ -102,6 +151,13 @@ async def run(keys: int, blocks: int) -> None:
             for _ in range(blocks):  # in turns: the shared machine's noise hits both alike
                 one += await echo_block(child, near, keys // blocks)
                 across += await echo_block(child, far, keys // blocks)
+            crowd = make_keys(root / "crowd", "user", queued)
+            helpers = make_keys(root / "crowd", "agent", 10)
+            with Store(url) as store:
+                register(store, "user", crowd)
+                register(store, "agent", helpers)
+            rounds = {spread: await load(root, ports, host_key, crowd, helpers, accepts, spread)
+                      for spread in (False, True)}
             failover, seen = await kill_and_time(root, url, ports, host_key, user_key, near,
                                                  nodes[2][0])
         finally:
@@ -123,7 +179,15 @@ async def run(keys: int, blocks: int) -> None:
          "<= 1.5x the baseline"),
         ("node killed -> a survivor holds its user's place", 1, [failover], "< 5 s"),
         ("node killed -> an agent on node 1 sees the place", 1, [seen], ""),
+        *[(f"{where}: join -> queued", len(r["joins"]), r["joins"], "p99 < 50 ms")
+          for where, r in (("one node", rounds[False]), ("three nodes", rounds[True]))],
+        *[(f"{where}: accept -> started", len(r["routing"]), r["routing"], "p99 < 50 ms")
+          for where, r in (("one node", rounds[False]), ("three nodes", rounds[True]))],
     ])
+    for what, key in (("joins", "join_rate"), ("users drained", "drain_rate")):
+        one_rate, three_rate = rounds[False][key][0], rounds[True][key][0]
+        Console(width=100).print(f"{what} a second: one node {one_rate:.0f}, three nodes "
+                                 f"{three_rate:.0f} ({three_rate / one_rate:.2f}x)")
     Console(width=100).print(
         f"cross-node / one node: median {statistics.median(across) / statistics.median(one):.2f}x,"
         f" p99 {percentile(across, 99) / percentile(one, 99):.2f}x (target <= 1.5)")
@@ -166,9 +230,11 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keys", type=int, default=150, help="keystrokes timed each way")
     parser.add_argument("--blocks", type=int, default=3, help="turns of each")
+    parser.add_argument("--queued", type=int, default=2000, help="users in the load rounds")
+    parser.add_argument("--accepts", type=int, default=100, help="accepts timed per round")
     args = parser.parse_args()
     use_fast_loop()
-    asyncio.run(run(args.keys, args.blocks))
+    asyncio.run(run(args.keys, args.blocks, args.queued, args.accepts))
 
 
 if __name__ == "__main__":

@@ -83,10 +83,10 @@ class Forwarding:
         if held.link is not None:
             held.link.stream.write(encode(msg))
 
-    def forward(self, msg: m.Msg) -> bool:
-        """Send an agent's message on if it is about a forwarded session."""
+    def forward(self, agent: str, msg: m.Msg) -> bool:
+        """Send ``agent``'s message on if it is about a session it holds elsewhere."""
         held = self.sessions.get(str(getattr(msg, "session", "") or ""))
-        if held is None:
+        if held is None or held.agent != agent:
             return False
         if held.link is None:
             self._connect(held)
@@ -95,7 +95,8 @@ class Forwarding:
 
     def resync(self, session: str) -> bool:
         """A watcher of a forwarded session caught up: ask its owner for a fresh picture."""
-        return self.forward(m.Resync(session=session))
+        held = self.sessions.get(session)
+        return held is not None and self.forward(held.agent, m.Resync(session=session))
 
     def _down(self, held: Forwarded, data: bytes) -> None:
         for line in held.buffer.feed(data):

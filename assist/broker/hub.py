@@ -161,7 +161,8 @@ class Hub:
                 raise ProtocolError("send hello first")
             role = client.peer.role
             if role == "agent" and self.forwarding is not None \
-                    and not isinstance(msg, m.Accept) and self.forwarding.forward(msg):
+                    and not isinstance(msg, m.Accept) \
+                    and self.forwarding.forward(client.peer.name, msg):
                 return  # about a session held at another node: that node answers
             handler = self._handlers[role].get(type(msg))
             if handler is not None:
@@ -353,6 +354,8 @@ class Hub:
         mirrored = self.queue.find(msg.session) if msg.session else self.queue.head(True)
         if mirrored is not None and mirrored.node and self.forwarding is not None:
             # The user's node runs the session; this node forwards for its agent.
+            if mirrored.session in self.forwarding.sessions:
+                raise StateError(f"another agent is taking {mirrored.user} already")
             self.roster.assign(name, mirrored.session, self.clock.now())
             self.presence.audit_presence(name, "busy")
             client.streams.add(mirrored.session)
