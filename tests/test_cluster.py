@@ -337,3 +337,37 @@ async def test_the_wallboard_counts_the_agents_ready_on_every_node(
         lambda msg: isinstance(msg, m.Wallboard) and msg.agents_available == 0, 10)
     for client in (carol, dave):
         await client.link.close()
+
+
+async def test_the_users_node_restarts_and_the_agent_elsewhere_goes_on(
+        helpdesk: Helpdesk, keys: dict[str, KeyPair], tmp_path: Path) -> None:
+    a, b = helpdesk.a, helpdesk.b
+    assert b.hub is not None
+    port = a.port
+    async with live_session(a, keys, agent_at=b) as live:
+        await live.verify_by_key()
+        grant = await live.grant("control", 300)
+        await a.stop()  # a restart: the node goes, and comes back on the same port
+        bus = helpdesk.make_bus()
+        if isinstance(bus, NatsBus):
+            await bus.start()
+        again = Broker(broker_config(tmp_path / "desk", node="a", bus="nats://unused",
+                                     port=port, host_key_path=tmp_path / "desk" / "host_key",
+                                     agent_grace=30.0),
+                       bus=bus)
+        await again.start()
+        try:
+            assert again.hub is not None
+            await until(lambda: live.session in again.hub.live  # type: ignore[union-attr]
+                        and again.hub.live[live.session].user is not None  # type: ignore[union-attr]
+                        and again.hub.live[live.session].agent is not None, 20)  # type: ignore[union-attr]
+            await until(lambda: any(g.scope == "control" for g in
+                                    again.hub.live[live.session].grants.live(time.time())), 10)  # type: ignore[union-attr]
+            await live.carol.send_keys(live.session, grant, b"echo back-$((3+4))\r")
+            await live.wait_pty(b"back-7", 10)
+            await until(lambda: any("back-7" in line for line in live.viewer.emulator.text()))
+            await live.carol.end(live.session, "restart", resolved=True)
+        finally:
+            await again.stop()
+            if isinstance(bus, NatsBus):
+                await bus.close()

@@ -68,10 +68,11 @@ class Changed(msgspec.Struct, tag="changed"):
 
 
 class Ask(msgspec.Struct, tag="ask"):
-    """``node`` asks ``of`` for all of its places."""
+    """``node`` (which started at ``started``) asks ``of`` for all of its places."""
 
     node: str
     of: str
+    started: float = 0.0
 
 
 class Places(msgspec.Struct, tag="places"):
@@ -80,6 +81,7 @@ class Places(msgspec.Struct, tag="places"):
     node: str
     first: bool
     entries: list[Entry]
+    started: float = 0.0
 
 
 Message = Beat | Changed | Ask | Places
@@ -108,12 +110,14 @@ class Cluster:
         lost: told the name of a node that went silent.
         available: how many of this node's agents are ready (for the others' wallboards).
         board: told when what the other nodes say for the wallboard changed.
+        restarted: told the name of a node that started again.
     """
 
     def __init__(self, node: str, bus: Bus, clock: Clock, queue: Queue,
                  touched: Callable[[str], None], lost: Callable[[str], object],
                  available: Callable[[], int] = lambda: 0,
-                 board: Callable[[], None] = lambda: None) -> None:
+                 board: Callable[[], None] = lambda: None,
+                 restarted: Callable[[str], object] = lambda node: None) -> None:
         self.node = node
         self.bus = bus
         self.clock = clock
@@ -122,6 +126,8 @@ class Cluster:
         self.lost = lost
         self.ready = available
         self.board = board
+        self.restarted = restarted
+        """Told the name of a node that started again (what was linked to it is gone)."""
         """Told when what the wallboard shows of the other nodes changed."""
         self.started = clock.now()
         self.seen: dict[str, tuple[float, float]] = {}
@@ -136,7 +142,7 @@ class Cluster:
         self._subs.append(await self.bus.subscribe("assist.node.*", self._on_message))
         self._subs.append(await self.bus.subscribe(f"assist.to.{self.node}", self._on_message))
         self.queue.watcher = self._changed
-        self._send("assist.node." + self.node, Ask(self.node, "*"))
+        self._send("assist.node." + self.node, Ask(self.node, "*", self.started))
         self._send_places("assist.node." + self.node)
         self._tick()
 
@@ -175,7 +181,8 @@ class Cluster:
     def _send_places(self, subject: str) -> None:
         own = [_entry(w) for w in self.queue.of_node("")]
         for start in range(0, max(len(own), 1), CHUNK):
-            self._send(subject, Places(self.node, start == 0, own[start:start + CHUNK]))
+            self._send(subject, Places(self.node, start == 0, own[start:start + CHUNK],
+                                       self.started))
 
     def _tick(self) -> None:
         now = self.clock.now()
@@ -202,11 +209,11 @@ class Cluster:
             self._heard(message.node)
             self._apply(message)
         elif isinstance(message, Ask):
-            self._heard(message.node)
+            self._started(message.node, message.started)
             if message.of in ("*", self.node):
                 self._send_places(f"assist.to.{message.node}")
         elif isinstance(message, Places):
-            self._heard(message.node)
+            self._started(message.node, message.started)
             if message.first:
                 self._drop_mirror(message.node)
             for e in message.entries:
@@ -219,14 +226,24 @@ class Cluster:
         if known is None:
             log.info("node %s joined the helpdesk", node)
 
+    def _started(self, node: str, started: float) -> bool:
+        """Hear from ``node`` (of its run that began at ``started``); True if it is a
+        new run of a node known before: what was linked to the old one is gone."""
+        known = self.seen.get(node)
+        self._heard(node, started or None)
+        restarted = known is not None and started != 0.0 and known[1] not in (0.0, started)
+        if restarted:
+            log.info("node %s started again", node)
+            self.restarted(node)
+        return restarted
+
     def _on_beat(self, beat: Beat) -> None:
         known = self.seen.get(beat.node)
-        self._heard(beat.node, beat.started)
+        restarted = self._started(beat.node, beat.started)
         if self._available.get(beat.node) != beat.available:
             self._available[beat.node] = beat.available
             self.board()
         mirrored = len(self.queue.of_node(beat.node))
-        restarted = known is not None and known[1] not in (0.0, beat.started)
         if known is None or restarted or mirrored != beat.waiting:
             self._ask(beat.node)
 

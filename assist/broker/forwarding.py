@@ -160,6 +160,15 @@ class Forwarding:
                 self._connect(held)
                 self._send(held, m.Resync(session=held.session))
 
+    def restarted(self, node: str) -> None:
+        """``node`` started again: the sessions held there go on over new links."""
+        for held in self.owned_by(node):
+            if held.link is not None:
+                held.link.stream.ended(f"node {node} started again")
+                self.links.opened.pop(held.link.id, None)
+            self._connect(held)
+            self._send(held, m.Resync(session=held.session))
+
     def moved(self, session: str, holder: str) -> None:
         """The session's owner is gone and ``holder`` took it over: link there instead."""
         held = self.sessions.get(session)

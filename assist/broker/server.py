@@ -124,9 +124,17 @@ class Broker:
         hub.forwarding = Forwarding(self.links, hub.agents.get, hub.released)
         self.cluster = Cluster(self.config.node_name, bus, hub.clock, hub.queue,
                                hub.views.touch, hub.presence.failover.node_lost,
-                               lambda: len(hub.roster.available()), hub.views.wallboard_soon)
+                               lambda: len(hub.roster.available()), hub.views.wallboard_soon,
+                               self._node_restarted)
         hub.cluster = self.cluster
         await self.cluster.start()
+
+    def _node_restarted(self, node: str) -> None:
+        """Another node started again: links to its old run are gone; open new ones."""
+        assert self.hub is not None and self.links is not None
+        self.links.node_lost(node)
+        if self.hub.forwarding is not None:
+            self.hub.forwarding.restarted(node)
 
     async def _serve_link(self, channel: MessageChannel, peer: Peer) -> None:
         """An agent of another node, linked here for a session this node holds."""
@@ -181,6 +189,8 @@ class Broker:
 
     async def stop(self) -> None:
         """Stop listening, drop connections and close the store."""
+        if self.hub is not None:
+            self.hub.closed = True  # what drops now is kept for the restart, not ended
         if self._server is not None:
             await self._server.close()
             self._server = None
