@@ -55,7 +55,8 @@ class NatsBus(Bus):
         import nats.errors
 
         async def on_error(exc: Exception) -> None:
-            log.warning("bus %s: %s", self.url, exc)
+            if self._nc is not None:  # before the first connection, start() says it once
+                log.warning("bus %s: %s", self.url, exc)
 
         async def on_disconnect() -> None:
             log.warning("bus %s: disconnected; reconnecting", self.url)
@@ -71,8 +72,9 @@ class NatsBus(Bus):
                 ping_interval=2, max_outstanding_pings=2, error_cb=on_error,
                 disconnected_cb=on_disconnect, reconnected_cb=on_reconnect), CONNECT_WITHIN)
         except (OSError, TimeoutError, nats.errors.Error) as exc:
-            raise BusError(f"cannot reach the bus at {self.url}: {exc or type(exc).__name__}. "
-                           "Is nats-server running there?") from None
+            why = str(exc) or f"no answer within {CONNECT_WITHIN:g} s"
+            raise BusError(f"cannot reach the bus at {self.url} ({why}): is nats-server "
+                           "running there?") from None
         self._sender = asyncio.get_running_loop().create_task(self._send())
 
     def publish(self, subject: str, payload: bytes) -> None:
