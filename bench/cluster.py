@@ -107,13 +107,14 @@ async def load(root: Path, ports: list[int], host_key: str, users: list[Path],
         router = await worker("agents", agent_port, agents)
         head = await worker("users", user_ports[0], users[:accepts])
         rest = users[accepts:]
-        crowd = [await worker("users", port, rest[i::len(user_ports)])
-                 for i, port in enumerate(user_ports)]
+        shares = [rest[i::len(user_ports)] for i in range(len(user_ports))]
+        crowd = [(await worker("users", port, share), len(share))
+                 for port, share in zip(user_ports, shares, strict=True)]
         await router.ask("connect", count=len(agents))
         started = time.perf_counter()
         joins = await head.ask("join", count=accepts, topic="routed", trickle=False)
-        parts = await asyncio.gather(*(w.ask("join", count=-(-len(rest) // len(crowd)),
-                                             topic="waiting", trickle=False) for w in crowd))
+        parts = await asyncio.gather(*(w.ask("join", count=count, topic="waiting",
+                                             trickle=False) for w, count in crowd))
         joined = time.perf_counter() - started
         joins += [t for part in parts for t in part]
         await asyncio.sleep(2.0)  # every node's mirror settles
@@ -151,6 +152,10 @@ async def run(keys: int, blocks: int, queued: int, accepts: int) -> None:
             for _ in range(blocks):  # in turns: the shared machine's noise hits both alike
                 one += await echo_block(child, near, keys // blocks)
                 across += await echo_block(child, far, keys // blocks)
+            for side in (near, far):  # their part is done; the load rounds have their own
+                for task in side.tasks:  # type: ignore[attr-defined]
+                    task.cancel()
+                await side.agent.link.close()
             crowd = make_keys(root / "crowd", "user", queued)
             helpers = make_keys(root / "crowd", "agent", 10)
             with Store(url) as store:
@@ -158,13 +163,16 @@ async def run(keys: int, blocks: int, queued: int, accepts: int) -> None:
                 register(store, "agent", helpers)
             rounds = {spread: await load(root, ports, host_key, crowd, helpers, accepts, spread)
                       for spread in (False, True)}
-            failover, seen = await kill_and_time(root, url, ports, host_key, user_key, near,
+            watcher = await agent_at(ports[0], host_key, agent_keys[0])
+            near = far = watcher
+            failover, seen = await kill_and_time(root, url, ports, host_key, user_key, watcher,
                                                  nodes[2][0])
         finally:
-            for side in (near, far):
+            for side in {near, far}:
                 for task in side.tasks:  # type: ignore[attr-defined]
                     task.cancel()
-                await side.agent.link.close()
+                with contextlib.suppress(Exception):
+                    await side.agent.link.close()
             if child.proc.stdin is not None:
                 child.proc.stdin.close()
             with contextlib.suppress(TimeoutError):
