@@ -22,7 +22,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgspec
 
@@ -111,7 +111,6 @@ class Link:
     task: asyncio.Task[None] | None = None
     on_data: Callable[[bytes], None] | None = None
     on_end: Callable[[], None] | None = None
-    _seen: bool = field(default=False)
 
 
 class Links:
