@@ -75,15 +75,30 @@ async def echo_block(child: Child, side: AgentSide, keys: int) -> list[float]:
     return samples
 
 
-async def agent_at(port: int, host_key: str, key: Path) -> AgentSide:
-    agent = AgentClient(await connect(port, host_key, "agent", key))
-    await agent.hello()
-    await agent.set_status("available")
-    side = AgentSide(agent)
-    side.watch_marks = False
-    side.tasks = [asyncio.ensure_future(side.pump()),  # type: ignore[attr-defined]
-                  asyncio.ensure_future(side.frames())]
-    return side
+class Agents:
+    """The agents this bench connects itself (the console's view of each), closed once."""
+
+    def __init__(self) -> None:
+        self.open: dict[AgentSide, list[asyncio.Task[None]]] = {}
+
+    async def at(self, port: int, host_key: str, key: Path) -> AgentSide:
+        """An agent at ``port``, available, its view kept as the console keeps it."""
+        agent = AgentClient(await connect(port, host_key, "agent", key))
+        await agent.hello()
+        await agent.set_status("available")
+        side = AgentSide(agent)
+        side.watch_marks = False
+        self.open[side] = [asyncio.ensure_future(side.pump()),
+                           asyncio.ensure_future(side.frames())]
+        return side
+
+    async def leave(self, *sides: AgentSide) -> None:
+        """Disconnect ``sides`` (every agent still here, if none is named)."""
+        for side in sides or list(self.open):
+            for task in self.open.pop(side, []):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await side.agent.link.close()
 
 
 async def load(root: Path, ports: list[int], host_key: str, users: list[Path],
@@ -144,18 +159,16 @@ async def run(keys: int, blocks: int, queued: int, accepts: int) -> None:
         host_key = ssh.openssh_key(asyncssh.read_private_key(str(root / "host_key")))
         ports = [port for _proc, port in nodes]
         child = await user_process(ports[0], host_key, user_key, root / "state")
-        near = await agent_at(ports[0], host_key, agent_keys[0])
-        far = await agent_at(ports[1], host_key, agent_keys[1])
+        agents = Agents()
+        near = await agents.at(ports[0], host_key, agent_keys[0])
+        far = await agents.at(ports[1], host_key, agent_keys[1])
         one: list[float] = []
         across: list[float] = []
         try:
             for _ in range(blocks):  # in turns: the shared machine's noise hits both alike
                 one += await echo_block(child, near, keys // blocks)
                 across += await echo_block(child, far, keys // blocks)
-            for side in (near, far):  # their part is done; the load rounds have their own
-                for task in side.tasks:  # type: ignore[attr-defined]
-                    task.cancel()
-                await side.agent.link.close()
+            await agents.leave(near, far)  # their part is done; the load rounds have their own
             crowd = make_keys(root / "crowd", "user", queued)
             helpers = make_keys(root / "crowd", "agent", 10)
             with Store(url) as store:
@@ -163,16 +176,11 @@ async def run(keys: int, blocks: int, queued: int, accepts: int) -> None:
                 register(store, "agent", helpers)
             rounds = {spread: await load(root, ports, host_key, crowd, helpers, accepts, spread)
                       for spread in (False, True)}
-            watcher = await agent_at(ports[0], host_key, agent_keys[0])
-            near = far = watcher
+            watcher = await agents.at(ports[0], host_key, agent_keys[0])
             failover, seen = await kill_and_time(root, url, ports, host_key, user_key, watcher,
                                                  nodes[2][0])
         finally:
-            for side in {near, far}:
-                for task in side.tasks:  # type: ignore[attr-defined]
-                    task.cancel()
-                with contextlib.suppress(Exception):
-                    await side.agent.link.close()
+            await agents.leave()
             if child.proc.stdin is not None:
                 child.proc.stdin.close()
             with contextlib.suppress(TimeoutError):

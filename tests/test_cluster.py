@@ -26,7 +26,7 @@ from assist.errors import BusError
 from assist.protocol import encode
 from assist.protocol import messages as m
 from tests import servers
-from tests.helpers import KeyPair, agent_client, broker_config, user_client
+from tests.helpers import KeyPair, agent_client, broker_config, until, user_client
 from tests.user_side import live_session
 
 pytestmark = pytest.mark.stores
@@ -83,14 +83,6 @@ async def helpdesk(request: pytest.FixtureRequest, tmp_path: Path,
             await node.bus.close()
 
 
-async def until(check: Callable[[], object], timeout: float = 8.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.02)
-
-
 async def test_agents_on_any_node_see_one_queue(helpdesk: Helpdesk,
                                                 keys: dict[str, KeyPair]) -> None:
     alice = await user_client(helpdesk.a, keys["alice"])
@@ -101,11 +93,11 @@ async def test_agents_on_any_node_see_one_queue(helpdesk: Helpdesk,
     joined = await bob.join("printer")
     # bob came later, on another node: he is second in the one queue.
     assert joined.position == 2
-    await until(lambda: len(helpdesk.b.hub.queue) == 2)  # type: ignore[union-attr]
+    await until(lambda: len(helpdesk.b.hub.queue) == 2, 8.0)  # type: ignore[union-attr]
     listing = await carol.queue()
     assert [(e.user, e.position) for e in listing.entries] == [("alice", 1), ("bob", 2)]
     await alice.leave()
-    await until(lambda: len(helpdesk.b.hub.queue) == 1)  # type: ignore[union-attr]
+    await until(lambda: len(helpdesk.b.hub.queue) == 1, 8.0)  # type: ignore[union-attr]
     listing = await carol.queue()
     assert [e.user for e in listing.entries] == ["bob"]
     position = await bob.link.wait_for(
@@ -126,7 +118,7 @@ async def test_a_node_that_starts_late_gets_the_whole_queue(
                                 host_key_path=tmp_path / "desk" / "host_key"), bus=bus)
     await late.start()
     try:
-        await until(lambda: [w.user for w in late.hub.queue] == ["alice"])  # type: ignore[union-attr]
+        await until(lambda: [w.user for w in late.hub.queue] == ["alice"], 8.0)  # type: ignore[union-attr]
         assert late.hub.queue.get(alice.session or "").node == "a"  # type: ignore[union-attr]
     finally:
         await late.stop()
@@ -139,7 +131,7 @@ async def test_a_silent_node_is_noticed_and_its_users_keep_their_places(
         helpdesk: Helpdesk, keys: dict[str, KeyPair]) -> None:
     alice = await user_client(helpdesk.a, keys["alice"])
     queued = await alice.join("vpn")
-    await until(lambda: len(helpdesk.b.hub.queue) == 1)  # type: ignore[union-attr]
+    await until(lambda: len(helpdesk.b.hub.queue) == 1, 8.0)  # type: ignore[union-attr]
     # Node a dies: no goodbye, no more heartbeats (its sockets are cut).
     a = helpdesk.a
     assert a.cluster is not None and a.hub is not None
@@ -197,12 +189,12 @@ async def test_an_agent_on_another_node_sees_verifies_is_granted_and_types(
         assert live.session in a.hub.live and live.session not in b.hub.live
         assert b.hub.forwarding is not None and live.session in b.hub.forwarding.sessions
         live.pty.write(b"echo shown-$((20+3))\r")
-        await until(lambda: any("shown-23" in line for line in live.viewer.emulator.text()))
+        await until(lambda: any("shown-23" in line for line in live.viewer.emulator.text()), 8.0)
         await live.verify_by_key()
         grant = await live.grant("control", 300)
         await live.carol.send_keys(live.session, grant, b"echo typed-$((6*7))\r")
         await live.wait_pty(b"typed-42")
-        await until(lambda: any("typed-42" in line for line in live.viewer.emulator.text()))
+        await until(lambda: any("typed-42" in line for line in live.viewer.emulator.text()), 8.0)
         # A revoke on alice's machine stops carol's keys at once, across the nodes too.
         assert live.guard.revoke_all() == 1
         await live.carol.send_keys(live.session, grant, b"echo after-$((2+3))\r")
@@ -210,7 +202,7 @@ async def test_an_agent_on_another_node_sees_verifies_is_granted_and_types(
         assert isinstance(refused, m.KeysRefused)
         assert b"after-5" not in live.pty_out
         await live.carol.end(live.session, "printer queue", resolved=True)
-        await until(lambda: live.session not in b.hub.forwarding.sessions)  # type: ignore[union-attr]
+        await until(lambda: live.session not in b.hub.forwarding.sessions, 8.0)  # type: ignore[union-attr]
         # carol is free again on her node.
         assert b.hub.roster.get("carol").session is None
     # The store has one contact, one chain.
@@ -293,7 +285,7 @@ async def test_a_forged_link_is_refused_and_one_that_floods_is_bounded(
         # With carol's own key it is carol (the check above can see her).
         peer_bus.publish(subject("a", "flood1"), opening(keys["carol"].fingerprint))
         peer_bus.publish(subject("a", "flood1"), hello)
-        await until(lambda: "carol" in a.hub.agents)  # type: ignore[union-attr]
+        await until(lambda: "carol" in a.hub.agents, 8.0)  # type: ignore[union-attr]
         # Then it pours bytes without end: bounded, and the node goes on.
         link = a.links.served["flood1"]
         junk = b"D" + b"x" * (256 * 1024)  # no newline: one line that never ends
@@ -365,7 +357,7 @@ async def test_the_users_node_restarts_and_the_agent_elsewhere_goes_on(
                                     again.hub.live[live.session].grants.live(time.time())), 10)  # type: ignore[union-attr]
             await live.carol.send_keys(live.session, grant, b"echo back-$((3+4))\r")
             await live.wait_pty(b"back-7", 10)
-            await until(lambda: any("back-7" in line for line in live.viewer.emulator.text()))
+            await until(lambda: any("back-7" in line for line in live.viewer.emulator.text()), 8.0)
             await live.carol.end(live.session, "restart", resolved=True)
         finally:
             await again.stop()

@@ -134,11 +134,19 @@ class Forwarding:
             return
         self.released(held.agent, session)
         if held.link is not None:
-            asyncio.get_running_loop().call_later(linger, self._close, held.link)
+            asyncio.get_running_loop().call_later(linger, self.links.shut, held.link)
 
-    def _close(self, link: Link) -> None:
-        link.stream.close()
-        self.links.opened.pop(link.id, None)
+    def _let_go(self, held: Forwarded) -> None:
+        """Close the session's link, keeping the record (a new link may follow)."""
+        if held.link is not None:
+            link, held.link = held.link, None
+            self.links.shut(link)
+
+    def _relink(self, held: Forwarded) -> None:
+        """Go on over a new link to the session's owner, from a fresh picture."""
+        self._let_go(held)
+        self._connect(held)
+        self._send(held, m.Resync(session=held.session))
 
     def _link_ended(self, held: Forwarded) -> None:
         # The owner closed it or is gone; the record stays for a new link.
@@ -148,38 +156,26 @@ class Forwarding:
         """The agent's last connection here closed: its links close (the owner waits
         for it as for any agent who dropped)."""
         for held in self.of(agent):
-            if held.link is not None:
-                link, held.link = held.link, None
-                link.stream.close()
-                self.links.opened.pop(link.id, None)
+            self._let_go(held)
 
     def agent_back(self, agent: str) -> None:
         """The agent is connected here again: its sessions elsewhere go on."""
         for held in self.of(agent):
             if held.link is None:
-                self._connect(held)
-                self._send(held, m.Resync(session=held.session))
+                self._relink(held)
 
     def restarted(self, node: str) -> None:
         """``node`` started again: the sessions held there go on over new links."""
         for held in self.owned_by(node):
-            if held.link is not None:
-                held.link.stream.ended(f"node {node} started again")
-                self.links.opened.pop(held.link.id, None)
-            self._connect(held)
-            self._send(held, m.Resync(session=held.session))
+            self._relink(held)
 
     def moved(self, session: str, holder: str) -> None:
         """The session's owner is gone and ``holder`` took it over: link there instead."""
         held = self.sessions.get(session)
         if held is None:
             return
-        if held.link is not None:
-            held.link.stream.close()
-            self.links.opened.pop(held.link.id, None)
         held.owner, held.accept_rid = holder, 0
-        self._connect(held)
-        self._send(held, m.Resync(session=session))
+        self._relink(held)
 
     def of(self, agent: str) -> list[Forwarded]:
         """The forwarded sessions of ``agent``."""

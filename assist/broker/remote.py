@@ -155,6 +155,11 @@ class Links:
                          b"O" + msgspec.json.encode(Open(agent, fingerprint, self.node)))
         return link
 
+    def shut(self, link: Link) -> None:
+        """Close a link this node opened, on purpose (its ``on_end`` is not told)."""
+        link.stream.close()
+        self.opened.pop(link.id, None)
+
     def node_lost(self, node: str) -> None:
         """``node`` is gone: every link to or from it ends."""
         for link in [*self.served.values(), *self.opened.values()]:

@@ -209,7 +209,6 @@ class PostgresDatabase(Database):
 
         self.where = shown(url)
         self._psycopg = psycopg
-        self._depth = 0
         try:
             self._db = psycopg.connect(url, autocommit=True, row_factory=dict_row,
                                        connect_timeout=10,
@@ -220,32 +219,30 @@ class PostgresDatabase(Database):
             raise StoreError(f"cannot open the store {self.where}: "
                              f"{_first_line(exc)}") from None
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+    @contextmanager
+    def _refusals(self) -> Iterator[None]:
+        """What PostgreSQL refuses, as a :class:`StoreError` in its words."""
         try:
-            return self._db.execute(_to_format(sql), _keepable(params))
+            yield
         except self._psycopg.Error as exc:
             raise StoreError(f"the store {self.where} refused: {_first_line(exc)}") from None
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        with self._refusals():
+            return self._db.execute(_to_format(sql), _keepable(params))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        try:
-            with self._db.cursor() as cursor:
-                cursor.executemany(_to_format(sql), [_keepable(row) for row in rows])
-        except self._psycopg.Error as exc:
-            raise StoreError(f"the store {self.where} refused: {_first_line(exc)}") from None
+        with self._refusals(), self._db.cursor() as cursor:
+            cursor.executemany(_to_format(sql), [_keepable(row) for row in rows])
 
     def script(self, sql: str) -> None:
-        try:
+        with self._refusals():
             self._db.execute(sql.encode())  # no parameters: several statements in one go
-        except self._psycopg.Error as exc:
-            raise StoreError(f"the store {self.where} refused: {_first_line(exc)}") from None
 
     @contextmanager
     def transaction(self) -> Iterator[Database]:
-        try:
-            with self._db.transaction():
-                yield self
-        except self._psycopg.Error as exc:
-            raise StoreError(f"the store {self.where} refused: {_first_line(exc)}") from None
+        with self._refusals(), self._db.transaction():
+            yield self
 
     def lock(self, name: str) -> None:
         self.execute("SELECT pg_advisory_xact_lock(?)", (_LOCKS[name],))
