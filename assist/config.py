@@ -33,7 +33,14 @@ Files (in the platform config dir, or ``$ASSIST_CONFIG_DIR``):
   ``snapshots`` (where the console saves desktop snapshots; default the
   current directory). Their variables: ``ASSIST_MEDIA_HOSTS`` (tests and
   the demo set ``127.0.0.1`` so that no packet leaves the machine),
-  ``ASSIST_CODEC``, ``ASSIST_SNAPSHOTS``.
+  ``ASSIST_CODEC``, ``ASSIST_SNAPSHOTS``. The call (voice and the agent's
+  face, in every session): ``voice`` (``false``: no call), ``audio`` (the
+  sound systems to try, ``["pulse", "alsa"]`` by default; ``[]`` or
+  ``"none"``: none, the voice is silence and nothing is played),
+  ``voice_file`` (sent as your voice when there is no microphone) and, for
+  agents, ``camera`` (a camera device, a picture or a video file); their
+  variables ``ASSIST_VOICE``, ``ASSIST_AUDIO``, ``ASSIST_VOICE_FILE``,
+  ``ASSIST_CAMERA``.
 """
 
 from __future__ import annotations
@@ -195,6 +202,46 @@ def parse_codec(text: str, source: str = "codec") -> Codec:
     raise ConfigError(f"{source}: unknown video codec {text!r}; use {' or '.join(CODECS)}")
 
 
+MEDIA_SETTINGS = ("media_hosts", "codec", "snapshots", "voice", "audio", "voice_file",
+                  "camera")
+"""The media keys of ``client.toml`` (each also an ``ASSIST_<KEY>`` variable)."""
+SOUND_SYSTEMS = ("pulse", "alsa")
+
+
+def parse_switch(value: object, source: str) -> bool:
+    """``true``/``false`` (also ``1``/``0``, ``yes``/``no``, ``on``/``off``).
+
+    Raises:
+        ConfigError: for anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{source}: use true or false, not {value!r}")
+
+
+def parse_audio(value: object, source: str) -> tuple[str, ...]:
+    """The sound systems to try: a list or comma-separated string of pulse and alsa;
+    ``none`` or empty for none.
+
+    Raises:
+        ConfigError: for another name.
+    """
+    names = value if isinstance(value, list) else str(value).split(",")
+    chosen = tuple(str(n).strip().lower() for n in names if str(n).strip())
+    if chosen == ("none",):
+        return ()
+    for name in chosen:
+        if name not in SOUND_SYSTEMS:
+            raise ConfigError(f"{source}: unknown sound system {name!r}; use pulse, alsa or "
+                              "none")
+    return chosen
+
+
 def parse_hosts(value: object, source: str = "media_hosts") -> tuple[str, ...]:
     """Media host addresses from a TOML list or a comma-separated string.
 
@@ -327,6 +374,14 @@ class ClientConfig:
     media_hosts: tuple[str, ...] = ()
     codec: Codec = "VP8"
     snapshots: Path = Path(".")
+    voice: bool = True
+    """Open the call (voice and the agent's face) in every session."""
+    audio: tuple[str, ...] | None = None
+    """Sound systems to try (``None``: every one the media layer knows; empty: none)."""
+    voice_file: Path | None = None
+    """Played as this side's voice when no microphone opens."""
+    camera: str = ""
+    """The agent's camera: a device, a picture or a video file; empty: off."""
     brokers: tuple[str, ...] = ()
     """Every address of the helpdesk (several nodes), tried in turn; empty for one."""
     pins: tuple[tuple[str, str], ...] = ()
@@ -363,9 +418,8 @@ class ClientConfig:
             raise ConfigError(f"{file}: redact must be a list of regular expressions")
         config = dataclasses.replace(config, redact=tuple(redact))
         config = config._media(data, str(file))
-        config = config._media({"media_hosts": os.environ.get("ASSIST_MEDIA_HOSTS"),
-                                "codec": os.environ.get("ASSIST_CODEC"),
-                                "snapshots": os.environ.get("ASSIST_SNAPSHOTS")}, "environment")
+        config = config._media({name: os.environ.get(f"ASSIST_{name.upper()}")
+                                for name in MEDIA_SETTINGS}, "environment")
         listed = section.get("addresses", [])
         if not isinstance(listed, list) or not all(isinstance(a, str) for a in listed):
             raise ConfigError(f"{file}: [broker] addresses must be a list of \"host:port\"")
@@ -419,6 +473,14 @@ class ClientConfig:
             changes["codec"] = parse_codec(str(values["codec"]), source)
         if values.get("snapshots") is not None:
             changes["snapshots"] = Path(str(values["snapshots"])).expanduser()
+        if values.get("voice") is not None:
+            changes["voice"] = parse_switch(values["voice"], f"{source}: voice")
+        if values.get("audio") is not None:
+            changes["audio"] = parse_audio(values["audio"], f"{source}: audio")
+        if values.get("voice_file"):
+            changes["voice_file"] = Path(str(values["voice_file"])).expanduser()
+        if values.get("camera") is not None:
+            changes["camera"] = str(values["camera"])
         return dataclasses.replace(self, **changes)
 
     def pinned(self, host_key: str) -> ClientConfig:
@@ -509,6 +571,5 @@ class ClientConfig:
         (``ASSIST_MEDIA_HOSTS`` in a test) must not become permanent.
         """
         data = _read_toml(self.file)
-        return [f"{name} = {toml_value(data[name])}" for name in ("media_hosts", "codec",
-                                                                   "snapshots")
+        return [f"{name} = {toml_value(data[name])}" for name in MEDIA_SETTINGS
                 if name in data]

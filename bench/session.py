@@ -160,6 +160,7 @@ class UserSide:
 
 async def user_main(port: int, host_key: str, key: Path, state: Path) -> None:
     config = ClientConfig(host="127.0.0.1", port=port, host_key=host_key, key=key,
+                          voice=False, audio=(),
                           file=state / "client.toml", state=state)
     side = UserSide(config)
     commands: asyncio.Queue[str] = asyncio.Queue()

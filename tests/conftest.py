@@ -86,8 +86,14 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ASSIST_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("ASSIST_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("ASSIST_STATE_DIR", str(tmp_path / "state"))
-    for name in ("ASSIST_BROKER", "ASSIST_KEY"):
+    for name in ("ASSIST_BROKER", "ASSIST_KEY", "ASSIST_CAMERA", "ASSIST_VOICE_FILE",
+                 "ASSIST_GRAPHICS"):
         monkeypatch.delenv(name, raising=False)
+    # Processes the tests start: media on loopback only, no sound device, and no call
+    # unless a test asks for one (the call tests do).
+    monkeypatch.setenv("ASSIST_MEDIA_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("ASSIST_AUDIO", "none")
+    monkeypatch.setenv("ASSIST_VOICE", "0")
 
 
 @pytest.fixture

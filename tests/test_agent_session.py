@@ -270,6 +270,7 @@ async def test_reconnect_restores_the_session_and_its_grants(
         patient_broker: Broker, keys: dict[str, KeyPair], tmp_path: Path) -> None:
     broker = patient_broker
     config = ClientConfig(host="127.0.0.1", port=broker.port, host_key=broker.public_key,
+                          voice=False, audio=(),
                           key=keys["carol"].private, file=tmp_path / "carol.toml",
                           state=tmp_path / "state")
     alice = await user_client(broker, keys["alice"])

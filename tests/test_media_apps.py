@@ -29,8 +29,9 @@ SHELL = ["env", "PS1=$ ", "bash", "--norc", "--noprofile"]
 LOOPBACK_ONLY = ("127.0.0.1",)
 
 
-def config(broker: Broker, key: KeyPair, tmp: Path) -> ClientConfig:
+def config(broker: Broker, key: KeyPair, tmp: Path, voice: bool = False) -> ClientConfig:
     return ClientConfig(host="127.0.0.1", port=broker.port, host_key=broker.public_key,
+                        voice=voice, audio=(),
                         key=key.private, file=tmp / "client.toml", state=tmp / "state",
                         media_hosts=LOOPBACK_ONLY, snapshots=tmp / "snapshots")
 
@@ -61,9 +62,12 @@ def test_media_settings_come_from_the_environment_and_the_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from assist.errors import ConfigError
 
+    for name in ("ASSIST_MEDIA_HOSTS", "ASSIST_AUDIO", "ASSIST_VOICE"):
+        monkeypatch.delenv(name)
     file = tmp_path / "client.toml"
     file.write_text('media_hosts = ["127.0.0.1", "::1"]\ncodec = "h264"\n')
     loaded = ClientConfig.load(file)
+    assert loaded.voice and loaded.audio is None and not loaded.camera
     assert loaded.media_hosts == ("127.0.0.1", "::1") and loaded.codec == "H264"
     assert ClientConfig.load(tmp_path / "none.toml").media_host_addresses is None
     monkeypatch.setenv("ASSIST_MEDIA_HOSTS", "127.0.0.1")
@@ -80,6 +84,22 @@ def test_media_settings_come_from_the_environment_and_the_file(
     assert ClientConfig.load(file).media_hosts == ("127.0.0.1", "::1")
     monkeypatch.setenv("ASSIST_CODEC", "av1")
     with pytest.raises(ConfigError, match="unknown video codec"):
+        ClientConfig.load(file)
+    monkeypatch.delenv("ASSIST_CODEC")
+    # The call's settings: the file's, then the environment's.
+    file.write_text('voice = false\naudio = ["alsa"]\ncamera = "face.png"\n')
+    loaded = ClientConfig.load(file)
+    assert not loaded.voice and loaded.audio == ("alsa",) and loaded.camera == "face.png"
+    monkeypatch.setenv("ASSIST_AUDIO", "none")
+    monkeypatch.setenv("ASSIST_VOICE", "1")
+    loaded = ClientConfig.load(file)
+    assert loaded.voice and loaded.audio == ()
+    monkeypatch.setenv("ASSIST_AUDIO", "oss")
+    with pytest.raises(ConfigError, match="unknown sound system 'oss'"):
+        ClientConfig.load(file)
+    monkeypatch.setenv("ASSIST_AUDIO", "pulse")
+    monkeypatch.setenv("ASSIST_VOICE", "maybe")
+    with pytest.raises(ConfigError, match="voice: use true or false"):
         ClientConfig.load(file)
 
 
@@ -114,7 +134,7 @@ async def test_screen_without_a_display_says_so_and_the_terminal_goes_on(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DISPLAY", raising=False)
     app = HelpApp(config(broker, keys["alice"], tmp_path / "alice"), "no display", SHELL,
-                  desktop=DesktopRequest(audio=()))
+                  desktop=DesktopRequest())
     async with app.run_test(size=(100, 30)) as pilot:
         await until(lambda: app.request is not None and app.request.status.phase == "queued",
                     what="queued")
@@ -158,8 +178,9 @@ async def frames_stop(view: VideoView) -> None:
 @pytest.mark.slow
 async def test_desktop_share_from_help_app_to_console(
         screen: Xvfb, broker: Broker, keys: dict[str, KeyPair], tmp_path: Path) -> None:
-    user = HelpApp(config(broker, keys["alice"], tmp_path / "alice"), "my screen", SHELL,
-                   desktop=DesktopRequest(audio=()))
+    # The call runs beside the desktop share, as it does for everyone.
+    user = HelpApp(config(broker, keys["alice"], tmp_path / "alice", voice=True), "my screen",
+                   SHELL, desktop=DesktopRequest(), graphics="halfcell")
     agent = ConsoleApp(config(broker, keys["carol"], tmp_path / "carol"), audio=())
     async with user.run_test(size=(110, 34)) as upilot, \
             agent.run_test(size=(160, 50)) as apilot:
@@ -177,9 +198,18 @@ async def test_desktop_share_from_help_app_to_console(
         code = user.desktop.code
         assert code and code == agent.desktop.code
         assert f"Read this code aloud: {code}; the agent sees the same" in panel_text(user)
-        assert "speaker: none" in panel_text(user)  # says plainly where voice goes
+        await until(lambda: user.session.call is not None and user.session.call.state == "live"
+                    and agent.call is not None and agent.call.state == "live",
+                    what="the call beside the share")
+        assert user.session.call is not None and agent.call is not None
+        call_code = user.session.call.code
+        assert call_code == agent.call.code and call_code != code  # two connections
+        await until(lambda: "speaker: none" in panel_text(user),
+                    what="the panel to say plainly where the voice goes")
+        await until(lambda: "the user's microphone is off" in str(
+            agent.query_one("#trust").render()), what="the console to show the call")
         trust = str(agent.query_one("#trust").render())
-        assert f"code {code}" in trust and "voice: silence" in trust
+        assert f"code {code}" in trust and f"voice: code {call_code}" in trust
 
         # The console shows the pattern in its video view.
         assert agent.showing_desktop

@@ -256,6 +256,7 @@ def test_a_vanishing_x_server_does_not_end_the_program() -> None:
 
 def client_config(broker: Broker, key: KeyPair, tmp: Path) -> ClientConfig:
     return ClientConfig(host="127.0.0.1", port=broker.port, host_key=broker.public_key,
+                        voice=False, audio=(),
                         key=key.private, file=tmp / "client.toml", state=tmp / "state")
 
 

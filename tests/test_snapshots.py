@@ -71,6 +71,7 @@ class ThreadBroker:
 
     def config(self, name: str) -> ClientConfig:
         return ClientConfig(host="127.0.0.1", port=self.port, host_key=self.public_key,
+                            voice=False, audio=(),
                             key=self.keys[name].private, file=self.root / f"{name}.toml",
                             state=self.root / f"{name}-state", os_user=name,
                             hostname="snapshot")

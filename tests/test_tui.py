@@ -20,6 +20,7 @@ from tests.helpers import KeyPair, agent_client, until, user_client
 
 def client_config(broker: Broker, key: KeyPair, tmp: Path) -> ClientConfig:
     return ClientConfig(host="127.0.0.1", port=broker.port, host_key=broker.public_key,
+                        voice=False, audio=(),
                         key=key.private, file=tmp / "client.toml", state=tmp / "state")
 
 

@@ -61,7 +61,7 @@ async def _closed(live: Live) -> None:
                          ids=["agent-ends", "agent-drops", "user-leaves", "closed"])
 async def test_every_way_out_stops_share_guard_and_desktop_once(
         screen: Xvfb, broker: Broker, keys: dict[str, KeyPair], way_out: object) -> None:
-    async with live_session(broker, keys, desktop=DesktopRequest(audio=())) as live:
+    async with live_session(broker, keys, desktop=DesktopRequest()) as live:
         session = live.user.user_session
         share, guard, desktop = live.share, live.guard, session.desktop
         assert desktop is not None
@@ -87,7 +87,7 @@ async def test_every_way_out_stops_share_guard_and_desktop_once(
 
 async def test_leaving_stops_the_desktop_before_anything_else(
         screen: Xvfb, broker: Broker, keys: dict[str, KeyPair]) -> None:
-    async with live_session(broker, keys, desktop=DesktopRequest(audio=())) as live:
+    async with live_session(broker, keys, desktop=DesktopRequest()) as live:
         await live.agent_event(m.Signal, timeout=15)
         await live.user.user_session.leave()
         events = live.user.events

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from assist.broker.server import Broker
 from assist.client.agent import AgentClient
+from assist.client.call import AgentCall
 from assist.client.desktop import DesktopRequest
 from assist.client.guard import Guard
 from assist.client.helpflow import Status
@@ -43,12 +46,14 @@ LOOPBACK_ONLY = ("127.0.0.1",)
 
 
 def user_config(broker: Broker, key: KeyPair, directory: Path,
-                redact: tuple[str, ...] = (), also: tuple[Broker, ...] = ()) -> ClientConfig:
+                redact: tuple[str, ...] = (), also: tuple[Broker, ...] = (),
+                voice: bool = False) -> ClientConfig:
     """A client config for ``key`` against the test broker, its files in ``directory``;
-    ``also``: more nodes of the same helpdesk, to fail over to."""
+    ``also``: more nodes of the same helpdesk, to fail over to; ``voice``: make the
+    call (no sound device either way)."""
     brokers = tuple(f"127.0.0.1:{b.port}" for b in (broker, *also)) if also else ()
     return ClientConfig(host="127.0.0.1", port=broker.port, host_key=broker.public_key,
-                        key=key.private, file=directory / "client.toml",
+                        voice=voice, audio=(), key=key.private, file=directory / "client.toml",
                         state=directory / "state", redact=redact, media_hosts=LOOPBACK_ONLY,
                         brokers=brokers)
 
@@ -100,14 +105,18 @@ class User:
 async def waiting_user(broker: Broker, key: KeyPair, topic: str,
                        argv: list[str] | None = SHELL, redact: tuple[str, ...] = (),
                        allow: bool | None = None, desktop: DesktopRequest | None = None,
-                       also: tuple[Broker, ...] = ()) -> AsyncIterator[User]:
+                       also: tuple[Broker, ...] = (), voice: bool = False,
+                       voice_file: Path | None = None) -> AsyncIterator[User]:
     """A user asking for help about ``topic``, as ``assist help`` does; closed on exit.
 
-    ``argv`` ``None`` shares no shell (``assist help --no-tui``).
+    ``argv`` ``None`` shares no shell (``assist help --no-tui``); ``voice`` makes
+    the call, ``voice_file`` standing in for the user's microphone.
     """
     with tempfile.TemporaryDirectory() as tmp:
         user = User(key.private.name, allow)
-        session = UserSession(user_config(broker, key, Path(tmp), redact, also), topic,
+        config = dataclasses.replace(user_config(broker, key, Path(tmp), redact, also, voice),
+                                     voice_file=voice_file)
+        session = UserSession(config, topic,
                               user.record,
                               command=argv, size=(COLS, ROWS), desktop=desktop,
                               on_output=user.pty_out.extend)
@@ -132,6 +141,8 @@ class Live:
     session: str
     viewer: TerminalViewer
     agent_events: list[m.Msg] = field(default_factory=list)
+    call: AgentCall | None = None
+    """carol's side of the call (with ``call=`` options)."""
 
     @property
     def pty(self) -> PtyProcess:
@@ -202,14 +213,22 @@ class Live:
 async def live_session(broker: Broker, keys: dict[str, KeyPair],
                        argv: list[str] | None = SHELL, redact: tuple[str, ...] = (),
                        desktop: DesktopRequest | None = None,
-                       agent_at: Broker | None = None) -> AsyncIterator[Live]:
+                       agent_at: Broker | None = None, call: dict[str, Any] | None = None,
+                       voice_file: Path | None = None, voice: bool = False
+                       ) -> AsyncIterator[Live]:
     """alice asks for help on the real help flow and carol takes her: a live session.
 
     ``agent_at``: the node carol connects to, if not alice's (a helpdesk of several).
+    ``call``: alice's side makes the call and carol answers it with an
+    :class:`AgentCall` made with these options (no sound device); ``voice``
+    without ``call``: alice calls, and carol's call signals go to
+    :attr:`Live.agent_events` for the test to answer; ``voice_file``: alice's
+    microphone.
     """
     also = (agent_at,) if agent_at is not None else ()
     async with waiting_user(broker, keys["alice"], "trust", argv, redact,
-                            desktop=desktop, also=also) as user:
+                            desktop=desktop, also=also, voice=voice or call is not None,
+                            voice_file=voice_file) as user:
         await until(lambda: user.statuses and user.statuses[-1].phase == "queued",
                     what="alice in the queue")
         carol = await agent_client(agent_at or broker, keys["carol"])
@@ -220,10 +239,14 @@ async def live_session(broker: Broker, keys: dict[str, KeyPair],
         info = await carol.accept()
         await until(lambda: user.user_session.in_session, what="the share and the guard")
         live = Live(user, carol, info.session, TerminalViewer(info.session, COLS, ROWS))
+        if call is not None:
+            live.call = AgentCall(carol.link, info, LOOPBACK_ONLY, audio=(), **call)
 
         async def pump_agent() -> None:
             async for event in carol.events():
-                if not live.viewer.handle(event):
+                if isinstance(event, m.Signal) and event.line == "call" and live.call:
+                    await live.call.handle(event)
+                elif not live.viewer.handle(event):
                     live.agent_events.append(event)
 
         async def parse_view() -> None:
@@ -240,4 +263,6 @@ async def live_session(broker: Broker, keys: dict[str, KeyPair],
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if live.call is not None:
+                await live.call.stop()
             await carol.link.close()

@@ -228,7 +228,7 @@ def verify(
 @agent_app.command("ask")
 def ask(
     session: str = SESSION,
-    scope: str = typer.Argument(..., help="annotate, control or run"),
+    scope: str = typer.Argument(..., help="annotate, control, run or mic (hear the user)"),
     seconds: float = typer.Option(0.0, "--seconds", help="How long (0: until revoked)."),
     timeout: float = WAIT_OPTION,
     broker: str | None = BROKER_OPTION, key: Path | None = KEY_OPTION, yes: bool = YES_OPTION,

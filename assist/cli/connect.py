@@ -16,6 +16,10 @@ BROKER_OPTION = typer.Option(
     None, "--broker", "-b", metavar="HOST[:PORT][,...]",
     help="Broker address host[:port] (default from client.toml); a helpdesk of several "
     "nodes takes them all, comma-separated, and fails over between them.")
+AUDIO_OPTION = typer.Option(
+    None, "--audio", metavar="pulse,alsa|none",
+    help="Sound systems to try for the call, in order (default: pulse, then alsa); none: "
+    "silence, nothing played.")
 KEY_OPTION = typer.Option(
     None, "--key", "-k",
     help="SSH private key (default: from client.toml, else ~/.ssh/id_* or ssh-agent).")

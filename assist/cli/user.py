@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import shlex
 import signal
@@ -19,6 +20,7 @@ from rich.text import Text
 
 from assist.cli.app import VERBOSE_OPTION, app, out
 from assist.cli.connect import (
+    AUDIO_OPTION,
     BROKER_OPTION,
     KEY_OPTION,
     YES_OPTION,
@@ -30,6 +32,7 @@ from assist.cli.line_mode import KEYS, LineMode
 from assist.client.desktop import DesktopRequest, DesktopSender, describe_mark, parse_region
 from assist.client.helpflow import Status
 from assist.client.user_events import (
+    CallChanged,
     ChatLine,
     CodeAsked,
     DesktopChanged,
@@ -41,26 +44,35 @@ from assist.client.user_events import (
     Verification,
 )
 from assist.client.user_session import UserSession
-from assist.config import ClientConfig, parse_codec
+from assist.config import ClientConfig, parse_audio, parse_codec
 from assist.display import said
 from assist.errors import ConfigError, ConnectionFailed
 from assist.log import setup
 
 HELP_EPILOG = """\
-[b]Desktop sharing[/b] (--screen): once an agent answers, your desktop is offered
-to them too. Both of you see the same six-digit verification code: read it aloud
-to be sure nobody sits in between. In the app F6 pauses or resumes the share and
-F7 stops it; F9 takes back every permission.
+[b]Voice and face[/b]: once an agent answers you hear them and see their
+camera (or their initials) in the panel; they never see you. They hear you
+only if you allow your microphone when they ask (F9 takes it back with every
+other permission). F12 mutes both ways; --no-voice makes no call at all.
+Sound goes through PulseAudio or ALSA when present (--audio picks, none for
+silence), and the panel says which. Pictures use Kitty graphics or Sixel
+where the terminal has them, else coloured half-blocks
+(ASSIST_GRAPHICS=kitty|sixel|halfcell|text overrides).
 
-[b]--json-events[/b] (implies --no-tui) prints one JSON object per line on stdout,
-for wrappers. Every line has "event" and "at" (Unix time). Events: "status"
-(phase: connecting, queued, offered, connected, reconnecting, ended, left,
-taken-over; with
-session, position, waiting, agent, broker, message), "chat" (sender, text),
-"grant-asked" (scope, seconds, agent), "code-asked" (agent), "verified" (method,
-ok, message), "annotation" (agent, surface, kind, x, y, x2, y2, text,
-description), "revoked", "desktop" (state, code, audio, error) and a last "end"
-(phase, resolved, message).
+[b]Desktop sharing[/b] (--screen): once an agent answers, your desktop is
+offered to them too. Both of you see the same six-digit verification code:
+read it aloud to be sure nobody sits in between. In the app F6 pauses or
+resumes the share and F7 stops it; F9 takes back every permission.
+
+[b]--json-events[/b] (implies --no-tui) prints one JSON object per line on
+stdout, for wrappers. Every line has "event" and "at" (Unix time). Events:
+"status" (phase: connecting, queued, offered, connected, reconnecting,
+ended, left, taken-over; with session, position, waiting, agent, broker,
+message), "chat" (sender, text), "grant-asked" (scope, seconds, agent),
+"code-asked" (agent), "verified" (method, ok, message), "annotation" (agent,
+surface, kind, x, y, x2, y2, text, description), "revoked", "desktop"
+(state, code, error), "call" (state, code, hearing, muted, error) and a last
+"end" (phase, resolved, message).
 """
 
 
@@ -82,7 +94,13 @@ def _annotation_event(event: Marked) -> dict[str, Any]:
 def desktop_event(event: DesktopChanged) -> dict[str, Any]:
     """The desktop share's state as a ``desktop`` JSON event."""
     return {"event": "desktop", "state": event.state, "code": event.code or None,
-            "audio": event.audio, "error": event.error or None}
+            "error": event.error or None}
+
+
+def call_event(event: CallChanged) -> dict[str, Any]:
+    """The call's state as a ``call`` JSON event."""
+    return {"event": "call", "state": event.state, "code": event.code or None,
+            "hearing": event.hearing, "muted": event.muted, "error": event.error or None}
 
 
 _EVENTS: dict[type[UserEvent], Callable[[Any], dict[str, Any]]] = {
@@ -95,6 +113,7 @@ _EVENTS: dict[type[UserEvent], Callable[[Any], dict[str, Any]]] = {
     Marked: _annotation_event,
     Revoked: lambda e: {"event": "revoked", "grants": list(e.grants), "reason": e.reason},
     DesktopChanged: desktop_event,
+    CallChanged: call_event,
 }
 """Session events a wrapper may care about, as JSON events (a table, not an if-chain)."""
 
@@ -111,8 +130,7 @@ def emit(event: dict[str, Any]) -> None:
 
 
 def desktop_request(screen: bool, monitor: int | None, region: str | None,
-                    codec: str | None, no_voice: bool, config: ClientConfig
-                    ) -> DesktopRequest | None:
+                    codec: str | None, config: ClientConfig) -> DesktopRequest | None:
     """The desktop share asked for on the command line, or ``None`` without ``--screen``.
 
     Raises:
@@ -121,8 +139,7 @@ def desktop_request(screen: bool, monitor: int | None, region: str | None,
     if not screen:
         given = [flag for flag, value in (("--monitor", monitor is not None),
                                           ("--region", region is not None),
-                                          ("--codec", codec is not None),
-                                          ("--no-voice", no_voice)) if value]
+                                          ("--codec", codec is not None)) if value]
         if given:
             raise ConfigError(f"{', '.join(given)}: desktop options need --screen")
         return None
@@ -130,8 +147,21 @@ def desktop_request(screen: bool, monitor: int | None, region: str | None,
         raise ConfigError("--monitor is 0 (all monitors) or the number of one (1, 2, ...)")
     return DesktopRequest(monitor=monitor or 0,
                           region=parse_region(region) if region is not None else None,
-                          codec=parse_codec(codec, "--codec") if codec else config.codec,
-                          voice=not no_voice)
+                          codec=parse_codec(codec, "--codec") if codec else config.codec)
+
+
+def call_settings(config: ClientConfig, no_voice: bool, audio: str | None) -> ClientConfig:
+    """``config`` with the call options of the command line applied.
+
+    Raises:
+        ConfigError: for an unknown sound system in ``--audio``.
+    """
+    changes: dict[str, Any] = {}
+    if no_voice:
+        changes["voice"] = False
+    if audio is not None:
+        changes["audio"] = parse_audio(audio, "--audio")
+    return dataclasses.replace(config, **changes)
 
 
 def describe(status: Status, now: float) -> Text:
@@ -172,7 +202,8 @@ def help_(
                                      help="With --screen: video codec (default from "
                                           "client.toml, else vp8)."),
     no_voice: bool = typer.Option(False, "--no-voice",
-                                  help="With --screen: do not ask to hear the agent."),
+                                  help="No call: do not hear or see the agent."),
+    audio: str | None = AUDIO_OPTION,
     json_events: bool = typer.Option(False, "--json-events",
                                      help="One JSON event per line on stdout, for wrappers "
                                           "(implies --no-tui; see below)."),
@@ -196,7 +227,8 @@ def help_(
         broker, key = None, config.key  # the invite's broker, now the default one
     else:
         config = client_config(broker, key, "user")
-    desktop = desktop_request(screen, monitor, region, codec, no_voice, config)
+    desktop = desktop_request(screen, monitor, region, codec, config)
+    config = call_settings(config, no_voice, audio)
     if not topic:
         if not sys.stdin.isatty():
             raise ConfigError("say what you need help with: assist help 'vpn will not connect'")
@@ -206,9 +238,11 @@ def help_(
     if no_tui or json_events:
         asyncio.run(_plain(config, topic, yes, desktop, json_events, take_over))
         return
+    from assist.tui import graphics
     from assist.tui.help_app import HelpApp
 
-    config = app_config(broker, key, yes, "user")
+    config = call_settings(app_config(broker, key, yes, "user"), no_voice, audio)
+    graphics.detect()  # asks the terminal, before the app owns it
     app_ = HelpApp(config, topic, shlex.split(cmd) if cmd else None, trust_prompt(yes),
                    desktop=desktop, take_over=take_over)
     app_.run()
@@ -265,6 +299,8 @@ async def _plain(config: ClientConfig, topic: str, yes: bool,
         text = describe(status, time.time())
         if lines is not None and status.phase == "connected":
             text.append(f"\n{KEYS}", style="dim")
+        if session.call is not None:
+            text.append(f"\n{session.call.describe()}")
         if shown:
             text.append(f"\n{shown[0].describe()}")
         if live is not None:
@@ -280,8 +316,8 @@ async def _plain(config: ClientConfig, topic: str, yes: bool,
             converted = session_event(e)
             if converted is not None:
                 emit(converted)
-        elif isinstance(e, DesktopChanged):
-            show(session.status)  # the status lines carry the desktop's line
+        elif isinstance(e, DesktopChanged | CallChanged):
+            show(session.status)  # the status lines carry the desktop's and call's lines
         elif isinstance(e, ChatLine | Verification):
             tell(said((f"{e.sender}: ", "bold"), e.text) if isinstance(e, ChatLine)
                  else said(e.text))

@@ -22,7 +22,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from assist.config import Codec
 from assist.errors import AssistError, ConfigError
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from assist.client.link import Link
-    from assist.media.audio import Source
     from assist.media.signalling import ScreenShare, ShareViewer
     from assist.media.tracks import ReceivedFrame
 
@@ -73,17 +72,15 @@ class DesktopRequest:
         monitor: 0 for all monitors, N for the N-th.
         region: ``(x, y, width, height)`` of the desktop; overrides ``monitor``.
         codec: ``VP8`` or ``H264``.
-        voice: ask to hear the agent.
         display: X display; ``None`` uses ``$DISPLAY``.
-        audio: the audio backends to try (``None``: all the media layer knows).
+
+    Voice goes over the session's call (:mod:`assist.client.call`), not the share.
     """
 
     monitor: int = 0
     region: tuple[int, int, int, int] | None = None
     codec: Codec = "VP8"
-    voice: bool = True
     display: str | None = None
-    audio: tuple[str, ...] | None = None
 
 
 def describe_mark(agent: str, a: m.Annotation) -> str:
@@ -141,8 +138,6 @@ class DesktopSender(_DesktopSide):
         self.on_change = on_change
         self.state: ShareState = "starting"
         self.code = ""
-        self.speaker = "" if request.voice else "voices: off (--no-voice)"
-        self._mic_source: Source | None = None
         self.error = ""
         self.share: ScreenShare | None = None
         self._stopped = False
@@ -168,7 +163,6 @@ class DesktopSender(_DesktopSide):
         return True
 
     async def _prepare(self) -> ScreenShare:
-        from assist.media.audio import AUDIO_DEVICES, open_speaker, open_voice
         from assist.media.peer import MediaPeer
         from assist.media.signalling import ScreenShare
         from assist.share.screen import Region, ScreenCapture, monitors
@@ -178,22 +172,10 @@ class DesktopSender(_DesktopSide):
         await asyncio.to_thread(monitors, request.display)
         peer = MediaPeer(ice_servers=self.info.ice_servers, host_addresses=self.host_addresses,
                          codec=request.codec)
-        speaker: Any = None
-        mic: Any = None
-        if request.voice:
-            devices = AUDIO_DEVICES if request.audio is None else request.audio
-            # Opening a sound device can block for a while: not on the loop.
-            speaker, heard = await asyncio.to_thread(open_speaker, devices)
-            source = await asyncio.to_thread(open_voice, None, devices)
-            self._mic_source = source
-            mic = source.track
-            self.speaker = f"{heard}\nyour voice: {source.description}"
-            self.on_change()
         capture = ScreenCapture(monitor=request.monitor,
                                 region=Region(*request.region) if request.region else None,
                                 display=request.display)
-        return ScreenShare(self.link, self.info.session, peer, capture, voice=request.voice,
-                           speaker=speaker, mic=mic, on_state=self._on_state)
+        return ScreenShare(self.link, self.info.session, peer, capture, on_state=self._on_state)
 
     async def handle(self, msg: m.Signal) -> None:
         """A ``Signal`` of the session from the agent (pause, bye)."""
@@ -235,9 +217,6 @@ class DesktopSender(_DesktopSide):
     async def _stop(self) -> None:
         if self.share is not None:
             await self.share.stop()
-        source, self._mic_source = self._mic_source, None
-        if source is not None:
-            source.close()  # the microphone is free again
         if self.state not in ("failed", "ended"):  # the media layer may have said it
             self._set("ended")
 
@@ -269,7 +248,7 @@ class DesktopSender(_DesktopSide):
 
     def describe(self) -> str:
         """What the user should know about the share, in a few lines."""
-        text = {
+        return {
             "starting": "Desktop: offering your screen to the agent...",
             "waiting": "Desktop: offering your screen to the agent...",
             "live": (f"Desktop shared (F6 pause, F7 stop). Read this code aloud: "
@@ -279,9 +258,6 @@ class DesktopSender(_DesktopSide):
             "ended": "Desktop no longer shared.",
             "failed": f"Desktop not shared: {self.error}",
         }[self.state]
-        if self.speaker and self.state in ("starting", "live", "paused"):
-            text += f"\n{self.speaker}"
-        return text
 
 
 
@@ -294,26 +270,21 @@ class DesktopReceiver(_DesktopSide):
         host_addresses: ICE host-candidate addresses.
         on_frame: called on the loop with each decoded picture, ``(h, w, 3)`` RGB.
         on_change: called after every change of what is shown.
-        audio: the audio backends to try for the agent's voice (``None``: all).
     """
 
     def __init__(self, link: Link, info: m.SessionInfo, host_addresses: tuple[str, ...] | None,
-                 on_frame: FrameSink, on_change: Callable[[], None] = _nothing,
-                 audio: tuple[str, ...] | None = None) -> None:
+                 on_frame: FrameSink, on_change: Callable[[], None] = _nothing) -> None:
         self.link = link
         self.info = info
         self.host_addresses = host_addresses
         self.on_frame = on_frame
         self.on_change = on_change
-        self.audio = audio
         self.state: ShareState = "waiting"
         self.code = ""
-        self.voice = ""
         self.error = ""
         self.frames = 0
         self.size: tuple[int, int] | None = None
         self.viewer: ShareViewer | None = None
-        self._source: Source | None = None
         self._role = "desktop view"
         # Signals are handled one at a time, in order: a bye that arrives while
         # an offer is being answered must close the share that answer opens.
@@ -338,27 +309,14 @@ class DesktopReceiver(_DesktopSide):
             self._set("failed", exc.message)
 
     async def _answer(self, offer: m.Signal) -> None:
-        from assist.media.audio import AUDIO_DEVICES, open_speaker, open_voice
         from assist.media.peer import MediaPeer
         from assist.media.signalling import ShareViewer
 
         await self._close()  # a new offer replaces an earlier share
         self.error, self.code, self.frames, self.size = "", "", 0, None
         self._set("starting")
-        wants = offer.media.split(",") if offer.media else []
-        track = None
-        speaker: Any = None
-        devices = AUDIO_DEVICES if self.audio is None else self.audio
-        if "voice" in wants:
-            self._source = await asyncio.to_thread(open_voice, None, devices)
-            self.voice, track = self._source.description, self._source.track
-        if "mic" in wants:
-            # The user's voice comes too: play it (or say it is discarded).
-            speaker, heard = await asyncio.to_thread(open_speaker, devices)
-            self.voice = f"{self.voice}\nuser's voice: {heard}".strip()
         peer = MediaPeer(ice_servers=self.info.ice_servers, host_addresses=self.host_addresses)
-        self.viewer = ShareViewer(self.link, self.info.session, peer, voice=track,
-                                  speaker=speaker, on_frame=self._frame,
+        self.viewer = ShareViewer(self.link, self.info.session, peer, on_frame=self._frame,
                                   on_state=self._on_state)
         await self.viewer.handle(offer)
         self.code = self.viewer.code
@@ -387,14 +345,11 @@ class DesktopReceiver(_DesktopSide):
         viewer, self.viewer = self.viewer, None
         if viewer is not None:
             await viewer.stop()
-        source, self._source = self._source, None
-        if source is not None:
-            source.close()
 
     def describe(self) -> str:
         """The share in one or two lines of plain text, for the agent."""
         size = f" {self.size[0]}x{self.size[1]}" if self.size else ""
-        text = {
+        return {
             "waiting": "desktop: not shared",
             "starting": "desktop: connecting...",
             "live": f"desktop{size}: code {self.code} (the user reads the same)",
@@ -402,7 +357,4 @@ class DesktopReceiver(_DesktopSide):
             "ended": "desktop: share ended",
             "failed": f"desktop: failed: {self.error}",
         }[self.state]
-        if self.voice and self.state in ("live", "paused"):
-            text += f"\n{self.voice}"
-        return text
 

@@ -217,6 +217,11 @@ class Guard:
         self.drop()
         self.active = False
 
+    def allows(self, scope: m.Scope) -> bool:
+        """A grant of ``scope`` is live now and the session is not paused."""
+        return self.active and not self.paused and \
+            self.table.current(scope, self.clock()) is not None
+
     def summary(self) -> str:
         """The live grants in a few words, e.g. ``control 4:32 left, annotate``."""
         now = self.clock()

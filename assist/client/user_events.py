@@ -22,6 +22,7 @@ event                  when
 :class:`MarksCleared`    marks to remove (all when ``ids`` is empty)
 :class:`ChatLine`        a chat line of the session
 :class:`DesktopChanged`  the desktop share changed
+:class:`CallChanged`     the call (voice, the agent's face, the microphone) changed
 :class:`Notice`          something to tell the user at once (a toast)
 :class:`PtyExited`       the user's shell ended
 =====================  ========================================================
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from assist.client.call import CallState
 from assist.client.desktop import ShareState
 from assist.client.helpflow import Status
 from assist.protocol import messages as m
@@ -84,6 +86,7 @@ WHAT = {
     "control": "type in your terminal",
     "annotate": "draw on your screen to show you where to look",
     "run": "run scripted steps in your terminal (they type commands for you)",
+    "mic": "hear you through your microphone",
 }
 """What each permission lets the agent do, in the user's words."""
 
@@ -178,14 +181,33 @@ class DesktopChanged:
     Attributes:
         state: where the share stands.
         code: the verification code to read aloud ("" until the share is live).
-        audio: where the agent's voice goes, and the user's microphone.
         error: why the share failed ("" unless it did).
         text: all of it, for the user (:meth:`DesktopSender.describe`).
     """
 
     state: ShareState
     code: str
-    audio: str
+    error: str
+    text: str
+
+
+@dataclass(frozen=True)
+class CallChanged:
+    """The call (the agent's voice and face, the user's microphone) changed.
+
+    Attributes:
+        state: where the call stands.
+        code: the verification code ("" until the call is live).
+        hearing: the agent hears the user's microphone now.
+        muted: the user muted the call.
+        error: why the call failed ("" unless it did).
+        text: all of it, for the user (:meth:`UserCall.describe`).
+    """
+
+    state: CallState
+    code: str
+    hearing: bool
+    muted: bool
     error: str
     text: str
 
@@ -206,5 +228,5 @@ class PtyExited:
 
 UserEvent = (StatusChanged | AgentJoined | AgentGone | GrantAsked | CodeAsked | Verification
              | TrustChanged | Revoked | Marked | MarksCleared | ChatLine | DesktopChanged
-             | Notice | PtyExited)
+             | CallChanged | Notice | PtyExited)
 """Everything a :class:`~assist.client.user_session.UserSession` reports."""

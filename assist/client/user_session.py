@@ -5,8 +5,9 @@ request: the :class:`~assist.client.helpflow.HelpRequest` (connection, queue,
 reconnects), the user's shell in a :class:`~assist.share.pty.PtyProcess` and
 its screen model, and while an agent is there the
 :class:`~assist.client.share.TerminalShare`, the
-:class:`~assist.client.guard.Guard` and the optional
-:class:`~assist.client.desktop.DesktopSender`. It routes the broker's events
+:class:`~assist.client.guard.Guard`, the :class:`~assist.client.call.UserCall`
+(the agent's voice and face; the user's microphone only under a ``mic``
+grant) and the optional :class:`~assist.client.desktop.DesktopSender`. It routes the broker's events
 to them, makes them when the session starts, has them announce themselves
 again on a resumed connection, and stops them on one path when the agent is
 gone. The help app, ``assist help --no-tui``, the demo's scripted user, the
@@ -27,6 +28,7 @@ import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from assist.client.call import FaceSink, UserCall
 from assist.client.connect import TrustPrompt
 from assist.client.desktop import DesktopRequest, DesktopSender
 from assist.client.guard import Guard
@@ -36,6 +38,7 @@ from assist.client.user import UserClient
 from assist.client.user_events import (
     AgentGone,
     AgentJoined,
+    CallChanged,
     ChatLine,
     CodeAsked,
     DesktopChanged,
@@ -116,6 +119,11 @@ class UserSession:
         self.share: TerminalShare | None = None
         self.guard: Guard | None = None
         self.desktop: DesktopSender | None = None
+        self.call: UserCall | None = None
+        self.on_face: FaceSink | None = None
+        """Where the agent's camera pictures go (the panel sets it)."""
+        self.on_audio: Callable[[Any], object] | None = None
+        """Sees every frame of the agent's voice (tests and benchmarks)."""
         self.final: Status | None = None
         """The status the request ended with, once :meth:`run` returned."""
         self.streaming = True
@@ -272,7 +280,7 @@ class UserSession:
                 self._spawn(desktop.toggle_pause())
         if not on:
             self._desktop_paused = False
-        self._trust_changed()
+        self._trust_changed()  # the microphone closes too while paused
         return on
 
     def _secret(self) -> bool:
@@ -297,6 +305,16 @@ class UserSession:
                            top=lambda: self.emulator.top)
         self._hidden = False
         self._emit(AgentJoined(info))
+        config = self.request.config
+        if config.voice:
+            guard = self.guard
+            call = UserCall(link, info, config.media_host_addresses,
+                            mic_allowed=lambda: guard.allows("mic"), audio=config.audio,
+                            voice_file=config.voice_file, on_face=self._face,
+                            on_audio=self._audio)
+            call.on_change = self._call_changed(call)
+            self.call = call
+            self._spawn(self._open_call(call))
         if self.desktop_request is not None:
             desktop = DesktopSender(link, info, self.desktop_request,
                                     self.request.config.media_host_addresses)
@@ -319,10 +337,12 @@ class UserSession:
     def _part(self) -> None:
         """Stop the live session's parts; each is stopped once, whichever way out."""
         desktop, self.desktop = self.desktop, None
-        if desktop is not None:
-            # Capture stops first; this may run in a callback, so the stop is a task
-            # that :meth:`_stop_live` waits for.
-            self._stops.append(asyncio.ensure_future(desktop.stop()))
+        call, self.call = self.call, None
+        # Capture and microphone stop first; this may run in a callback, so the stops
+        # are tasks that :meth:`_stop_live` waits for.
+        for part in (desktop, call):
+            if part is not None:
+                self._stops.append(asyncio.ensure_future(part.stop()))
         share, self.share = self.share, None
         guard, self.guard = self.guard, None
         if share is not None:
@@ -338,6 +358,8 @@ class UserSession:
         """Stop the live session's parts, the desktop capture first, and wait for it."""
         if self.desktop is not None:
             await self.desktop.stop()  # before anything else: never leave the screen shared
+        if self.call is not None:
+            await self.call.stop()
         self._part()
         while self._stops:
             await self._stops.pop()
@@ -345,8 +367,9 @@ class UserSession:
     def _route(self, msg: m.Msg) -> None:
         """A broker event of the request, to the part it is for."""
         if isinstance(msg, m.Signal):
-            if self.desktop is not None:
-                self._spawn(self.desktop.handle(msg))
+            part = self.call if msg.line == "call" else self.desktop
+            if part is not None:
+                self._spawn(part.handle(msg))
             return
         guard = self.guard
         if guard is not None and guard.handle(msg):
@@ -415,6 +438,8 @@ class UserSession:
             self._emit(MarksCleared(msg.ids))
 
     def _trust_changed(self) -> None:
+        if self.call is not None:
+            self.call.permission_changed()  # a revoke or pause closes the microphone now
         trust = self.trust()
         if trust is not None:
             self._emit(TrustChanged(trust))
@@ -440,9 +465,33 @@ class UserSession:
 
     def _desktop_changed(self, desktop: DesktopSender) -> Callable[[], None]:
         def changed() -> None:
-            self._emit(DesktopChanged(desktop.state, desktop.code, desktop.speaker,
-                                      desktop.error, desktop.describe()))
+            self._emit(DesktopChanged(desktop.state, desktop.code, desktop.error,
+                                      desktop.describe()))
         return changed
+
+    # -- the call ------------------------------------------------------------------------
+
+    async def _open_call(self, call: UserCall) -> None:
+        # A failure is described by the call; the terminal session goes on.
+        await call.start()
+
+    def _call_changed(self, call: UserCall) -> Callable[[], None]:
+        def changed() -> None:
+            self._emit(CallChanged(call.state, call.code, call.hearing, call.muted,
+                                   call.error, call.describe()))
+        return changed
+
+    def toggle_mute(self) -> bool:
+        """Mute the call (the agent's voice and the user's microphone), or unmute."""
+        return self.call.toggle_mute() if self.call is not None else False
+
+    def _face(self, frame: Any) -> None:
+        if self.on_face is not None:
+            self.on_face(frame)
+
+    def _audio(self, frame: Any) -> None:
+        if self.on_audio is not None:
+            self.on_audio(frame)
 
     def pause_desktop(self) -> None:
         """Pause the desktop share, or resume it."""

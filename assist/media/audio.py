@@ -1,4 +1,4 @@
-"""Voice and camera sources, and where received voice is played.
+"""Voice sources, and where received voice is played.
 
 Each opener tries the real devices first and says plainly what it ended up
 with, because "the agent cannot hear me" is otherwise a guessing game:
@@ -6,17 +6,16 @@ with, because "the agent cannot hear me" is otherwise a guessing game:
 * voice: PulseAudio, then ALSA (through FFmpeg's input devices, when this
   PyAV build has them and the device opens), then a file if one was given,
   else silence;
-* camera: Video4Linux2 (``/dev/video0``), then a file, else none;
 * speaker: PulseAudio, then ALSA, else received audio is discarded.
 
 The result's :attr:`Source.description` is meant for the person ("voice:
-PulseAudio default source", "voice: silence (no PulseAudio or ALSA device)").
+PulseAudio default source", "voice: silence (no PulseAudio or ALSA device)"). The agent's camera is
+:mod:`assist.media.camera`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,28 +107,6 @@ def _file_source(file: Path, kind: str, description: str, tried: list[str]) -> S
         return None
     player, track = opened
     return Source("file", description.format(file.name), track, tried, player)
-
-
-def open_camera(device: str = "/dev/video0", file: Path | None = None) -> Source:
-    """Open a Video4Linux2 camera, else ``file``, else report that there is none."""
-    tried: list[str] = []
-    fmt = "video4linux2" if "video4linux2" in av.formats_available else "v4l2"
-    if fmt not in av.formats_available:
-        tried.append("v4l2: not built into this PyAV")
-    elif not os.path.exists(device):
-        tried.append(f"v4l2: no {device}")
-    else:
-        opened = _open_player(device, fmt, "video",
-                              {"framerate": "30", "video_size": "640x480"})
-        if not isinstance(opened, str):
-            player, track = opened
-            return Source("v4l2", f"camera: {device}", track, tried, player)
-        tried.append(opened)
-    if file is not None:
-        from_file = _file_source(file, "video", "camera: file {} (no camera device)", tried)
-        if from_file is not None:
-            return from_file
-    return Source("none", "camera: none (no video device found)", None, tried)
 
 
 def open_speaker(devices: Sequence[str] = AUDIO_DEVICES) -> tuple[Any, str]:

@@ -1,4 +1,4 @@
-"""Screen-share signalling over the broker: offer/answer and share control.
+"""Media signalling over the broker: offer/answer, and the desktop share's control.
 
 SDP offers and answers travel as protocol :class:`~assist.protocol.messages.Signal`
 messages on the control channel each side already has to the broker, which
@@ -6,14 +6,16 @@ relays them within a live session. The user's side always offers (only the
 user starts a share), the agent's side answers::
 
     user (ScreenShare)                 broker                agent (ShareViewer)
-    Signal(offer, sdp, "screen,voice") ──────>  relay  ──────> answer()
+    Signal(offer, sdp, "screen") ────────────>  relay  ──────> answer()
             accept()  <────── Signal(answer, sdp) <──────
     Signal(pause|resume|bye) ──────────────────────────────> on_state(...)
                       <──────────── Signal(bye) ─────────────  stop()
 
-``Signal.media`` names the media lines of the offer: ``screen`` (sent by the
-user) and the ones the user asks to receive: ``voice`` (the agent's voice)
-and ``camera`` (the agent's camera).
+Each session has up to two media connections, told apart by ``Signal.line``:
+``screen``, the desktop share (video from the user, nothing back), and
+``call``, the voice and the agent's face (:mod:`assist.media.call`). Both are
+offered by the user's side with :func:`negotiate` and answered with
+:func:`answer_offer`; ``Signal.media`` names what an offer carries.
 
 The application owns :meth:`Link.events`; it passes every ``Signal`` of the
 session to :meth:`ScreenShare.handle` / :meth:`ShareViewer.handle`. Only the
@@ -56,47 +58,79 @@ StateCallback = Callable[[str], object]
 """Called with ``"live"``, ``"paused"``, ``"resumed"`` or ``"ended"``."""
 
 
-def _media(screen: bool, voice: bool, camera: bool, mic: bool = False) -> str:
-    return ",".join(n for n, on in (("screen", screen), ("voice", voice), ("camera", camera),
-                                    ("mic", mic))
-                    if on)
+async def negotiate(link: Link, session: str, peer: MediaPeer, line: m.MediaLine,
+                    media: str, timeout: float, what: str) -> str:
+    """Offer ``peer``'s media on ``line``, apply the agent's answer, return the code.
+
+    Args:
+        media: the ``Signal.media`` names of the offer's lines.
+        what: the media in words, for errors (``"the screen share"``).
+
+    Raises:
+        MediaError: if the agent declines, does not answer within ``timeout``,
+            or the answer cannot be used.
+        ConnectionFailed: if the broker connection drops.
+    """
+    offer = await peer.offer()
+    waiter = asyncio.ensure_future(link.wait_for(
+        lambda msg: isinstance(msg, m.Signal) and msg.session == session
+        and msg.line == line and msg.kind in ("answer", "bye"), timeout))
+    try:
+        await link.send(m.Signal(session=session, kind="offer", sdp=offer, media=media,
+                                 line=line))
+        reply = await waiter
+    except StateError:
+        raise MediaError(f"the agent did not accept {what} within {timeout:g} s") from None
+    finally:
+        waiter.cancel()
+    assert isinstance(reply, m.Signal)
+    if reply.kind == "bye":
+        raise MediaError(f"the agent declined {what}")
+    await peer.accept(reply.sdp)
+    return peer.verification_code(session)
+
+
+async def answer_offer(link: Link, peer: MediaPeer, offer: m.Signal,
+                       send: dict[Kind, Any]) -> str:
+    """Answer ``offer`` with ``peer`` (sending ``send``) and return the code.
+
+    Raises:
+        MediaError: if the offer cannot be answered; the user is told ``bye``.
+    """
+    try:
+        answer = await peer.answer(offer.sdp, send)
+    except MediaError:
+        with contextlib.suppress(AssistError):
+            await link.send(m.Signal(session=offer.session, kind="bye", line=offer.line))
+        raise
+    await link.send(m.Signal(session=offer.session, kind="answer", sdp=answer,
+                             line=offer.line))
+    return peer.verification_code(offer.session)
 
 
 class ScreenShare:
-    """The user's side: share the desktop with the session's agent.
+    """The user's side: share the desktop with the session's agent (video only).
 
     Args:
         link: the user's started link to the broker.
         session: the live session id.
         peer: a fresh :class:`MediaPeer` (its ICE settings from ``SessionInfo``).
         capture: the configured desktop capture (not started).
-        voice: ask for the agent's voice.
-        camera: ask for the agent's camera.
-        speaker: a sink with aiortc's recorder interface for the agent's voice
-            (from :func:`assist.media.audio.open_speaker`).
         on_state: notified when the agent ends the share.
         stamp: capture-thread hook for benchmarks (see :class:`ScreenTrack`).
     """
 
     def __init__(self, link: Link, session: str, peer: MediaPeer, capture: ScreenCapture, *,
-                 voice: bool = True, camera: bool = False, speaker: Any = None,
-                 mic: Any = None,
                  on_state: StateCallback | None = None, stamp: Stamp | None = None) -> None:
         self.link = link
         self.session = session
         self.peer = peer
         self.track = ScreenTrack(capture, stamp)
-        self.voice = voice
-        self.camera = camera
-        self.speaker = speaker
-        self.mic = mic
         self.on_state = on_state
         self.code = ""
-        self.camera_view: VideoReceiver | None = None
         self.offered_at = 0.0
+        """``time.monotonic()`` when the offer was made (first-frame latency counts from it)."""
         self.ended = False
-        self._tasks: set[asyncio.Future[Any]] = set()
-        peer.on_track = self._on_track
 
     async def start(self, timeout: float = 15.0) -> str:
         """Offer the share, wait for the agent's answer and return the verification code.
@@ -108,38 +142,13 @@ class ScreenShare:
         """
         self.track.start()  # grab the first frame while negotiating
         self.peer.send_video(self.track)
-        if self.mic is not None:
-            # The user's voice to the agent, the agent's back on the same line.
-            self.peer.send_audio(self.mic, receive=self.voice)
-        elif self.voice:
-            self.peer.receive("audio")
-        if self.camera:
-            self.peer.receive("video")
-        offer = await self.peer.offer()
-        waiter = asyncio.ensure_future(self.link.wait_for(
-            lambda msg: isinstance(msg, m.Signal) and msg.session == self.session
-            and msg.kind in ("answer", "bye"), timeout))
+        self.offered_at = time.monotonic()
         try:
-            self.offered_at = time.monotonic()
-            await self.link.send(m.Signal(session=self.session, kind="offer", sdp=offer,
-                                          media=_media(True, self.voice, self.camera,
-                                                       self.mic is not None)))
-            reply = await waiter
-        except StateError:
-            await self._close()
-            raise MediaError(f"the agent did not accept the screen share within {timeout:g} s"
-                             ) from None
+            self.code = await negotiate(self.link, self.session, self.peer, "screen",
+                                        "screen", timeout, "the screen share")
         except AssistError:
             await self._close()
             raise
-        finally:
-            waiter.cancel()
-        assert isinstance(reply, m.Signal)
-        if reply.kind == "bye":
-            await self._close()
-            raise MediaError("the agent declined the screen share")
-        await self.peer.accept(reply.sdp)
-        self.code = self.peer.verification_code(self.session)
         return self.code
 
     async def pause(self) -> None:
@@ -161,7 +170,7 @@ class ScreenShare:
 
     async def handle(self, msg: m.Signal) -> None:
         """Process a ``Signal`` of this session the application received."""
-        if msg.session != self.session:
+        if msg.session != self.session or msg.line != "screen":
             return
         if msg.kind == "bye":
             await self._close()
@@ -171,63 +180,41 @@ class ScreenShare:
             await self.pause()
 
     async def _signal(self, kind: m.SignalKind) -> None:
-        await self.link.send(m.Signal(session=self.session, kind=kind))
-
-    def _on_track(self, kind: Kind, track: Any) -> None:
-        if kind == "audio" and self.speaker is not None:
-            self.speaker.addTrack(track)
-            self._tasks.add(asyncio.ensure_future(self.speaker.start()))
-        elif kind == "video":
-            self.camera_view = VideoReceiver(track)
-            self.camera_view.start()
+        await self.link.send(m.Signal(session=self.session, kind=kind, line="screen"))
 
     async def _close(self) -> None:
         if self.ended:
             return
         self.ended = True
         self.track.stop()
-        if self.camera_view is not None:
-            await self.camera_view.stop()
-        if self.speaker is not None:
-            with contextlib.suppress(Exception):  # a device that vanished must not stop shutdown
-                await self.speaker.stop()
         await self.peer.close()
         if self.on_state is not None:
             self.on_state("ended")
 
 
 class ShareViewer:
-    """The agent's side: receive the user's desktop, send voice/camera if asked.
+    """The agent's side: receive the user's desktop.
 
     Args:
         link: the agent's started link to the broker.
         session: the live session id.
         peer: a fresh :class:`MediaPeer`.
-        voice: the agent's voice track (from :func:`assist.media.audio.open_voice`).
-        camera: the agent's camera track, if any.
         on_frame: called on the loop with each decoded desktop frame.
         on_state: called with ``"live"``, ``"paused"``, ``"resumed"``, ``"ended"``.
     """
 
-    def __init__(self, link: Link, session: str, peer: MediaPeer, *, voice: Any = None,
-                 camera: Any = None, speaker: Any = None,
+    def __init__(self, link: Link, session: str, peer: MediaPeer, *,
                  on_frame: Callable[[ReceivedFrame], object] | None = None,
                  on_state: StateCallback | None = None) -> None:
         self.link = link
         self.session = session
         self.peer = peer
-        self.voice = voice
-        self.camera = camera
-        self.speaker = speaker
-        self.heard = False
-        self._tasks: set[asyncio.Future[Any]] = set()
         self.on_frame = on_frame
         self.on_state = on_state
         self.screen: VideoReceiver | None = None
         self.code = ""
         self.paused = False
         self.ended = False
-        self.requested: tuple[str, ...] = ()
         peer.on_track = self._on_track
 
     async def handle(self, msg: m.Signal) -> None:
@@ -236,55 +223,36 @@ class ShareViewer:
         Raises:
             MediaError: if the offer cannot be answered (the user is told ``bye``).
         """
-        if msg.session != self.session or self.ended:
+        if msg.session != self.session or msg.line != "screen" or self.ended:
             return
         if msg.kind == "offer":
-            await self._answer(msg)
+            try:
+                self.code = await answer_offer(self.link, self.peer, msg, {})
+            except MediaError:
+                await self._close()
+                raise
+            self._notify("live")
         elif msg.kind in ("pause", "resume"):
             self.paused = msg.kind == "pause"
             self._notify("paused" if self.paused else "resumed")
         elif msg.kind == "bye":
             await self._close()
 
-    async def _answer(self, offer: m.Signal) -> None:
-        self.requested = tuple(offer.media.split(",")) if offer.media else ()
-        send: dict[Kind, Any] = {}
-        if self.voice is not None and "voice" in self.requested:
-            send["audio"] = self.voice
-        if self.camera is not None and "camera" in self.requested:
-            send["video"] = self.camera
-        try:
-            answer = await self.peer.answer(offer.sdp, send)
-        except MediaError:
-            with contextlib.suppress(AssistError):
-                await self.link.send(m.Signal(session=self.session, kind="bye"))
-            await self._close()
-            raise
-        await self.link.send(m.Signal(session=self.session, kind="answer", sdp=answer))
-        self.code = self.peer.verification_code(self.session)
-        self._notify("live")
-
     async def ask_pause(self) -> None:
         """Ask the user's side to pause (it decides; pausing is always allowed)."""
-        await self.link.send(m.Signal(session=self.session, kind="pause"))
+        await self.link.send(m.Signal(session=self.session, kind="pause", line="screen"))
 
     async def stop(self) -> None:
         """Stop viewing and tell the user (idempotent)."""
         if not self.ended:
             with contextlib.suppress(AssistError):
-                await self.link.send(m.Signal(session=self.session, kind="bye"))
+                await self.link.send(m.Signal(session=self.session, kind="bye", line="screen"))
         await self._close()
 
     def _on_track(self, kind: Kind, track: Any) -> None:
         if kind == "video" and self.screen is None:
             self.screen = VideoReceiver(track, on_frame=self.on_frame)
             self.screen.start()
-        elif kind == "audio" and "mic" in self.requested:
-            # The user's voice: played on the agent's speaker (or discarded, said so).
-            self.heard = True
-            if self.speaker is not None:
-                self.speaker.addTrack(track)
-                self._tasks.add(asyncio.ensure_future(self.speaker.start()))
 
     def _notify(self, state: str) -> None:
         if self.on_state is not None:
@@ -296,8 +264,5 @@ class ShareViewer:
         self.ended = True
         if self.screen is not None:
             await self.screen.stop()
-        if self.speaker is not None:
-            with contextlib.suppress(Exception):  # a device that vanished must not stop shutdown
-                await self.speaker.stop()
         await self.peer.close()
         self._notify("ended")

@@ -60,10 +60,13 @@ Role = Literal["user", "agent"]
 AgentStatus = Literal["available", "away", "busy"]
 Availability = Literal["available", "away"]
 """What an agent may say it is (``busy`` follows from holding a session)."""
-Scope = Literal["annotate", "control", "run"]
-"""What a grant allows: draw on the user's screen, type, run scripted steps."""
+Scope = Literal["annotate", "control", "run", "mic"]
+"""What a grant allows: draw on the user's screen, type, run scripted steps, hear
+the user's microphone."""
 VerifyMethod = Literal["key", "totp", "attest"]
 SignalKind = Literal["offer", "answer", "bye", "pause", "resume"]
+MediaLine = Literal["screen", "call"]
+"""Which media connection a signal is for: the desktop share, or the voice and face call."""
 AnnotationKind = Literal["box", "arrow", "highlight", "label"]
 HiddenWhy = Literal["secret", "paused"]
 """Why the user's screen is withheld: a secret is read, or the user paused sharing."""

@@ -50,6 +50,7 @@ from assist.protocol.base import (
     Id,
     Line,
     MarkId,
+    MediaLine,
     Msg,
     Name,
     Note,
@@ -618,6 +619,7 @@ class Signal(Msg, tag="signal", frozen=True):
     kind: SignalKind
     sdp: Annotated[str, msgspec.Meta(max_length=MAX_SDP)] = ""
     media: Name = ""
+    line: MediaLine = "screen"
 
 
 Message = (

@@ -6,7 +6,7 @@ annotation kind, an agent's availability) are the ``Literal`` aliases of
 
     scope = one_of(SCOPES, "control", "unknown permission")   # typed as m.Scope
     one_of(SCOPES, "everything", "unknown permission")
-    # ConfigError: unknown permission: use annotate, control or run, not 'everything'
+    # ConfigError: unknown permission: use annotate, control, run or mic, not 'everything'
 
 Pure: no I/O.
 """

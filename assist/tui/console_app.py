@@ -124,8 +124,8 @@ class ConsoleApp(SessionConsole):
         config: the client config (broker, key; ``media_hosts`` and ``snapshots``
             for desktop shares).
         trust: asked on first contact with an unpinned broker.
-        audio: audio backends for the agent's voice (``None``: all the media
-            layer knows; tests pass ``()`` for silence).
+        audio: sound systems for the call (``None``: the config's, else all the
+            media layer knows; tests pass ``()`` for silence).
     """
 
     TITLE = "assist console"
@@ -159,6 +159,8 @@ class ConsoleApp(SessionConsole):
         Binding("f9", "clear_marks", "clear", priority=True),
         Binding("f10", "end", "end", priority=True),
         Binding("f11", "side", "side", priority=True),
+        Binding("f1", "hear", "hear", priority=True),
+        Binding("f12", "mute", "mute", priority=True),
         Binding("ctrl+q", "quit", "quit", priority=True, show=False),  # said on top,
     ]
     SIDE_WIDTHS = (40, 28, 0)
@@ -171,7 +173,7 @@ class ConsoleApp(SessionConsole):
         self.banner = banner
         """A line kept in view under the queue (the demo's "be a user yourself")."""
         self.trust = trust
-        self.audio = audio
+        self.audio = audio if audio is not None else config.audio
         self.status: m.AgentStatus = "away"
         self.queue = QueueMirror()
         self.connection = "connecting..."
@@ -309,7 +311,10 @@ class ConsoleApp(SessionConsole):
             self.query_one(WallboardStrip).show(msg)
         elif isinstance(msg, m.Signal):
             if self.session is not None and msg.session == self.session.id:
-                self._desktop_signal(msg)
+                if msg.line == "call":
+                    self._call_signal(msg)
+                else:
+                    self._desktop_signal(msg)
         elif self.session is not None and (change := self.session.handle(msg)) is not None:
             if change.ended:
                 self._session_over(msg)
@@ -365,6 +370,7 @@ class ConsoleApp(SessionConsole):
         self.away = ""
         self.session = None
         self._drop_desktop()
+        self._drop_call()
         self._set_mode(draw=False)
         self.remove_class("in-session")
         self.status = "available"
@@ -383,7 +389,7 @@ class ConsoleApp(SessionConsole):
             self.desktop = DesktopReceiver(self.client.link, self.info,
                                            self.config.media_host_addresses,
                                            on_frame=video.update_frame,
-                                           on_change=self._show_trust, audio=self.audio)
+                                           on_change=self._show_trust)
         if msg.kind == "offer":
             self.notify(f"{self.info.user} shares their desktop (F4 switches view). Compare "
                         "the verification code with them.")

@@ -8,6 +8,11 @@ grant, marks under an annotate grant) is the session's
 is the screen's own: the draw tool and pen, focus, dialogs, and the words for
 each change. The app around it connects to the broker, shows the queue and
 the wallboard, and passes the session's events to :meth:`SessionConsole.session_changed`.
+
+The call of the session (the agent's voice and camera to the user, the
+user's voice back under a ``mic`` grant) is an
+:class:`~assist.client.call.AgentCall` that answers the user's offer; F12
+mutes the agent, F1 asks the user for their microphone.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from textual.widgets import Static
 
 from assist.client.agent import AgentClient
 from assist.client.agent_session import MARK_TTL, AgentSession, Change
+from assist.client.call import AgentCall
 from assist.client.desktop import DesktopReceiver
+from assist.config import ClientConfig
 from assist.core.grants import explain
 from assist.display import said
 from assist.errors import AssistError
@@ -54,11 +61,15 @@ class SessionConsole(SafeApp[None]):
     ``#desktop`` (a :class:`VideoView`) and ``#trust`` must exist.
     """
 
+    config: ClientConfig
+    audio: tuple[str, ...] | None
+
     def __init__(self) -> None:
         super().__init__()
         self.client: AgentClient | None = None
         self.session: AgentSession | None = None
         self.desktop: DesktopReceiver | None = None
+        self.call: AgentCall | None = None
         self.tool: m.AnnotationKind = "box"
         self._pen_start: tuple[int, int] | None = None
 
@@ -181,6 +192,8 @@ class SessionConsole(SafeApp[None]):
         elif session.hidden:
             lines.append(Text.assemble(("[hidden input]", "bold red"),
                                        " the user types a secret"))
+        if self.call is not None:
+            lines.append(said(self.call.describe(session.holds("mic"))))
         if self.desktop is not None:
             lines.append(said(self.desktop.describe()))
             if session.holds("annotate"):
@@ -198,6 +211,43 @@ class SessionConsole(SafeApp[None]):
                 view.draw_mode or not view.read_only):
             focus_now(view)
         self._show_trust()
+
+    # -- the call -----------------------------------------------------------------------
+
+    def _call_signal(self, msg: m.Signal) -> None:
+        """Pass a call signal of the live session to the call (an offer makes one)."""
+        assert self.client is not None and self.info is not None
+        if self.call is None:
+            if msg.kind != "offer":
+                return  # a late bye of a call we never answered
+            config = self.config
+            self.call = AgentCall(self.client.link, self.info, config.media_host_addresses,
+                                  camera=config.camera, audio=self.audio,
+                                  voice_file=config.voice_file, on_change=self._show_trust)
+        self.run_worker(self.call.handle(msg), group="call")
+
+    def _drop_call(self) -> None:
+        call, self.call = self.call, None
+        if call is not None:
+            self.run_worker(call.stop(), group="call")
+
+    def action_mute(self) -> None:
+        """Mute the agent's voice to the user, or unmute."""
+        if self.call is not None:
+            muted = self.call.toggle_mute()
+            self.notify("Muted: the user does not hear you. F12 unmutes." if muted
+                        else "The user hears you again.")
+
+    @work(group="ask")
+    async def action_hear(self) -> None:
+        """Ask the user to let you hear their microphone."""
+        session = self.session
+        if session is None or self.call is None:
+            return
+        if session.holds("mic"):
+            self.notify(f"You hear {session.user} already; they can stop it with F9.")
+            return
+        await self._ask(session, "mic", 0)
 
     # -- acting on the user's screen ------------------------------------------------------
 

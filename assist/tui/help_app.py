@@ -6,10 +6,16 @@ share. The app renders its events (the panel, the marks, the questions as
 dialogs) and hands it the user's keys, resizes and answers; it holds no
 session logic of its own.
 
+Once an agent is there the call opens by itself: the user hears the agent
+and sees their camera (or initials) in the panel, drawn in the best mode the
+terminal takes; the agent hears the user only under a ``mic`` permission the
+user gave (F9 takes it back with the rest); F12 mutes both ways. The panel
+says which devices are used and the verification code of the call.
+
 With ``--screen`` the desktop is shared too, once the session starts (the
 shell never waits for it); the panel shows the verification code to read
-aloud, which audio device plays the agent's voice, and any failure as a
-message; F6 pauses or resumes the share and F7 stops it at once.
+aloud and any failure as a message; F6 pauses or resumes the share and F7
+stops it at once.
 
 The agent's marks on the desktop are drawn on the user's real screen by a
 :class:`~assist.share.overlay.DesktopOverlay` where X11 allows it, and are
@@ -44,6 +50,7 @@ from assist.share.emulator import Emulator
 from assist.share.overlay import DesktopOverlay
 from assist.tui.dialogs import CodeScreen, Dialog, GrantScreen, takeover_screen
 from assist.tui.focus import focus_now
+from assist.tui.graphics import WORDS, Mode
 from assist.tui.panel import AgentPanel
 from assist.tui.safe_app import SafeApp
 from assist.tui.terminal import TerminalView
@@ -106,12 +113,18 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
         Binding("f8", "clear_marks", "clear marks", priority=True),
         Binding("f9", "revoke", "revoke all", priority=True),
         Binding("f10", "leave", "leave", priority=True),
+        Binding("f12", "mute", "mute", priority=True),
     ]
+
+    SPEAKING = 0.2
+    """Seconds between two looks at whether the agent speaks."""
 
     def __init__(self, config: ClientConfig, topic: str, command: Sequence[str] | None = None,
                  trust: TrustPrompt | None = None,
-                 desktop: DesktopRequest | None = None, take_over: bool = False) -> None:
+                 desktop: DesktopRequest | None = None, take_over: bool = False,
+                 graphics: Mode | None = None) -> None:
         super().__init__()
+        self.graphics = graphics
         self.take_over = take_over
         self.desktop_request = desktop
         self.desktop_marks: dict[str, tuple[str, float]] = {}
@@ -158,7 +171,7 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
 
     def compose(self) -> ComposeResult:
         yield TerminalView(self.emulator, id="term", on_frame=self._dodge)
-        yield AgentPanel(id="panel")
+        yield AgentPanel(self.graphics, id="panel")
 
     def on_mount(self) -> None:
         self.session.resize(self.size.width, self.size.height)
@@ -170,7 +183,9 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
             return
         self.query_one(TerminalView).focus()
         self.call_after_refresh(self.action_move_panel)
+        self.session.on_face = self.panel.face.show
         self.set_interval(1, self._tick)
+        self.set_interval(self.SPEAKING, self._speaking)
         self._run_request()
 
     # -- the shell -------------------------------------------------------------------
@@ -244,16 +259,21 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
         pause = "F5 resume sharing" if self.session.paused else "F5 pause sharing"
         desktop = "F6 pause/resume desktop  F7 stop desktop\n" if self.desktop_request \
             else ""
+        mute = "  F12 mute" if self.session.call is not None else ""
         self.panel.set_keys(f"{pause}  F9 revoke all\nF8 clear marks  F2 chat  F3 hide\n"
-                            f"{desktop}F4 move  F10 end session")
+                            f"{desktop}F4 move{mute}  F10 end session")
         self.panel.set_strip(f"F3 opens · {'F5 resume' if self.session.paused else 'F5 pause'}"
                              " · F9 revoke")
 
     def _joined(self, event: ev.AgentJoined) -> None:
         self.panel.enable_chat(True)
+        if self.session.call is not None:
+            self.panel.show_face(True, event.info.agent)
 
     def _gone(self, event: ev.AgentGone) -> None:
         self.panel.enable_chat(False)
+        self.panel.show_face(False)
+        self.panel.set_speaking(False)
         # A question still open belongs to the session that just ended.
         while isinstance(self.screen, GrantScreen | CodeScreen):
             self.pop_screen()
@@ -351,13 +371,45 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
                     "\nThe agent can only watch."
                 if trust.hidden:
                     text += "\nSecret input: hidden from the agent."
-            text += self._desktop_text()
+            text += self._call_text() + self._desktop_text()
         else:
             # After the survey the thanks stay (the clock must not wipe them).
             text = self.farewell or status.message or status.phase
         if status.message and status.phase in ("queued", "connected"):
             text += f"\n{status.message}"  # other phases show their message alone
         self.panel.set_status(text)
+
+    def _call_text(self) -> str:
+        """The call and the face, as lines for the panel."""
+        call = self.session.call
+        if call is None:
+            return ""
+        face = self.panel.face
+        picture = f"Face: {WORDS[face.mode]}"
+        if face.shown:
+            picture += f", {face.fps:.0f} pictures/s"
+        elif call.state == "live":
+            picture += ", no camera (initials)"
+        return f"\n{call.describe()}\n{picture}"
+
+    def _speaking(self) -> None:
+        call = self.session.call
+        self.panel.set_speaking(call is not None and call.speaking)
+
+    def _call_changed(self, event: ev.CallChanged) -> None:
+        if event.state in ("ended", "failed"):
+            self.panel.face.off()
+        if self.session.in_session:
+            self._session_keys()
+        self._tick()
+
+    def action_mute(self) -> None:
+        """Mute the call both ways (the agent's voice and the microphone), or unmute."""
+        if self.session.call is None:
+            return
+        muted = self.session.toggle_mute()
+        self.notify("Muted: you hear nothing and the agent cannot hear you. F12 unmutes."
+                    if muted else "Sound back on.")
 
     def _desktop_text(self) -> str:
         """The desktop share and the agent's marks on it, as lines for the panel."""
@@ -476,6 +528,7 @@ _RENDER: dict[type[ev.UserEvent], Callable[[HelpApp, Any], None]] = {
         event.text, severity="information" if event.ok else "warning", timeout=10),
     ev.TrustChanged: HelpApp._tick,
     ev.DesktopChanged: HelpApp._tick,
+    ev.CallChanged: HelpApp._call_changed,
     ev.Notice: lambda app, event: app.notify(event.text, severity="warning", timeout=10),
     ev.PtyExited: HelpApp._pty_exited,
 }

@@ -1,4 +1,4 @@
-"""The floating agent panel of ``assist help``: who helps, chat, the keys that matter."""
+"""The floating agent panel of ``assist help``: who helps, their face, chat, the keys."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from textual.message import Message
 from textual.widgets import Input, RichLog, Static
 
 from assist.display import said
+from assist.tui.face import FaceView
+from assist.tui.graphics import Mode
 
 
 class AgentPanel(Vertical):
@@ -21,7 +23,7 @@ class AgentPanel(Vertical):
 
     DEFAULT_CSS = """
     AgentPanel {
-        layer: overlay; width: 44; height: auto; max-height: 20;
+        layer: overlay; width: 44; height: auto; max-height: 30;
         border: round $accent; background: $panel; padding: 0 1;
         offset: 0 0;
     }
@@ -30,10 +32,11 @@ class AgentPanel(Vertical):
     AgentPanel #chat { height: 6; border: none; }
     AgentPanel #say { height: 3; }
     AgentPanel #keys { color: $text-muted; }
+    AgentPanel.-noface FaceView { display: none; }
     AgentPanel.-min { border: none; padding: 0; max-height: 1; width: auto; max-width: 100%; }
     AgentPanel.-min #title { width: auto; }
     AgentPanel.-min #chat, AgentPanel.-min #say, AgentPanel.-min #status,
-    AgentPanel.-min #keys { display: none; }
+    AgentPanel.-min #keys, AgentPanel.-min FaceView { display: none; }
     AgentPanel.-nochat #chat, AgentPanel.-nochat #say { display: none; }
     """
 
@@ -44,15 +47,19 @@ class AgentPanel(Vertical):
             super().__init__()
             self.text = text
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, mode: Mode | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._drag: Offset | None = None
         self._title = "assist: connecting"
         self._strip = "F3 opens"
+        self._speaking = False
+        self.mode = mode
         self.add_class("-nochat")
+        self.add_class("-noface")
 
     def compose(self) -> ComposeResult:
         yield Static("assist: connecting", id="title")
+        yield FaceView(self.mode, id="face")
         # Plain text: the status quotes what the agent wrote (mark labels) and error
         # messages, which must never be read as markup.
         yield Static("", id="status", markup=False)
@@ -76,11 +83,32 @@ class AgentPanel(Vertical):
         self.toggle_class("-min")
         self._show_title()
 
+    @property
+    def face(self) -> FaceView:
+        """The agent's face."""
+        return self.query_one(FaceView)
+
+    def show_face(self, on: bool, agent: str = "") -> None:
+        """Show the face area (the agent's camera, or their initials), or hide it."""
+        if agent:
+            self.face.set_agent(agent)
+        if not on:
+            self.face.off()
+        self.set_class(not on, "-noface")
+
+    def set_speaking(self, on: bool) -> None:
+        """The agent is speaking (or stopped): said in the title, folded or not."""
+        if on != self._speaking:
+            self._speaking = on
+            self._show_title()
+
     def _show_title(self) -> None:
-        # Folded, the one line still says who helps and the keys that matter (F5).
+        # Folded, the one line still says who helps, whether they speak, and the keys
+        # that matter (F5).
+        title = f"♪ {self._title}" if self._speaking else self._title
         folded = self.has_class("-min") and self._strip
         self.query_one("#title", Static).update(
-            said(f"{self._title} · {self._strip}" if folded else self._title))
+            said(f"{title} · {self._strip}" if folded else title))
 
     def set_status(self, text: str) -> None:
         """Change the status text (plain text, shown as given)."""

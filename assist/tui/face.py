@@ -1,0 +1,113 @@
+"""The agent's face in the user's panel: their camera live, or their initials.
+
+Pictures come from the call (:class:`~assist.client.call.UserCall`) as RGB
+arrays, as fast as the agent's camera sends them; a
+:class:`~assist.core.pace.FramePacer` decides which of them are drawn, so a
+terminal over SSH gets a few a second and a local one up to 30, and drawing
+never takes more than a small share of the loop that shows the shell. The
+mode (Kitty graphics, Sixel, half-blocks, characters) is the one the
+terminal takes (:mod:`assist.tui.graphics`); the panel says which.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from assist.core.pace import FramePacer, link_budget
+from assist.tui import graphics
+
+if TYPE_CHECKING:
+    from assist.media.tracks import ReceivedFrame
+
+
+def initials(name: str) -> str:
+    """Up to two capitals from a name: ``carol`` -> ``C``, ``Ada Lovelace`` -> ``AL``."""
+    words = [w for w in name.replace(".", " ").replace("_", " ").replace("-", " ").split() if w]
+    return "".join(w[0] for w in words[:2]).upper() or "?"
+
+
+class FaceView(Vertical):
+    """The agent's camera in ``mode``, or their initials until a picture arrives.
+
+    Args:
+        mode: how pictures are drawn (``None``: :func:`assist.tui.graphics.detect`).
+        pacer: decides which pictures are drawn (default: by the terminal's link).
+    """
+
+    DEFAULT_CSS = """
+    FaceView { height: 9; width: 100%; }
+    FaceView #face-picture { height: 9; width: 100%; display: none; }
+    FaceView #face-initials { height: 9; width: 100%; content-align: center middle;
+                              text-style: bold; background: $primary-darken-2; }
+    FaceView.-live #face-picture { display: block; }
+    FaceView.-live #face-initials { display: none; }
+    """
+
+    def __init__(self, mode: graphics.Mode | None = None, pacer: FramePacer | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mode: graphics.Mode = mode or graphics.detect()
+        self.pacer = pacer or FramePacer(link_budget(os.environ))
+        self.shown = 0
+        """Pictures drawn."""
+        self.offered = 0
+        """Pictures the call delivered (drawn or skipped)."""
+        self.last: Any = None
+        """The last picture drawn (a PIL image)."""
+
+    PROBE = 0.05
+    """Seconds between two looks at how late the loop runs."""
+
+    def compose(self) -> ComposeResult:
+        yield graphics.image_widget(self.mode, "face-picture")
+        yield Static("?", id="face-initials")
+
+    def on_mount(self) -> None:
+        self._expected = time.monotonic() + self.PROBE
+        self.set_interval(self.PROBE, self._probe)
+
+    def _probe(self) -> None:
+        # A loop that is late on this timer is late on the shell's output too.
+        now = time.monotonic()
+        self.pacer.late(now - self._expected)
+        self._expected = now + self.PROBE
+
+    def set_agent(self, name: str) -> None:
+        """Show ``name``'s initials until their camera sends a picture."""
+        self.query_one("#face-initials", Static).update(initials(name))
+
+    def show(self, frame: ReceivedFrame) -> bool:
+        """Draw ``frame`` if the pacer allows it now; return whether it was drawn."""
+        self.offered += 1
+        now = time.monotonic()
+        if not self.display or not self.pacer.ready(now):
+            return False
+        from PIL import Image
+
+        started = time.perf_counter()
+        picture = Image.fromarray(frame.rgb)
+        target = self.query_one("#face-picture")
+        target.image = picture  # type: ignore[attr-defined]  # textual-image's property
+        self.add_class("-live")
+        self.last = picture
+        self.shown += 1
+        size = target.content_size
+        self.pacer.shown(now, graphics.frame_bytes(self.mode, size.width, size.height),
+                         time.perf_counter() - started)
+        return True
+
+    def off(self) -> None:
+        """No camera (the call ended): the initials again."""
+        self.remove_class("-live")
+        self.last = None
+
+    @property
+    def fps(self) -> float:
+        """Pictures drawn a second, lately."""
+        return self.pacer.fps(time.monotonic())

@@ -1,0 +1,94 @@
+"""Pictures in the terminal: which mode this terminal takes, and the widget for it.
+
+textual-image draws pictures with the Kitty graphics protocol, Sixel,
+coloured half-block cells or plain characters; it asks the terminal what it
+supports when it is first imported, which must happen before a Textual app
+owns the terminal (the app's input thread would take the answers). The CLI
+calls :func:`detect` before it starts an app; ``ASSIST_GRAPHICS`` (``kitty``,
+``sixel``, ``halfcell``, ``text``) overrides what was detected.
+
+=========  =================================================================
+mode       what the person sees
+=========  =================================================================
+kitty      real pixels (Kitty, Ghostty; the Kitty graphics protocol)
+sixel      real pixels (xterm -ti vt340, foot, WezTerm, mlterm, Konsole...)
+halfcell   two colour pixels per character cell (any 24-bit colour terminal)
+text       coloured characters (no terminal at all: tests, pipes)
+=========  =================================================================
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from textual.widget import Widget
+
+from assist.errors import ConfigError
+
+Mode = Literal["kitty", "sixel", "halfcell", "text"]
+MODES: tuple[Mode, ...] = ("kitty", "sixel", "halfcell", "text")
+WORDS: dict[Mode, str] = {
+    "kitty": "real pixels (Kitty graphics)",
+    "sixel": "real pixels (Sixel)",
+    "halfcell": "half-block cells (no picture protocol in this terminal)",
+    "text": "characters (not a terminal)",
+}
+"""Each mode in words, for the panel and the console."""
+
+_detected: list[Mode] = []
+
+
+def detect() -> Mode:
+    """The mode this terminal takes (asked once; call before an app starts).
+
+    Raises:
+        ConfigError: if ``ASSIST_GRAPHICS`` names no mode.
+    """
+    wanted = os.environ.get("ASSIST_GRAPHICS", "").strip().lower()
+    if wanted and wanted != "auto":
+        for mode in MODES:
+            if mode == wanted:
+                return mode
+        raise ConfigError(f"ASSIST_GRAPHICS={wanted!r}: use auto, kitty, sixel, halfcell or "
+                          "text")
+    if not _detected:
+        # The import asks the terminal (Sixel in the device attributes, a Kitty
+        # graphics query, the cell size in pixels), once.
+        from textual_image import renderable
+
+        found = {renderable.TGPImage: "kitty", renderable.SixelImage: "sixel",
+                 renderable.HalfcellImage: "halfcell"}
+        _detected.append(found.get(renderable.Image, "text"))  # type: ignore[arg-type]
+    return _detected[0]
+
+
+def image_widget(mode: Mode, widget_id: str) -> Widget:
+    """A textual-image widget (its ``image`` takes a PIL image) drawing in ``mode``."""
+    from textual_image import widget as images
+
+    kinds: dict[Mode, Any] = {"kitty": images.TGPImage, "sixel": images.SixelImage,
+                              "halfcell": images.HalfcellImage, "text": images.UnicodeImage}
+    made: Widget = kinds[mode](id=widget_id)
+    return made
+
+
+def cell_pixels() -> tuple[int, int]:
+    """The size of a character cell in pixels, as the terminal said (10x20 if it did not)."""
+    from textual_image._terminal import get_cell_size  # what the library scales with
+
+    size = get_cell_size()
+    return size.width, size.height
+
+
+def frame_bytes(mode: Mode, cols: int, rows: int) -> float:
+    """About how many bytes one picture of ``cols`` x ``rows`` cells costs the terminal.
+
+    Cells cost two 24-bit colours each; Sixel about one byte per six pixels
+    per colour band (~0.7 a pixel in practice); Kitty sends a base64 PNG.
+    """
+    if mode in ("halfcell", "text"):
+        return cols * rows * 40.0
+    width, height = cell_pixels()
+    pixels = cols * width * rows * height
+    return pixels * (0.7 if mode == "sixel" else 1.6)
