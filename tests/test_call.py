@@ -119,8 +119,9 @@ async def test_the_agent_is_heard_in_a_terminal_only_session(
         await until(lambda: session.call is not None and session.call.speaking,
                     what="the speaking indicator")
         panel = session.call.describe()
-        assert "speaker: none" in panel and "the agent cannot hear you" in panel
-        assert f"Code {live.call.code}" in panel
+        assert "no sound here, the agent is not heard (no PulseAudio or ALSA output)" in panel
+        assert "the agent cannot hear you" in panel
+        assert panel.startswith(f"Voice, code {live.call.code}: ")
 
         # The agent mutes (F12 in the console): the user hears silence at once.
         live.call.toggle_mute()
@@ -465,3 +466,74 @@ async def test_the_mic_gate_opens_only_when_allowed_and_closes_at_once() -> None
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)  # one clock
     gate.stop()
 
+
+
+# -- the apps ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_help_app_shows_the_agents_face_and_the_console_asks_for_the_mic(
+        broker: Broker, keys: dict[str, KeyPair], tmp_path: Path) -> None:
+    import dataclasses
+
+    from textual.widgets import DataTable
+
+    from assist.tui.console_app import ConsoleApp
+    from assist.tui.dialogs import GrantScreen
+    from assist.tui.help_app import HelpApp
+    from tests.user_side import SHELL, user_config
+
+    alice = user_config(broker, keys["alice"], tmp_path / "alice", voice=True)
+    carol = dataclasses.replace(user_config(broker, keys["carol"], tmp_path / "carol"),
+                                camera=str(picture(tmp_path / "carol.png")),
+                                voice_file=tone(tmp_path / "carol.wav", 800))
+    user = HelpApp(dataclasses.replace(alice, voice_file=tone(tmp_path / "alice.wav", 500)),
+                   "my printer", SHELL, graphics="halfcell")
+    agent = ConsoleApp(carol, audio=())
+
+    def panel() -> str:
+        return str(user.panel.query_one("#status").render())
+
+    def trust() -> str:
+        return str(agent.query_one("#trust").render())
+
+    async with user.run_test(size=(110, 45)) as upilot, \
+            agent.run_test(size=(160, 50)) as apilot:
+        table = agent.query_one("#queue", DataTable)
+        await until(lambda: table.row_count == 1, what="the user in the console's queue")
+        table.focus()
+        await apilot.press("enter")
+        await until(lambda: user.session.call is not None and user.session.call.state == "live"
+                    and agent.call is not None and agent.call.state == "live",
+                    what="the call to go live by itself")
+        face = user.panel.face
+        await until(lambda: face.shown >= 2, what="the agent's face in the panel")
+        assert face.display and face.mode == "halfcell"
+        assert "Face: half-blocks" in panel()
+        assert agent.call is not None and "still picture carol.png" in trust()
+        assert "the user's microphone is off (F1 asks for it)" in trust()
+        # The agent speaks (the tone): the folded panel says so on its one line.
+        await upilot.press("f3")
+        await until(lambda: str(user.panel.query_one("#title").render()).startswith("♪ "),
+                    what="the speaking indicator on the folded panel")
+        await upilot.press("f3")
+
+        # F1: the agent asks to hear the user; the user allows; the console says so.
+        await apilot.press("f1")
+        await until(lambda: isinstance(user.screen, GrantScreen), what="the question")
+        assert "asks to hear you through your microphone" in str(
+            user.screen.query_one("#question").render())
+        await upilot.pause(1.1)  # Allow works only after a moment
+        await upilot.press("tab", "enter")
+        await until(lambda: "you hear the user" in trust(), what="the console to hear")
+        await until(lambda: "the agent hears you" in panel(), what="the panel to say it")
+        # F9: gone at once on the user's side, and the console is told.
+        await upilot.press("f9")
+        assert user.session.call is not None and not user.session.call.hearing
+        await until(lambda: "the user's microphone is off" in trust(),
+                    what="the console to see the revoke")
+        # F12 on both sides.
+        await upilot.press("f12")
+        await until(lambda: "muted (F12 unmutes)" in panel(), what="the user's mute")
+        await apilot.press("f12")
+        await until(lambda: "muted (F12)" in trust(), what="the agent's mute")

@@ -204,7 +204,7 @@ async def test_desktop_share_from_help_app_to_console(
         assert user.session.call is not None and agent.call is not None
         call_code = user.session.call.code
         assert call_code == agent.call.code and call_code != code  # two connections
-        await until(lambda: "speaker: none" in panel_text(user),
+        await until(lambda: f"Voice, code {call_code}: no sound here" in panel_text(user),
                     what="the panel to say plainly where the voice goes")
         await until(lambda: "the user's microphone is off" in str(
             agent.query_one("#trust").render()), what="the console to show the call")

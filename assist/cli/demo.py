@@ -36,6 +36,22 @@ log = logging.getLogger(__name__)
 AGENT, USER, YOU = "demo-agent", "demo-user", "you"
 
 
+def portrait(path: Path, name: str) -> Path:
+    """A simple portrait (a head with the initials) at ``path``, for the demo's camera."""
+    if path.exists():
+        return path
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (320, 240), (40, 70, 110))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((110, 30, 210, 130), fill=(230, 190, 150))  # head
+    draw.rounded_rectangle((80, 140, 240, 260), radius=40, fill=(90, 140, 200))  # shoulders
+    letters = "".join(part[0] for part in name.replace("-", " ").split()[:2]).upper()
+    draw.text((160, 80), letters, fill=(40, 40, 60), anchor="mm", font_size=40)
+    image.save(path)
+    return path
+
+
 class DemoBackground(threading.Thread):
     """The broker and the scripted user, on an event loop of their own."""
 
@@ -51,11 +67,16 @@ class DemoBackground(threading.Thread):
         self._quit: asyncio.Event | None = None
 
     def client_config(self, name: str) -> ClientConfig:
-        """A client config for one of the demo's people, the broker already pinned."""
+        """A client config for one of the demo's people, the broker already pinned.
+
+        The demo agent's camera is a picture of their initials, so that a user
+        of the demo sees a face in their panel.
+        """
+        camera = str(portrait(self.root / f"{name}-face.png", name)) if name == AGENT else ""
         return ClientConfig(host="127.0.0.1", port=self.port, host_key=self.public_key,
                             key=self.root / name, file=self.root / f"{name}.toml",
                             state=self.root / f"{name}-state", os_user=name,
-                            hostname="demo", media_hosts=("127.0.0.1",))
+                            hostname="demo", media_hosts=("127.0.0.1",), camera=camera)
 
     def your_command(self) -> str:
         """The command that makes you a user of the demo, with a config of its own.
@@ -141,8 +162,10 @@ def demo(
         yourself = background.your_command()
         err.print(f"demo broker on 127.0.0.1:{background.port}; a demo user is waiting.")
         err.print(f"To ask for help yourself, in another terminal:\n  {yourself}")
+        from assist.tui import graphics
         from assist.tui.console_app import ConsoleApp
 
+        graphics.detect()  # asks the terminal, before the console owns it
         console = ConsoleApp(background.client_config(AGENT),
                              banner=f"Be a user yourself, in another terminal: {yourself}")
         console.run()

@@ -221,15 +221,18 @@ class UserCall(_CallSide):
             return "Voice: call ended."
         if self.state == "starting":
             return "Voice: calling the agent..."
-        sound = "muted (F12 unmutes)" if self.muted else self.speaker
+        device = self.speaker.removeprefix("speaker: ")
+        sound = ("muted (F12 unmutes)" if self.muted else
+                 f"no sound here, the agent is not heard {device.removeprefix('none ')}"
+                 if device.startswith("none") else f"you hear the agent ({device})")
         if self.hearing:
-            mic = "the agent hears you" + (f" ({self.mic.description})"
+            mic = "the agent hears you" + (f" ({self.mic.description.removeprefix('voice: ')})"
                                             if self.mic and self.mic.description else "")
         elif self.mic_allowed() and not self.muted:
             mic = "your microphone is opening..."
         else:
             mic = "the agent cannot hear you"
-        return f"Voice: {sound}; {mic}. Code {self.code}"
+        return f"Voice, code {self.code}: {sound}; {mic}."
 
 
 class AgentCall(_CallSide):
@@ -331,8 +334,10 @@ class AgentCall(_CallSide):
             return f"voice: failed: {self.error}"
         if self.state in ("starting", "ended"):
             return f"voice: {'connecting...' if self.state == 'starting' else 'call ended'}"
-        mine = self.voice.description if self.voice and self.voice.description else "voice"
-        you = "muted (F12)" if self.muted else f"the user hears you ({mine})"
+        mine = self.voice.description if self.voice and self.voice.description else ""
+        mine = mine.removeprefix("voice: ")
+        you = "muted (F12)" if self.muted else \
+            "the user hears you" + (f": {mine}" if mine else "")
         them = ("you hear the user" + (" (speaking)" if self.speaking else "")
                 if hears_user else "the user's microphone is off (F1 asks for it)")
         return f"voice: code {self.code} · {you}\n{them} · {self.speaker} · {self.face}"

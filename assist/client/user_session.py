@@ -304,7 +304,6 @@ class UserSession:
                            on_annotation=self._annotation, on_change=self._trust_changed,
                            top=lambda: self.emulator.top)
         self._hidden = False
-        self._emit(AgentJoined(info))
         config = self.request.config
         if config.voice:
             guard = self.guard
@@ -314,7 +313,8 @@ class UserSession:
                             on_audio=self._audio)
             call.on_change = self._call_changed(call)
             self.call = call
-            self._spawn(self._open_call(call))
+            self._spawn(call.start())
+        self._emit(AgentJoined(info))
         if self.desktop_request is not None:
             desktop = DesktopSender(link, info, self.desktop_request,
                                     self.request.config.media_host_addresses)
@@ -470,10 +470,6 @@ class UserSession:
         return changed
 
     # -- the call ------------------------------------------------------------------------
-
-    async def _open_call(self, call: UserCall) -> None:
-        # A failure is described by the call; the terminal session goes on.
-        await call.start()
 
     def _call_changed(self, call: UserCall) -> Callable[[], None]:
         def changed() -> None:

@@ -7,7 +7,9 @@ and time on the loop that draws it (the same loop that shows the shell). A
     pacer = FramePacer(budget=link_budget(os.environ))
     if pacer.ready(now):
         draw(frame)
-        pacer.shown(now, cost=bytes_written, took=seconds_spent)
+        pacer.shown(now, cost=bytes_written)
+        ...                        # once it is on the screen:
+        pacer.drew(took=seconds_the_loop_spent_drawing)
 
 The wait is the largest of: one frame at the top rate, the frame's bytes at
 the link's budget, and the drawing time over the share of the loop a picture
@@ -67,10 +69,15 @@ class FramePacer:
         self.slowdown = 1.0
         """Factor on the wait while the loop runs late."""
         self._shown: deque[float] = deque(maxlen=128)
+        self._drawn = 0
 
     def ready(self, now: float) -> bool:
-        """A picture may be drawn now."""
-        return now >= self.next_at
+        """A picture may be drawn now.
+
+        A little early counts: pictures arrive at the camera's own rate with some
+        jitter, and one a hair early must not wait for the next (halving the rate).
+        """
+        return now >= self.next_at - 0.25 / self.max_fps
 
     def interval(self) -> float:
         """The wait between pictures that the current costs allow."""
@@ -84,15 +91,23 @@ class FramePacer:
         else:
             self.slowdown = max(1.0, self.slowdown * RECOVER)
 
-    def shown(self, now: float, cost: float, took: float) -> None:
-        """A picture was drawn at ``now``: ``cost`` bytes, ``took`` seconds of the loop."""
-        if self._shown:
-            self.cost += SMOOTHING * (cost - self.cost)
-            self.took += SMOOTHING * (took - self.took)
-        else:
-            self.cost, self.took = float(cost), float(took)
+    def shown(self, now: float, cost: float, took: float | None = None) -> None:
+        """A picture was handed over for drawing at ``now``: ``cost`` bytes, and
+        ``took`` seconds of the loop if already known (else :meth:`drew` says it)."""
+        self.cost = float(cost) if not self._shown else \
+            self.cost + SMOOTHING * (cost - self.cost)
         self._shown.append(now)
+        if took is not None:
+            self.drew(took)
         self.next_at = now + self.interval()
+
+    def drew(self, took: float) -> None:
+        """The last picture cost the loop ``took`` seconds to draw."""
+        self.took = float(took) if not self._drawn else \
+            self.took + SMOOTHING * (took - self.took)
+        self._drawn += 1
+        if self._shown:
+            self.next_at = max(self.next_at, self._shown[-1] + self.interval())
 
     def fps(self, now: float, window: float = 2.0) -> float:
         """Pictures drawn per second over the last ``window`` seconds."""

@@ -128,4 +128,4 @@ def open_speaker(devices: Sequence[str] = AUDIO_DEVICES) -> tuple[Any, str]:
             continue
         return recorder, f"speaker: {'PulseAudio' if fmt == 'pulse' else 'ALSA'} default output"
     log.info("no audio output: %s", "; ".join(tried))
-    return MediaBlackhole(), "speaker: none (no PulseAudio or ALSA output; voice not played)"
+    return MediaBlackhole(), "speaker: none (no PulseAudio or ALSA output)"

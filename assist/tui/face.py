@@ -11,6 +11,7 @@ terminal takes (:mod:`assist.tui.graphics`); the panel says which.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -41,9 +42,9 @@ class FaceView(Vertical):
     """
 
     DEFAULT_CSS = """
-    FaceView { height: 9; width: 100%; }
-    FaceView #face-picture { height: 9; width: 100%; display: none; }
-    FaceView #face-initials { height: 9; width: 100%; content-align: center middle;
+    FaceView { height: 8; width: 100%; }
+    FaceView #face-picture { height: 8; width: 100%; display: none; }
+    FaceView #face-initials { height: 8; width: 100%; content-align: center middle;
                               text-style: bold; background: $primary-darken-2; }
     FaceView.-live #face-picture { display: block; }
     FaceView.-live #face-initials { display: none; }
@@ -60,6 +61,7 @@ class FaceView(Vertical):
         """Pictures the call delivered (drawn or skipped)."""
         self.last: Any = None
         """The last picture drawn (a PIL image)."""
+        self._preparing = False
 
     PROBE = 0.05
     """Seconds between two looks at how late the loop runs."""
@@ -83,24 +85,38 @@ class FaceView(Vertical):
         self.query_one("#face-initials", Static).update(initials(name))
 
     def show(self, frame: ReceivedFrame) -> bool:
-        """Draw ``frame`` if the pacer allows it now; return whether it was drawn."""
+        """Draw ``frame`` if the pacer allows it now; return whether it was taken.
+
+        The picture is scaled (and for Sixel reduced in colours) in a worker
+        thread, then drawn; pictures that come meanwhile are skipped.
+        """
         self.offered += 1
         now = time.monotonic()
-        if not self.display or not self.pacer.ready(now):
+        if not self.display or self._preparing or not self.pacer.ready(now):
             return False
-        from PIL import Image
+        target = self.query_one("#face-picture")
+        size = target.content_size
+        self._preparing = True
+        self.pacer.shown(now, graphics.frame_bytes(self.mode, size.width, size.height))
+        self.run_worker(self._draw(frame, size.width or 40, size.height or 8),
+                        group="face", exclusive=True)
+        return True
 
-        started = time.perf_counter()
-        picture = Image.fromarray(frame.rgb)
+    async def _draw(self, frame: ReceivedFrame, cols: int, rows: int) -> None:
+        try:
+            picture = await asyncio.to_thread(graphics.prepare, frame.rgb, self.mode, cols,
+                                              rows)
+        finally:
+            self._preparing = False
+        started = time.thread_time()
         target = self.query_one("#face-picture")
         target.image = picture  # type: ignore[attr-defined]  # textual-image's property
         self.add_class("-live")
         self.last = picture
         self.shown += 1
-        size = target.content_size
-        self.pacer.shown(now, graphics.frame_bytes(self.mode, size.width, size.height),
-                         time.perf_counter() - started)
-        return True
+        # The drawing happens at the next refresh; this thread's CPU time until it is done
+        # is what the picture cost the loop (decoding and scaling run in other threads).
+        self.call_after_refresh(lambda: self.pacer.drew(time.thread_time() - started))
 
     def off(self) -> None:
         """No camera (the call ended): the initials again."""

@@ -29,9 +29,9 @@ from assist.errors import ConfigError
 Mode = Literal["kitty", "sixel", "halfcell", "text"]
 MODES: tuple[Mode, ...] = ("kitty", "sixel", "halfcell", "text")
 WORDS: dict[Mode, str] = {
-    "kitty": "real pixels (Kitty graphics)",
-    "sixel": "real pixels (Sixel)",
-    "halfcell": "half-block cells (no picture protocol in this terminal)",
+    "kitty": "pixels (Kitty graphics)",
+    "sixel": "pixels (Sixel)",
+    "halfcell": "half-blocks (no picture protocol here)",
     "text": "characters (not a terminal)",
 }
 """Each mode in words, for the panel and the console."""
@@ -45,6 +45,16 @@ def detect() -> Mode:
     Raises:
         ConfigError: if ``ASSIST_GRAPHICS`` names no mode.
     """
+    if not _detected:
+        # The import asks the terminal (Sixel in the device attributes, a Kitty
+        # graphics query, the cell size in pixels), once; even when the mode is
+        # chosen below, the import must come now: answers arriving once an app
+        # reads the keyboard would be taken for typing.
+        from textual_image import renderable, widget  # noqa: F401  (the queries)
+
+        found = {renderable.TGPImage: "kitty", renderable.SixelImage: "sixel",
+                 renderable.HalfcellImage: "halfcell"}
+        _detected.append(found.get(renderable.Image, "text"))  # type: ignore[arg-type]
     wanted = os.environ.get("ASSIST_GRAPHICS", "").strip().lower()
     if wanted and wanted != "auto":
         for mode in MODES:
@@ -52,14 +62,6 @@ def detect() -> Mode:
                 return mode
         raise ConfigError(f"ASSIST_GRAPHICS={wanted!r}: use auto, kitty, sixel, halfcell or "
                           "text")
-    if not _detected:
-        # The import asks the terminal (Sixel in the device attributes, a Kitty
-        # graphics query, the cell size in pixels), once.
-        from textual_image import renderable
-
-        found = {renderable.TGPImage: "kitty", renderable.SixelImage: "sixel",
-                 renderable.HalfcellImage: "halfcell"}
-        _detected.append(found.get(renderable.Image, "text"))  # type: ignore[arg-type]
     return _detected[0]
 
 
@@ -79,6 +81,36 @@ def cell_pixels() -> tuple[int, int]:
 
     size = get_cell_size()
     return size.width, size.height
+
+
+SIXEL_COLOURS = 64
+"""Colours a Sixel picture is reduced to beforehand (the encoder's own reduction would
+run on the loop, at several times the cost)."""
+
+
+def prepare(rgb: Any, mode: Mode, cols: int, rows: int,
+            background: tuple[int, int, int] = (0, 0, 0)) -> Any:
+    """``rgb`` as a PIL image of exactly the pixels ``cols`` x ``rows`` cells show,
+    the picture fitted inside with its shape kept (bands of ``background``).
+
+    Meant for a worker thread: scaling (and reducing colours for Sixel) is the
+    costly part of drawing, and then the loop only encodes what fits.
+    """
+    from PIL import Image
+
+    width, height = cell_pixels()
+    if mode in ("halfcell", "text"):
+        width, height = 1, 2  # a cell shows two pixels, one above the other
+    box = (max(1, cols * width), max(1, rows * height))
+    picture = Image.fromarray(rgb)
+    scale = min(box[0] / picture.width, box[1] / picture.height)
+    size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+    canvas = Image.new("RGB", box, background)
+    canvas.paste(picture.resize(size, Image.Resampling.BILINEAR),
+                 ((box[0] - size[0]) // 2, (box[1] - size[1]) // 2))
+    if mode == "sixel":
+        canvas = canvas.quantize(SIXEL_COLOURS).convert("RGB")
+    return canvas
 
 
 def frame_bytes(mode: Mode, cols: int, rows: int) -> float:

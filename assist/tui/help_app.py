@@ -386,8 +386,8 @@ class HelpApp(SafeApp[None], inherit_bindings=False):
             return ""
         face = self.panel.face
         picture = f"Face: {WORDS[face.mode]}"
-        if face.shown:
-            picture += f", {face.fps:.0f} pictures/s"
+        if call.faces:
+            picture += f", {face.fps:.0f}/s"
         elif call.state == "live":
             picture += ", no camera (initials)"
         return f"\n{call.describe()}\n{picture}"
