@@ -15,7 +15,7 @@ pictures cost the terminal (the pacer's estimate; Kitty's is counted), and
 how late the user's loop (the one that shows the shell) wakes from a 10 ms
 sleep, median and p99, against the same call with the face not drawn::
 
-    python -m bench.media --only camera [--seconds 5]
+    python -m bench.media --only camera [--seconds 5]   (or python -m bench.camera)
 """
 
 from __future__ import annotations

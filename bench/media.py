@@ -13,7 +13,11 @@ latency is measured per frame from the start of the grab to the end of
 decoding (both processes read the same monotonic clock). A moving striped
 box keeps the encoder busy, like scrolling text::
 
-    python -m bench.media [--seconds 6] [--only 1080p]
+    python -m bench.media [--seconds 6] [--only 720p|1080p|camera]
+
+It ends with the camera path of the call (:mod:`bench.camera`): the agent's
+face decoded and drawn in the user's panel in every mode, locally and as
+over SSH (``--only camera`` runs that alone, without Xvfb).
 """
 
 from __future__ import annotations
@@ -270,12 +274,19 @@ def print_runs(runs: list[Run], seconds: float, fps: float) -> None:
 
 
 async def run_all(args: argparse.Namespace) -> None:
+    from bench import camera
+
+    if args.only == "camera":
+        camera.print_runs(await camera.run_all(args.seconds), args.seconds)
+        return
     plans = [(size, codec, True) for size in SIZES for codec in CODECS
              if args.only in (None, size)]
     if args.only in (None, "1080p"):
         plans += [("1080p", codec, False) for codec in CODECS]
     runs = [await measure(args, size, codec, mallopt) for size, codec, mallopt in plans]
     print_runs(runs, args.seconds, args.fps)
+    if args.only is None:
+        camera.print_runs(await camera.run_all(args.seconds), args.seconds)
 
 
 def main() -> None:
@@ -283,7 +294,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--fps", type=float, default=30.0)
-    parser.add_argument("--only", choices=sorted(SIZES))
+    parser.add_argument("--only", choices=[*sorted(SIZES), "camera"])
     parser.add_argument("--verbose", action="store_true", help="print frame accounting")
     parser.add_argument("--role", choices=("share", "view"), help=argparse.SUPPRESS)
     parser.add_argument("--codec", default="VP8", help=argparse.SUPPRESS)

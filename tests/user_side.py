@@ -76,6 +76,8 @@ class User:
     asks: list[m.Msg] = field(default_factory=list)
     annotations: list[m.Msg] = field(default_factory=list)
     pty_out: bytearray = field(default_factory=bytearray)
+    faces: list[Any] = field(default_factory=list)
+    """Pictures of the agent's camera (with ``voice``: the session shows a face)."""
 
     def record(self, event: UserEvent) -> None:
         self.events.append(event)
@@ -121,6 +123,8 @@ async def waiting_user(broker: Broker, key: KeyPair, topic: str,
                               command=argv, size=(COLS, ROWS), desktop=desktop,
                               on_output=user.pty_out.extend)
         user.session = session
+        if voice:
+            session.on_face = user.faces.append  # as the panel does
         session.start()
         user.runner = runner = asyncio.ensure_future(session.run())
         try:

@@ -70,8 +70,8 @@ def console(
         from assist.media.camera import open_camera
 
         open_camera(config.camera).close()  # a camera that cannot work is said now
-    graphics.detect()  # asks the terminal, before the app owns it
-    app_ = ConsoleApp(config, trust_prompt(yes))
+    mode = graphics.detect()  # asks the terminal, before the app owns it
+    app_ = ConsoleApp(config, trust_prompt(yes), graphics=mode)
     app_.run()
     if app_.error:
         raise ConnectionFailed(app_.error)

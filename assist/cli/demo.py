@@ -165,8 +165,8 @@ def demo(
         from assist.tui import graphics
         from assist.tui.console_app import ConsoleApp
 
-        graphics.detect()  # asks the terminal, before the console owns it
-        console = ConsoleApp(background.client_config(AGENT),
+        mode = graphics.detect()  # asks the terminal, before the console owns it
+        console = ConsoleApp(background.client_config(AGENT), graphics=mode,
                              banner=f"Be a user yourself, in another terminal: {yourself}")
         console.run()
         if console.error:

@@ -105,7 +105,8 @@ class UserCall(_CallSide):
         audio: the sound systems to try (``None``: all).
         voice_file: sent as the user's voice (when allowed) if no microphone opens.
         on_change: called after every change of what is shown.
-        on_face: each decoded picture of the agent's camera.
+        on_face: each decoded picture of the agent's camera (``None``: no face is
+            shown, and none is asked for).
         on_audio: each received frame of the agent's voice (tests, benchmarks).
     """
 
@@ -162,7 +163,8 @@ class UserCall(_CallSide):
                              host_addresses=self.host_addresses)
             self.call = CallOffer(self.link, self.info.session, peer, self.mic,
                                   speaker=speaker, muted=lambda: self.muted,
-                                  on_face=self._face, on_audio=self.on_audio,
+                                  on_face=self._face if self.on_face else None,
+                                  on_audio=self.on_audio,
                                   on_state=self._ended)
             self.on_change()
             self.code = await self.call.start(timeout)

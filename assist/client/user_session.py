@@ -309,7 +309,8 @@ class UserSession:
             guard = self.guard
             call = UserCall(link, info, config.media_host_addresses,
                             mic_allowed=lambda: guard.allows("mic"), audio=config.audio,
-                            voice_file=config.voice_file, on_face=self._face,
+                            voice_file=config.voice_file,
+                            on_face=self._face if self.on_face is not None else None,
                             on_audio=self._audio)
             call.on_change = self._call_changed(call)
             self.call = call

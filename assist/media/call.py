@@ -56,7 +56,8 @@ SPEAKING_LEVEL = 0.02
 SPEAKING_HOLD = 0.4
 """Seconds the speaking indicator stays on after the voice drops below the level."""
 MEDIA = "voice,mic,face"
-"""``Signal.media`` of a call offer: the agent's voice, the user's microphone, the face."""
+"""``Signal.media`` of a call offer: the agent's voice, the user's microphone, the face
+(``voice,mic`` when the user's side shows no face: ``assist help --no-tui``)."""
 
 AudioHook = Callable[[AudioFrame], object]
 
@@ -284,7 +285,8 @@ class CallOffer(_Ends):
         mic: the user's voice, gated by their permission.
         speaker: where the agent's voice is played (aiortc's recorder interface).
         muted: whether the user muted the agent's voice.
-        on_face: each decoded frame of the agent's camera.
+        on_face: each decoded frame of the agent's camera; ``None``: the offer asks
+            for no video at all (nothing would show it).
         on_audio: each received frame of the agent's voice.
         on_state: told ``"ended"`` when the agent hangs up.
     """
@@ -320,9 +322,11 @@ class CallOffer(_Ends):
         # One audio line both ways (the gate decides what of ours is heard) and one
         # video line that only receives: the user's side has nothing to send on it.
         self.peer.send_audio(self.mic, receive=True)
-        self.peer.receive("video")
+        if self.on_face is not None:
+            self.peer.receive("video")
+        media = MEDIA if self.on_face is not None else MEDIA.removesuffix(",face")
         try:
-            self.code = await negotiate(self.link, self.session, self.peer, "call", MEDIA,
+            self.code = await negotiate(self.link, self.session, self.peer, "call", media,
                                         timeout, "the call")
         except AssistError:
             await self.stop()

@@ -54,6 +54,7 @@ from assist.protocol import messages as m
 from assist.tui.console_session import SessionConsole, wait_text
 from assist.tui.dialogs import ConfirmScreen, Dialog
 from assist.tui.focus import focus_now
+from assist.tui.graphics import Mode
 from assist.tui.terminal import TerminalView
 from assist.tui.video import VideoView
 from assist.tui.wallboard import WallboardStrip
@@ -126,6 +127,8 @@ class ConsoleApp(SessionConsole):
         trust: asked on first contact with an unpinned broker.
         audio: sound systems for the call (``None``: the config's, else all the
             media layer knows; tests pass ``()`` for silence).
+        graphics: how a shared desktop is drawn (``None``: half-blocks; the CLI
+            passes what the terminal takes, :func:`assist.tui.graphics.detect`).
     """
 
     TITLE = "assist console"
@@ -167,8 +170,10 @@ class ConsoleApp(SessionConsole):
     """What F11 cycles the side panel through (0: hidden, the screen takes the width)."""
 
     def __init__(self, config: ClientConfig, trust: TrustPrompt | None = None,
-                 audio: tuple[str, ...] | None = None, banner: str = "") -> None:
+                 audio: tuple[str, ...] | None = None, banner: str = "",
+                 graphics: Mode | None = None) -> None:
         super().__init__()
+        self.graphics = graphics
         self.config = config
         self.banner = banner
         """A line kept in view under the queue (the demo's "be a user yourself")."""
@@ -197,7 +202,8 @@ class ConsoleApp(SessionConsole):
                     yield TerminalView(TerminalViewer("-").emulator, read_only=True,
                                        id="screen")
                 with Vertical(id="desktop-box"):
-                    yield VideoView(snapshot_dir=self.config.snapshots, id="desktop")
+                    yield VideoView(snapshot_dir=self.config.snapshots, mode=self.graphics,
+                                    id="desktop")
                 with Vertical(id="side"):
                     yield Static("", id="trust")
                     yield RichLog(id="chat", wrap=True, markup=False, min_width=20)

@@ -36,6 +36,7 @@ from assist.errors import AssistError
 from assist.protocol import messages as m
 from assist.tui.dialogs import DurationScreen, TextScreen, VerifyScreen, evidence_text
 from assist.tui.focus import focus_now
+from assist.tui.graphics import WORDS
 from assist.tui.safe_app import SafeApp
 from assist.tui.terminal import TerminalView
 from assist.tui.video import Box, VideoView
@@ -195,7 +196,9 @@ class SessionConsole(SafeApp[None]):
         if self.call is not None:
             lines.append(said(self.call.describe(session.holds("mic"))))
         if self.desktop is not None:
-            lines.append(said(self.desktop.describe()))
+            mode = self.query_one("#desktop", VideoView).mode
+            lines.append(said(self.desktop.describe() +
+                              (f" · {WORDS[mode]}" if mode is not None else "")))
             if session.holds("annotate"):
                 lines.append(Text("mark the desktop: drag (box) or click (point) on it"))
         self.query_one("#trust", Static).update(Text("\n").join(lines))

@@ -5,7 +5,9 @@ coloured half-block cells or plain characters; it asks the terminal what it
 supports when it is first imported, which must happen before a Textual app
 owns the terminal (the app's input thread would take the answers). The CLI
 calls :func:`detect` before it starts an app; ``ASSIST_GRAPHICS`` (``kitty``,
-``sixel``, ``halfcell``, ``text``) overrides what was detected.
+``sixel``, ``halfcell``, ``text``) overrides what was detected. Inside tmux
+or screen nothing is asked (they would take the Kitty query for a window
+title) and half-blocks are used.
 
 =========  =================================================================
 mode       what the person sees
@@ -19,7 +21,10 @@ text       coloured characters (no terminal at all: tests, pipes)
 
 from __future__ import annotations
 
+import io
 import os
+import sys
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from textual.widget import Widget
@@ -46,15 +51,7 @@ def detect() -> Mode:
         ConfigError: if ``ASSIST_GRAPHICS`` names no mode.
     """
     if not _detected:
-        # The import asks the terminal (Sixel in the device attributes, a Kitty
-        # graphics query, the cell size in pixels), once; even when the mode is
-        # chosen below, the import must come now: answers arriving once an app
-        # reads the keyboard would be taken for typing.
-        from textual_image import renderable, widget  # noqa: F401  (the queries)
-
-        found = {renderable.TGPImage: "kitty", renderable.SixelImage: "sixel",
-                 renderable.HalfcellImage: "halfcell"}
-        _detected.append(found.get(renderable.Image, "text"))  # type: ignore[arg-type]
+        _detected.append(_ask_terminal())
     wanted = os.environ.get("ASSIST_GRAPHICS", "").strip().lower()
     if wanted and wanted != "auto":
         for mode in MODES:
@@ -63,6 +60,33 @@ def detect() -> Mode:
         raise ConfigError(f"ASSIST_GRAPHICS={wanted!r}: use auto, kitty, sixel, halfcell or "
                           "text")
     return _detected[0]
+
+
+def multiplexed(env: Mapping[str, str]) -> bool:
+    """Inside tmux or screen: they take a Kitty graphics query for a window title."""
+    return bool(env.get("TMUX") or env.get("STY")) or \
+        env.get("TERM", "").startswith(("screen", "tmux"))
+
+
+def _ask_terminal() -> Mode:
+    # The import asks the terminal (Sixel in the device attributes, a Kitty graphics
+    # query, the cell size in pixels), once; it must come before an app reads the
+    # keyboard, or the answers would be taken for typing. Inside tmux or screen
+    # nothing is asked (the query would retitle the window): half-blocks, which
+    # they show in full colour.
+    if multiplexed(os.environ):
+        real, sys.__stdout__ = sys.__stdout__, io.StringIO()  # type: ignore[misc,assignment]
+        try:
+            import textual_image.widget  # asks nothing now
+        finally:
+            sys.__stdout__ = real  # type: ignore[misc]
+        return "halfcell"
+    import textual_image.widget  # noqa: F401  (the queries)
+    from textual_image import renderable
+
+    found: dict[Any, Mode] = {renderable.TGPImage: "kitty", renderable.SixelImage: "sixel",
+                              renderable.HalfcellImage: "halfcell"}
+    return found.get(renderable.Image, "text")
 
 
 def image_widget(mode: Mode, widget_id: str) -> Widget:
