@@ -34,7 +34,7 @@ LOCAL_BUDGET = 8 * 1024 * 1024
 """Bytes a second for pictures on a local terminal."""
 SMOOTHING = 0.3
 """Weight of the newest frame in the cost estimates."""
-LATE = 0.015
+LATE = 0.010
 """A loop later than this (seconds) is busy: pictures slow down."""
 BACK_OFF = 1.5
 RECOVER = 0.95

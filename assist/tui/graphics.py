@@ -90,11 +90,14 @@ def _ask_terminal() -> Mode:
 
 
 def image_widget(mode: Mode, widget_id: str) -> Widget:
-    """A textual-image widget (its ``image`` takes a PIL image) drawing in ``mode``."""
+    """A widget drawing a PIL image (its ``image`` property) in ``mode``."""
     from textual_image import widget as images
 
+    from assist.tui.halfblocks import HalfBlocks
+
+    # Half-blocks are drawn by assist itself: textual-image's take several times as long.
     kinds: dict[Mode, Any] = {"kitty": images.TGPImage, "sixel": images.SixelImage,
-                              "halfcell": images.HalfcellImage, "text": images.UnicodeImage}
+                              "halfcell": HalfBlocks, "text": images.UnicodeImage}
     made: Widget = kinds[mode](id=widget_id)
     return made
 

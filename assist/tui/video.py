@@ -39,9 +39,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from rich.color import Color
-from rich.segment import Segment
-from rich.style import Style
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -56,13 +53,13 @@ from assist.errors import AssistError
 from assist.media.errors import MediaError
 from assist.media.snapshot import save_png
 from assist.tui import graphics
+from assist.tui.halfblocks import CellStyles, to_strips
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
 log = logging.getLogger(__name__)
 
-HALF_BLOCK = "▀"
 MIN_ZOOM = 16
 """Smallest zoom rectangle, in frame pixels, on its shorter side."""
 MARK_RGB = (255, 0, 255)
@@ -169,42 +166,6 @@ def _fill(picture: npt.NDArray[np.uint8], x0: int, y0: int, x1: int, y1: int) ->
         picture[y0:y1, x0:x1] = MARK_RGB
 
 
-class _Styles:
-    """Rich styles by packed ``(top << 24) | bottom`` colour, made once each."""
-
-    def __init__(self, limit: int = 65536) -> None:
-        self._cache: dict[int, Style] = {}
-        self._limit = limit
-
-    def get(self, key: int) -> Style:
-        style = self._cache.get(key)
-        if style is None:
-            if len(self._cache) >= self._limit:
-                self._cache.clear()
-            top, bottom = key >> 24, key & 0xFFFFFF
-            style = Style.from_color(
-                Color.from_rgb(top >> 16, (top >> 8) & 0xFF, top & 0xFF),
-                Color.from_rgb(bottom >> 16, (bottom >> 8) & 0xFF, bottom & 0xFF))
-            self._cache[key] = style
-        return style
-
-
-def to_strips(rgb: npt.NDArray[np.uint8], styles: _Styles) -> list[Strip]:
-    """Cell lines of an ``(h, w, 3)`` picture with even ``h``, two pixel rows per line."""
-    packed = ((rgb[:, :, 0].astype(np.int64) << 16) | (rgb[:, :, 1].astype(np.int64) << 8)
-              | rgb[:, :, 2].astype(np.int64))
-    keys = (packed[0::2] << 24) | packed[1::2]
-    strips = []
-    for row in keys:
-        # Start of every run of identical cells: one segment per run.
-        starts = np.flatnonzero(np.concatenate(([True], row[1:] != row[:-1])))
-        ends = np.append(starts[1:], len(row))
-        segments = [Segment(HALF_BLOCK * int(end - start), styles.get(int(row[start])))
-                    for start, end in zip(starts, ends, strict=True)]
-        strips.append(Strip(segments, len(row)))
-    return strips
-
-
 class VideoView(Widget, can_focus=True):
     """The newest frame of a video, in real pixels or half blocks, with zoom and snapshots.
 
@@ -287,7 +248,7 @@ class VideoView(Widget, can_focus=True):
         self.frame: npt.NDArray[np.uint8] | None = None
         self.frames_shown = 0
         self._lines: list[Strip] = []
-        self._styles = _Styles()
+        self._styles = CellStyles()
         self._busy = False
         self._dirty = False
         self.mark_mode = False
