@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from assist.client.media_side import AnsweringSide, MediaSide, nothing
 from assist.errors import AssistError
 from assist.protocol import messages as m
 
@@ -41,34 +42,16 @@ CallState = Literal["starting", "live", "failed", "ended"]
 FaceSink = Callable[["ReceivedFrame"], object]
 
 
-def _nothing() -> None:
-    return None
-
-
 async def load_media() -> None:
     """Import the media stack in a thread (it takes a few tenths of a second)."""
     await asyncio.to_thread(importlib.import_module, "assist.media.call")
 
 
-class _CallSide:
-    """What both ends of a call have: a state, a code, an error, a change callback."""
+class _CallSide(MediaSide):
+    """What both ends of a call have besides a state: a mute."""
 
-    state: CallState
-    code: str
-    error: str
     muted: bool
-    on_change: Callable[[], None]
-
-    def _set(self, state: CallState, error: str = "") -> None:
-        self.state = state
-        if error:
-            self.error = error
-            log.info("call: %s", error)
-        self.on_change()
-
-    def _ended(self, state: str) -> None:
-        if state == "ended" and self.state not in ("failed", "ended"):
-            self._set("ended")
+    role = "call"
 
     def toggle_mute(self) -> bool:
         """Mute, or unmute; return whether muted now (effective with the next frame)."""
@@ -112,7 +95,7 @@ class UserCall(_CallSide):
 
     def __init__(self, link: Link, info: m.SessionInfo, host_addresses: tuple[str, ...] | None,
                  *, mic_allowed: Callable[[], bool], audio: tuple[str, ...] | None = None,
-                 voice_file: Path | None = None, on_change: Callable[[], None] = _nothing,
+                 voice_file: Path | None = None, on_change: Callable[[], None] = nothing,
                  on_face: FaceSink | None = None, on_audio: AudioHook | None = None) -> None:
         self.link = link
         self.info = info
@@ -237,7 +220,7 @@ class UserCall(_CallSide):
         return f"Voice, code {self.code}: {sound}; {mic}."
 
 
-class AgentCall(_CallSide):
+class AgentCall(_CallSide, AnsweringSide):
     """The agent's side of the call: answers the user's offer with voice and camera.
 
     Args:
@@ -253,7 +236,7 @@ class AgentCall(_CallSide):
 
     def __init__(self, link: Link, info: m.SessionInfo, host_addresses: tuple[str, ...] | None,
                  *, camera: str = "", audio: tuple[str, ...] | None = None,
-                 voice_file: Path | None = None, on_change: Callable[[], None] = _nothing,
+                 voice_file: Path | None = None, on_change: Callable[[], None] = nothing,
                  on_audio: AudioHook | None = None) -> None:
         self.link = link
         self.info = info
@@ -279,18 +262,9 @@ class AgentCall(_CallSide):
         listener = self.call.listener if self.call is not None else None
         return listener is not None and listener.speaking
 
-    async def handle(self, msg: m.Signal) -> None:
-        """A ``Signal`` of the call from the user; an offer is answered."""
-        if msg.session != self.info.session:
-            return
-        async with self._lock:  # an offer and a bye in a row are taken in order
-            try:
-                if msg.kind == "offer":
-                    await self._answer(msg)
-                elif self.call is not None:
-                    await self.call.handle(msg)
-            except AssistError as exc:
-                self._set("failed", exc.message)
+    async def _relay(self, msg: m.Signal) -> None:
+        if self.call is not None:
+            await self.call.handle(msg)
 
     async def _answer(self, offer: m.Signal) -> None:
         await load_media()
@@ -312,13 +286,6 @@ class AgentCall(_CallSide):
         await self.call.handle(offer)
         self.code = self.call.code
         self._set("live")
-
-    async def stop(self) -> None:
-        """Hang up (idempotent); the user is told."""
-        async with self._lock:
-            await self._close()
-        if self.state != "failed":
-            self._set("ended")
 
     async def _close(self) -> None:
         call, self.call = self.call, None

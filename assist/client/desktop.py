@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from assist.client.media_side import AnsweringSide, MediaSide, nothing
 from assist.config import Codec
 from assist.errors import AssistError, ConfigError
 from assist.protocol import messages as m
@@ -40,10 +41,6 @@ log = logging.getLogger(__name__)
 
 ShareState = Literal["starting", "waiting", "live", "paused", "ended", "failed"]
 FrameSink = Callable[["npt.NDArray[np.uint8]"], None]
-
-
-def _nothing() -> None:
-    return None
 
 
 def parse_region(text: str) -> tuple[int, int, int, int]:
@@ -95,29 +92,7 @@ def describe_mark(agent: str, a: m.Annotation) -> str:
     return f"{who} points at {a.x},{a.line} on your screen{label}"
 
 
-class _DesktopSide:
-    """What both ends of a desktop share have: a state, an error, a change callback."""
-
-    state: ShareState
-    error: str
-    on_change: Callable[[], None]
-    _role = "desktop"
-
-    def _on_state(self, state: str) -> None:
-        # The media layer reports "ended" when the other side said bye or the peer closed
-        # (after our own stop too: the end is told once).
-        if state == "ended" and self.state not in ("failed", "ended"):
-            self._set("ended")
-
-    def _set(self, state: ShareState, error: str = "") -> None:
-        self.state = state
-        if error:
-            self.error = error
-            log.info("%s: %s", self._role, error)
-        self.on_change()
-
-
-class DesktopSender(_DesktopSide):
+class DesktopSender(MediaSide):
     """The user's side: share the desktop in one session.
 
     Args:
@@ -130,7 +105,7 @@ class DesktopSender(_DesktopSide):
 
     def __init__(self, link: Link, info: m.SessionInfo, request: DesktopRequest,
                  host_addresses: tuple[str, ...] | None,
-                 on_change: Callable[[], None] = _nothing) -> None:
+                 on_change: Callable[[], None] = nothing) -> None:
         self.link = link
         self.info = info
         self.request = request
@@ -142,7 +117,7 @@ class DesktopSender(_DesktopSide):
         self.share: ScreenShare | None = None
         self._stopped = False
         self._stopping: asyncio.Future[None] | None = None
-        self._role = "desktop share"
+        self.role = "desktop share"
 
     async def start(self, timeout: float = 15.0) -> bool:
         """Offer the desktop and wait for the agent; ``False`` (and :attr:`error`) on failure."""
@@ -175,7 +150,7 @@ class DesktopSender(_DesktopSide):
         capture = ScreenCapture(monitor=request.monitor,
                                 region=Region(*request.region) if request.region else None,
                                 display=request.display)
-        return ScreenShare(self.link, self.info.session, peer, capture, on_state=self._on_state)
+        return ScreenShare(self.link, self.info.session, peer, capture, on_state=self._ended)
 
     async def handle(self, msg: m.Signal) -> None:
         """A ``Signal`` of the session from the agent (pause, bye)."""
@@ -261,7 +236,7 @@ class DesktopSender(_DesktopSide):
 
 
 
-class DesktopReceiver(_DesktopSide):
+class DesktopReceiver(AnsweringSide):
     """The agent's side: view the desktop one session's user shares.
 
     Args:
@@ -273,7 +248,7 @@ class DesktopReceiver(_DesktopSide):
     """
 
     def __init__(self, link: Link, info: m.SessionInfo, host_addresses: tuple[str, ...] | None,
-                 on_frame: FrameSink, on_change: Callable[[], None] = _nothing) -> None:
+                 on_frame: FrameSink, on_change: Callable[[], None] = nothing) -> None:
         self.link = link
         self.info = info
         self.host_addresses = host_addresses
@@ -285,28 +260,14 @@ class DesktopReceiver(_DesktopSide):
         self.frames = 0
         self.size: tuple[int, int] | None = None
         self.viewer: ShareViewer | None = None
-        self._role = "desktop view"
-        # Signals are handled one at a time, in order: a bye that arrives while
-        # an offer is being answered must close the share that answer opens.
+        self.role = "desktop view"
         self._lock = asyncio.Lock()
 
-    async def handle(self, msg: m.Signal) -> None:
-        """A ``Signal`` of the session from the user; an offer is answered."""
-        if msg.session != self.info.session:
-            return
-        async with self._lock:
-            await self._handle(msg)
-
-    async def _handle(self, msg: m.Signal) -> None:
-        try:
-            if msg.kind == "offer":
-                await self._answer(msg)
-            elif self.viewer is not None:
-                await self.viewer.handle(msg)
-                if msg.kind in ("pause", "resume") and self.state in ("live", "paused"):
-                    self._set("paused" if self.viewer.paused else "live")
-        except AssistError as exc:
-            self._set("failed", exc.message)
+    async def _relay(self, msg: m.Signal) -> None:
+        if self.viewer is not None:
+            await self.viewer.handle(msg)
+            if msg.kind in ("pause", "resume") and self.state in ("live", "paused"):
+                self._set("paused" if self.viewer.paused else "live")
 
     async def _answer(self, offer: m.Signal) -> None:
         from assist.media.peer import MediaPeer
@@ -317,7 +278,7 @@ class DesktopReceiver(_DesktopSide):
         self._set("starting")
         peer = MediaPeer(ice_servers=self.info.ice_servers, host_addresses=self.host_addresses)
         self.viewer = ShareViewer(self.link, self.info.session, peer, on_frame=self._frame,
-                                  on_state=self._on_state)
+                                  on_state=self._ended)
         await self.viewer.handle(offer)
         self.code = self.viewer.code
         self._set("live")
@@ -333,13 +294,6 @@ class DesktopReceiver(_DesktopSide):
         if self.viewer is not None and self.state == "live":
             with contextlib.suppress(AssistError):
                 await self.viewer.ask_pause()
-
-    async def stop(self) -> None:
-        """Stop viewing (idempotent); the user is told."""
-        async with self._lock:
-            await self._close()
-        if self.state != "failed":
-            self._set("ended")
 
     async def _close(self) -> None:
         viewer, self.viewer = self.viewer, None
