@@ -29,7 +29,8 @@ from assist.protocol import messages as m
 
 MAX_LINE = 4096
 """Bytes of one typed line kept (a chat line is far shorter)."""
-KEYS = "type a message and Enter to chat · r and Enter revokes every permission"
+KEYS = ("type a message and Enter to chat · r and Enter revokes every permission · "
+        "m and Enter mutes or unmutes the call")
 """The keys of a live session, said under the status line."""
 
 
@@ -121,5 +122,12 @@ class LineMode:
             self.say(Text(f"Revoked {count} permission{'s' if count != 1 else ''}: the "
                           "agent can only watch now." if count else
                           "The agent has no permissions."))
+        elif text.lower() in ("m", "mute"):
+            if self.session.call is None:
+                self.say(Text("There is no call to mute."))
+            else:
+                muted = self.session.toggle_mute()
+                self.say(Text("Muted: you hear nothing and the agent cannot hear you (m "
+                              "unmutes)." if muted else "Sound back on."))
         elif text and not await self.session.say(text):
             self.say(Text("No agent is with you yet to read that."))
