@@ -15,6 +15,7 @@ import base64
 import io
 import math
 import re
+import shutil
 import struct
 import sys
 import wave
@@ -546,3 +547,31 @@ async def test_help_app_shows_the_agents_face_and_the_console_asks_for_the_mic(
         await until(lambda: "muted (F12 unmutes)" in panel(), what="the user's mute")
         await apilot.press("f12")
         await until(lambda: "muted (F12)" in trust(), what="the agent's mute")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+async def test_the_real_apps_make_the_call_in_tmux(
+        broker: Broker, keys: dict[str, KeyPair], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.tmux import Tmux, meet
+
+    monkeypatch.setenv("ASSIST_VOICE", "1")  # the suite's processes make no call otherwise
+    face, voice = picture(tmp_path / "carol.png"), tone(tmp_path / "carol.wav", 700)
+    tmux = Tmux()
+    try:
+        await meet(tmux, broker, keys, "call me", console_args=(
+            "--camera", str(face), "--voice-file", str(voice)))
+        await tmux.wait_for("agent", "voice: code")
+        screen = await tmux.wait_for("user", "Face: half-blocks")
+        assert "Voice, code" in screen
+        assert "▀" * 10 in screen, "the face drawn in the panel"
+        agent = await tmux.screen("agent")
+        code = re.search(r"Voice, code (\d{3} \d{3})", screen.replace("\n", " "))
+        assert code is not None and f"voice: code {code.group(1)}" in agent.replace("\n", " ")
+        await tmux.keys("user", "F3")  # folded to one line: the agent speaks (the tone)
+        await tmux.wait_for("user", "♪ carol")
+        await tmux.keys("agent", "F12")
+        await tmux.wait_for("agent", "muted (F12)")
+    finally:
+        await tmux.kill()

@@ -69,11 +69,12 @@ async def allow(tmux: Tmux) -> None:
 
 
 async def meet(tmux: Tmux, broker: Broker | int | str, keys: dict[str, KeyPair], topic: str,
-               agent_address: str = "") -> None:
+               agent_address: str = "", console_args: tuple[str, ...] = ()) -> None:
     """Start `assist help` (alice) and `assist console` (carol); carol accepts alice.
 
     ``broker`` is the broker, or the port of one running in its own process, or
-    (a string) the addresses to give; ``agent_address``: carol's, if not alice's.
+    (a string) the addresses to give; ``agent_address``: carol's, if not alice's;
+    ``console_args``: more options for carol's console.
     """
     address = broker if isinstance(broker, str) else \
         f"127.0.0.1:{broker if isinstance(broker, int) else broker.port}"
@@ -82,7 +83,8 @@ async def meet(tmux: Tmux, broker: Broker | int | str, keys: dict[str, KeyPair],
                      100, 30)
     await tmux.start("agent", assist_cmd("console", "--broker", agent_address or address,
                                          "--key",
-                                         str(keys["carol"].private), "--yes"), 160, 45)
+                                         str(keys["carol"].private), "--yes",
+                                         *console_args), 160, 45)
     await tmux.wait_for("user", "Waiting for an agent")
     await tmux.wait_for("agent", topic)
     await tmux.keys("agent", "Enter")  # accept the head of the queue
