@@ -575,3 +575,21 @@ async def test_the_real_apps_make_the_call_in_tmux(
         await tmux.wait_for("agent", "muted (F12)")
     finally:
         await tmux.kill()
+
+
+async def test_an_agent_without_a_console_declines_the_call_at_once(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    from assist.client.agent_session import AgentSession
+
+    async with live_session(broker, keys, voice=True) as live:
+        assert live.info is not None
+        scripted = AgentSession(live.carol, live.info)  # as `assist agent` and the bot
+        offer = await live.agent_event(m.Signal, 10)
+        assert await scripted.decline_media(offer)
+        assert not await scripted.decline_media(m.Chat(session=live.session, text="hi"))
+        session = live.user.user_session
+        await until(lambda: session.call is not None and session.call.state == "failed",
+                    what="the user's side to hear the no at once")
+        assert session.call is not None
+        assert "the agent declined the call" in session.call.describe()
+        assert session.in_session  # the terminal session goes on

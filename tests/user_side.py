@@ -147,6 +147,7 @@ class Live:
     agent_events: list[m.Msg] = field(default_factory=list)
     call: AgentCall | None = None
     """carol's side of the call (with ``call=`` options)."""
+    info: m.SessionInfo | None = None
 
     @property
     def pty(self) -> PtyProcess:
@@ -242,7 +243,8 @@ async def live_session(broker: Broker, keys: dict[str, KeyPair],
                         what="alice in the queue of carol's node")
         info = await carol.accept()
         await until(lambda: user.user_session.in_session, what="the share and the guard")
-        live = Live(user, carol, info.session, TerminalViewer(info.session, COLS, ROWS))
+        live = Live(user, carol, info.session, TerminalViewer(info.session, COLS, ROWS),
+                    info=info)
         if call is not None:
             live.call = AgentCall(carol.link, info, LOOPBACK_ONLY, audio=(), **call)
 

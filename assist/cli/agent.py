@@ -159,6 +159,8 @@ def accept(
 async def _print_events(client: AgentClient, live: AgentSession, as_json: bool) -> bool:
     """Print the session's events; True once it ended, False if the connection dropped."""
     async for event in client.events():
+        if await live.decline_media(event):
+            continue  # no voice or camera here: the user is told at once
         change = live.handle(event)
         if getattr(event, "session", None) != live.id:
             continue

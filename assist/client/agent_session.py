@@ -27,6 +27,7 @@ checks, so a person hears at once why not; the broker and the user's machine
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from typing import Any
 from assist.client.agent import AgentClient
 from assist.client.share import TerminalViewer
 from assist.core.grants import KEY_SCOPES, GrantRefused, check_policy
-from assist.errors import StateError
+from assist.errors import AssistError, StateError
 from assist.protocol import messages as m
 
 MARK_TTL = 30.0
@@ -302,6 +303,16 @@ class AgentSession:
             GrantRefused: ``not-verified`` for control or run before verification.
         """
         check_policy(scope, self.verified, self.require_verification)
+
+    async def decline_media(self, msg: m.Msg) -> bool:
+        """Say no to a media offer of this session (agents without a console have no
+        voice or camera); return whether ``msg`` was one. The user's side is told at once
+        instead of waiting for an answer that never comes."""
+        if not (isinstance(msg, m.Signal) and msg.session == self.id and msg.kind == "offer"):
+            return False
+        with contextlib.suppress(AssistError):  # a dropped link: the user's side times out
+            await self.agent.link.send(m.Signal(session=self.id, kind="bye", line=msg.line))
+        return True
 
     async def ask(self, scope: m.Scope, seconds: float = 0.0) -> None:
         """Ask the user for ``scope`` (``seconds`` 0: until revoked); the answer is an event.

@@ -293,6 +293,8 @@ class RunbookRunner:
 
     async def _pump(self) -> None:
         async for msg in self.agent.events():
+            if await self.live.decline_media(msg):
+                continue
             change = self.live.handle(msg)
             if change is None:
                 continue
