@@ -14,8 +14,10 @@ of the broker can slip between a state change and its record (see
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import sqlite3
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -111,6 +113,10 @@ class Database(ABC):
         """Close the connection."""
 
 
+WAL_TRIES = 100
+"""Tries (0.05 s apart) to switch a new SQLite file to WAL while others open it too."""
+
+
 class SqliteDatabase(Database):
     """A SQLite file (or ``:memory:``), in WAL mode, private from the first byte."""
 
@@ -135,7 +141,7 @@ class SqliteDatabase(Database):
             if not readonly:
                 # WAL lets the admin CLI write while the broker reads; NORMAL sync
                 # keeps commits off the fsync path without risking corruption.
-                self._db.execute("PRAGMA journal_mode=WAL")
+                self._wal()
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA user_version")  # reads the header: is it a database?
@@ -144,6 +150,23 @@ class SqliteDatabase(Database):
             raise StoreError(f"cannot {verb} the store {self.where}: {exc}") from None
         except OSError as exc:
             raise StoreError(f"cannot create the store {self.where}: {exc.strerror}") from None
+
+    def _wal(self) -> None:
+        """Put the file in WAL mode (it stays so), once, whoever else opens it now.
+
+        Switching needs the file to itself, and SQLite answers "locked" at once,
+        without waiting, when several processes open a new store together (nodes
+        started side by side); so it is tried again for a few seconds.
+        """
+        for attempt in itertools.count():
+            try:
+                if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt >= WAL_TRIES:
+                    raise
+                time.sleep(0.05)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         try:
