@@ -593,3 +593,57 @@ async def test_an_agent_without_a_console_declines_the_call_at_once(
         assert session.call is not None
         assert "the agent declined the call" in session.call.describe()
         assert session.in_session  # the terminal session goes on
+
+
+async def test_the_mic_gate_never_hangs_on_a_stopped_device_nor_leaks_one() -> None:
+    import threading
+
+    from aiortc import MediaStreamTrack
+
+    from assist.media.audio import Source
+    from assist.media.call import MicGate
+
+    class Device(MediaStreamTrack):
+        """Like aiortc's player track: once stopped, a pending recv never returns."""
+
+        kind = "audio"
+
+        async def recv(self) -> Any:
+            await asyncio.Event().wait()
+
+    opened: list[Source] = []
+    release = threading.Event()
+
+    def slow_open() -> Source:
+        release.wait(5)  # a device that takes its time to open
+        source = Source("pulse", "voice: test device", Device())
+        opened.append(source)
+        return source
+
+    allowed = [True]
+    gate = MicGate(lambda: allowed[0], slow_open)
+    await gate.recv()  # starts opening, silence meanwhile
+    allowed[0] = False  # revoked while the device opens
+    gate.shut()
+    release.set()
+    await until(lambda: opened, what="the open to finish")
+    await until(lambda: opened[0].track.readyState == "ended", what="the late device closed")
+    assert not gate.live
+
+    # Allowed again: the device opens; a revoke while recv waits on it does not hang.
+    release.set()
+    allowed[0] = True
+    for _ in range(50):  # silence while it opens in its thread
+        await gate.recv()
+        if gate.live:
+            break
+    assert gate.live
+    pending = asyncio.ensure_future(gate.recv())  # waits on the device
+    await asyncio.sleep(0.05)
+    allowed[0] = False
+    gate.shut()
+    frame = await asyncio.wait_for(pending, 1)  # silence, not a hang
+    assert frame.samples > 0 and not gate.live
+    allowed[0] = True
+    await asyncio.wait_for(gate.recv(), 1)
+    gate.stop()

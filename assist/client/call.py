@@ -276,7 +276,9 @@ class AgentCall(_CallSide, AnsweringSide):
         self.error, self.code = "", ""
         self._set("starting")
         speaker, self.speaker = await _speaker(self.audio)
-        camera = await asyncio.to_thread(open_camera, self.camera)
+        # No camera is opened for a user whose side shows no face (``--no-tui``).
+        wants_face = "face" in offer.media.split(",")
+        camera = await asyncio.to_thread(open_camera, self.camera if wants_face else "")
         self.face = camera.description
         self.voice = MicGate(lambda: not self.muted, _voice(self.audio, self.voice_file))
         peer = MediaPeer(ice_servers=self.info.ice_servers, host_addresses=self.host_addresses)

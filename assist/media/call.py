@@ -106,6 +106,7 @@ class MicGate(MediaStreamTrack):
         self._opening: asyncio.Task[None] | None = None
         self._resampler: AudioResampler | None = None
         self._pending: deque[AudioFrame] = deque()
+        self._shut = asyncio.Event()
         self._sent = 0
         self._t0 = 0.0
 
@@ -136,9 +137,19 @@ class MicGate(MediaStreamTrack):
             if self._opening is None:
                 self._opening = asyncio.ensure_future(self._open())
             return None
+        # A stopped player never wakes a pending recv: wait for the frame or the shut,
+        # whichever comes first, so a revoke never leaves this track stuck.
+        self._shut.clear()
+        reading = asyncio.ensure_future(self.source.track.recv())
+        closing = asyncio.ensure_future(self._shut.wait())
+        await asyncio.wait({reading, closing}, return_when=asyncio.FIRST_COMPLETED)
+        closing.cancel()
+        if not reading.done():
+            reading.cancel()
+            return None
         try:
-            frame = await self.source.track.recv()
-        except MediaStreamError:  # a file came to its end: silence from now on
+            frame = reading.result()
+        except MediaStreamError:  # a file came to its end: it starts again if still allowed
             log.info("%s ended", self.description)
             self.shut()
             return None
@@ -156,9 +167,11 @@ class MicGate(MediaStreamTrack):
             return
         if not self.allowed() or self.readyState != "live":
             source.close()  # revoked while it opened: it never sends
+            self._opening = None
             return
         self.source, self.description = source, source.description
         self.opened += 1
+        self._opening = None
 
     def _stamp(self, frame: AudioFrame, voiced: bool) -> AudioFrame:
         frame.pts = self._sent
@@ -172,10 +185,15 @@ class MicGate(MediaStreamTrack):
         return frame
 
     def shut(self) -> None:
-        """Close the source now (it is opened again when next allowed)."""
-        opening, self._opening = self._opening, None
-        if opening is not None and not opening.done():
-            opening.cancel()
+        """Close the source now (it is opened again when next allowed).
+
+        An open still under way in its thread is left to finish: it closes what
+        it opened itself when it sees it may not be heard (cancelling it would
+        leave the device open).
+        """
+        if self._opening is not None and self._opening.done():
+            self._opening = None  # a failed open is tried again when next allowed
+        self._shut.set()
         source, self.source = self.source, None
         self._pending.clear()
         self._resampler = None

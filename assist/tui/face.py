@@ -12,6 +12,7 @@ terminal takes (:mod:`assist.tui.graphics`); the panel says which.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -26,10 +27,13 @@ from assist.tui import graphics
 if TYPE_CHECKING:
     from assist.media.tracks import ReceivedFrame
 
+log = logging.getLogger(__name__)
+
 
 def initials(name: str) -> str:
     """Up to two capitals from a name: ``carol`` -> ``C``, ``Ada Lovelace`` -> ``AL``."""
-    words = [w for w in name.replace(".", " ").replace("_", " ").replace("-", " ").split() if w]
+    words = [w for w in name.replace(".", " ").replace("_", " ").replace("-", " ").split()
+             if w[0].isalnum()]  # the agent's name: never a control character
     return "".join(w[0] for w in words[:2]).upper() or "?"
 
 
@@ -68,17 +72,20 @@ class FaceView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield graphics.image_widget(self.mode, "face-picture")
-        yield Static("?", id="face-initials")
+        yield Static("?", id="face-initials", markup=False)
 
     def on_mount(self) -> None:
+        self._arm()
+
+    def _arm(self) -> None:
+        # A one-shot timer each time: its lateness is the loop's, not a difference of two.
         self._expected = time.monotonic() + self.PROBE
-        self.set_interval(self.PROBE, self._probe)
+        self.set_timer(self.PROBE, self._probe)
 
     def _probe(self) -> None:
         # A loop that is late on this timer is late on the shell's output too.
-        now = time.monotonic()
-        self.pacer.late(now - self._expected)
-        self._expected = now + self.PROBE
+        self.pacer.late(time.monotonic() - self._expected)
+        self._arm()
 
     def set_agent(self, name: str) -> None:
         """Show ``name``'s initials until their camera sends a picture."""
@@ -99,15 +106,20 @@ class FaceView(Vertical):
         self._preparing = True
         self.pacer.shown(now, graphics.frame_bytes(self.mode, size.width, size.height))
         self.run_worker(self._draw(frame, size.width or 40, size.height or 8),
-                        group="face", exclusive=True)
+                        group="face", exclusive=True, exit_on_error=False)
         return True
 
     async def _draw(self, frame: ReceivedFrame, cols: int, rows: int) -> None:
         try:
             picture = await asyncio.to_thread(graphics.prepare, frame.rgb, self.mode, cols,
                                               rows)
+        except Exception as exc:  # one bad picture from the other side must not end the app
+            log.info("a picture of the agent could not be drawn: %s", exc)
+            return
         finally:
             self._preparing = False
+        if not self.is_mounted:
+            return
         started = time.thread_time()
         target = self.query_one("#face-picture")
         target.image = picture  # type: ignore[attr-defined]  # textual-image's property
