@@ -300,7 +300,7 @@ async def _plain(config: ClientConfig, topic: str, yes: bool,
         if lines is not None and status.phase == "connected":
             text.append(f"\n{KEYS}", style="dim")
         if session.call is not None:
-            text.append(f"\n{session.call.describe()}")
+            text.append_text(said("\n" + session.call.describe()))  # it may quote the agent
         if shown:
             text.append(f"\n{shown[0].describe()}")
         if live is not None:

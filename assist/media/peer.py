@@ -149,7 +149,7 @@ class MediaPeer:
             with network.scoped_host_addresses(self.host_addresses):
                 await self.pc.setLocalDescription(await self.pc.createOffer())
         except Exception as exc:  # aiortc raises assorted types; none may reach a person
-            raise MediaError(f"could not prepare the screen share: {exc}") from exc
+            raise MediaError(f"could not prepare the media connection: {exc}") from exc
         self._low_latency_receivers()
         self.local_sdp = self.pc.localDescription.sdp
         return self.local_sdp
@@ -167,8 +167,8 @@ class MediaPeer:
         """
         lines = offered_directions(offer_sdp)
         if not lines:
-            raise MediaError("could not accept the screen share: the offer contains no media; "
-                             "ask the user to share again")
+            raise MediaError("could not accept the media offer: it contains no media; "
+                             "ask the user to try again")
         fingerprints(offer_sdp)  # an offer that cannot be verified is refused up front
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
@@ -193,7 +193,7 @@ class MediaPeer:
         except MediaError:
             raise
         except Exception as exc:  # untrusted remote SDP: any parser failure is a media error
-            raise MediaError(f"could not accept the screen share: {exc}") from exc
+            raise MediaError(f"could not accept the media offer: {exc}") from exc
         self.local_sdp = self.pc.localDescription.sdp
         return self.local_sdp
 
