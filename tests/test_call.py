@@ -647,3 +647,13 @@ async def test_the_mic_gate_never_hangs_on_a_stopped_device_nor_leaks_one() -> N
     allowed[0] = True
     await asyncio.wait_for(gate.recv(), 1)
     gate.stop()
+
+
+async def test_a_camera_that_cannot_open_fails_the_call_and_says_why(
+        broker: Broker, keys: dict[str, KeyPair], tmp_path: Path) -> None:
+    async with live_session(broker, keys, call={"camera": str(tmp_path / "gone.png")}) as live:
+        await until(lambda: live.call is not None and live.call.state == "failed",
+                    what="the agent's side to fail")
+        assert live.call is not None and "no such file" in live.call.describe(False)
+        assert live.call.call is None  # nothing half-made is kept
+        assert live.user.user_session.in_session

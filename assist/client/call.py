@@ -276,12 +276,22 @@ class AgentCall(_CallSide, AnsweringSide):
         self.error, self.code = "", ""
         self._set("starting")
         speaker, self.speaker = await _speaker(self.audio)
-        # No camera is opened for a user whose side shows no face (``--no-tui``).
-        wants_face = "face" in offer.media.split(",")
-        camera = await asyncio.to_thread(open_camera, self.camera if wants_face else "")
+        camera: Source | None = None
+        try:
+            # No camera is opened for a user whose side shows no face (``--no-tui``).
+            wants_face = "face" in offer.media.split(",")
+            camera = await asyncio.to_thread(open_camera, self.camera if wants_face else "")
+            peer = MediaPeer(ice_servers=self.info.ice_servers,
+                             host_addresses=self.host_addresses)
+        except AssistError:
+            # What opened before the failure is released: no device stays held.
+            if camera is not None:
+                camera.close()
+            with contextlib.suppress(Exception):
+                await speaker.stop()
+            raise
         self.face = camera.description
         self.voice = MicGate(lambda: not self.muted, _voice(self.audio, self.voice_file))
-        peer = MediaPeer(ice_servers=self.info.ice_servers, host_addresses=self.host_addresses)
         self.call = CallAnswer(self.link, self.info.session, peer, self.voice,
                                camera=camera.track, speaker=speaker, on_audio=self.on_audio,
                                on_state=self._ended)
