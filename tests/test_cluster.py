@@ -20,14 +20,26 @@ from assist.broker.bus import Bus, LocalBus, matches
 from assist.broker.nats_bus import NatsBus
 from assist.broker.remote import INBOUND_LIMIT, BusStream, subject
 from assist.broker.server import Broker
+from assist.client import AgentClient
+from assist.client.bot import Bot, Outcome, load_flows
 from assist.client.link import BrokerError
-from assist.core import pubkey
+from assist.client.runbook import RunbookRunner, parse_runbook
+from assist.core import metrics, pubkey
 from assist.errors import BusError
 from assist.protocol import encode
 from assist.protocol import messages as m
+from assist.store import reports
 from tests import servers
-from tests.helpers import KeyPair, agent_client, broker_config, until, user_client
-from tests.user_side import live_session
+from tests.helpers import (
+    KeyPair,
+    agent_client,
+    broker_config,
+    link_to,
+    make_key,
+    until,
+    user_client,
+)
+from tests.user_side import live_session, waiting_user
 
 pytestmark = pytest.mark.stores
 
@@ -363,3 +375,106 @@ async def test_the_users_node_restarts_and_the_agent_elsewhere_goes_on(
             await again.stop()
             if isinstance(bus, NatsBus):
                 await bus.close()
+
+
+FLOWS = """
+flows:
+  - name: clean temp files
+    match: "(?i)disk"
+    steps:
+      - say: "I am the helpdesk bot; I can free disk space for you."
+      - verify: key
+      - ask: run
+      - type: "echo cleaned-$((40+2))\\r"
+      - wait: {text: "cleaned-42", timeout: 10}
+      - end: {root_cause: "temp files filled the disk", resolved: true}
+"""
+
+
+async def test_a_bot_on_one_node_serves_users_waiting_on_another(
+        helpdesk: Helpdesk, keys: dict[str, KeyPair], tmp_path: Path) -> None:
+    a, b = helpdesk.a, helpdesk.b
+    assert a.store is not None and a.hub is not None
+    flows_file = tmp_path / "flows.yaml"
+    flows_file.write_text(FLOWS)
+    outcomes: list[Outcome] = []
+
+    async def connect(watch: bool) -> AgentClient:
+        client = AgentClient(await link_to(b, "agent", keys["dave"]))
+        await client.hello(client="assist bot", watch=watch)
+        return client
+
+    erin = make_key(tmp_path / "keys", "erin")
+    a.store.directory.add("user", "erin", pubkey.load(erin.public), time.time())  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    async with contextlib.AsyncExitStack() as stack:
+        # The users wait on node a; the bot works from node b.
+        bot = asyncio.ensure_future(Bot(connect, load_flows(flows_file), outcomes.append,
+                                        timeout=10).run(stop))
+        alice = await stack.enter_async_context(
+            waiting_user(a, keys["alice"], "disk full", allow=True, also=(b,)))
+        await until(lambda: len(outcomes) == 1, 20)
+        assert outcomes[0].handled and outcomes[0].user == "alice", outcomes[0].reason
+        assert b"cleaned-42" in alice.pty_out
+        await until(lambda: alice.statuses[-1].phase == "ended", 10)
+        # A user who declines is handed on to the humans, first in the one queue.
+        declined = await stack.enter_async_context(
+            waiting_user(a, erin, "disk is slow", allow=False, also=(b,)))
+        await until(lambda: len(outcomes) == 2, 20)
+        assert not outcomes[1].handled and "declined run" in outcomes[1].reason
+        await until(lambda: "handed you on" in declined.statuses[-1].message, 10)
+        for node in (a, b):
+            assert node.hub is not None
+            await until(lambda node=node: [w.user for w in node.hub.queue] == ["erin"], 10)  # type: ignore[union-attr,misc]
+            head = next(iter(node.hub.queue))
+            assert head.requeued and "clean temp files" in head.note
+        stop.set()
+        await asyncio.wait_for(bot, 10)
+    # One store: the report counts what the bot resolved, whichever node it used.
+    data = reports.load(a.store.db, 0, 4e9)
+    automated = metrics.automation(data.sessions, ("dave",))
+    assert automated is not None and (automated.hits, automated.total) == (1, 2)
+    a.store.audit.verify()
+
+
+async def test_a_runbook_on_another_node_types_only_after_the_grant(
+        helpdesk: Helpdesk, keys: dict[str, KeyPair]) -> None:
+    a, b = helpdesk.a, helpdesk.b
+    book = parse_runbook({"name": "print check", "steps": [
+        {"say": "Hello, I will check your printer queue."},
+        {"verify": "key"},
+        {"ask": {"scope": "run", "seconds": 120}},
+        {"type": "echo queue-$((40+2))\r"},
+        {"wait": {"text": r"queue-4\d", "timeout": 10}},
+        {"collect": {"name": "queue", "lines": 2}},
+        {"end": {"root_cause": "printer queue stuck", "resolved": True}},
+    ]}, "book")
+    async with live_session(a, keys, agent_at=b) as live:
+        await live.wait_pty(b"$ ")
+        # A second connection of carol's, on her node, as `assist agent run` opens.
+        agent = AgentClient(await link_to(b, "agent", keys["carol"]))
+        await agent.hello(client="assist agent run")
+        before: list[bytes] = []
+
+        async def answer() -> None:
+            while True:
+                while not live.asks:
+                    await asyncio.sleep(0.02)
+                ask = live.asks.pop(0)
+                if isinstance(ask, m.AskGrant):
+                    before.append(bytes(live.pty_out))
+                    live.guard.decide(ask, True)
+
+        user = asyncio.ensure_future(answer())
+        result = await asyncio.wait_for(RunbookRunner(agent, live.session, book).run(), 30)
+        user.cancel()
+        assert result.ok, result.reason
+        assert result.ended and result.done == len(book.steps)
+        assert any("queue-42" in line for line in result.collected["queue"])
+        assert before and b"queue-42" not in before[0]  # nothing typed before the grant
+        await agent.link.close()
+    assert a.store is not None
+    stored = a.store.sessions.get(live.session)
+    assert stored.root_cause == "printer queue stuck" and stored.resolved
+    chat = [e[3]["text"] for e in a.store.sessions.events(live.session) if e[1] == "chat"]
+    assert chat[0] == "Hello, I will check your printer queue."

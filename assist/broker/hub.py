@@ -163,7 +163,11 @@ class Hub:
             if role == "agent" and self.forwarding is not None \
                     and not isinstance(msg, m.Accept) \
                     and self.forwarding.forward(client.peer.name, msg):
-                return  # about a session held at another node: that node answers
+                # About a session held at another node: that node answers. A script
+                # joining it midway watches its stream here, as it would there.
+                if isinstance(msg, m.Resync):
+                    client.streams.add(msg.session)
+                return
             handler = self._handlers[role].get(type(msg))
             if handler is not None:
                 await handler(client, msg)
