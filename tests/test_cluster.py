@@ -478,3 +478,35 @@ async def test_a_runbook_on_another_node_types_only_after_the_grant(
     assert stored.root_cause == "printer queue stuck" and stored.resolved
     chat = [e[3]["text"] for e in a.store.sessions.events(live.session) if e[1] == "chat"]
     assert chat[0] == "Hello, I will check your printer queue."
+
+
+async def test_echo_off_and_redaction_hold_for_an_agent_on_another_node(
+        helpdesk: Helpdesk, keys: dict[str, KeyPair]) -> None:
+    a, b = helpdesk.a, helpdesk.b
+    async with live_session(a, keys, agent_at=b, redact=(r"tok-[0-9]+",)) as live:
+        await live.wait_pty(b"$ ")
+        await live.verify_by_key()
+        grant = await live.grant("control", 300)
+        await live.carol.send_keys(
+            live.session, grant, b"read -s -p 'Password: ' pw; echo; echo length-${#pw}\r")
+        await until(lambda: live.viewer.hidden, 8, what="hidden input on carol's view")
+        # Her node forwards the keys; alice's node refuses them while the secret is read.
+        await live.carol.send_keys(live.session, grant, b"agent-guess\r")
+        refused = await live.agent_event(m.KeysRefused)
+        assert isinstance(refused, m.KeysRefused) and refused.reason == "secret-input"
+        live.pty.write(b"hunter2\r")
+        await live.wait_pty(b"length-7")
+        live.pty.write(b"echo tok-$((1000+234)) shown\r")
+        await live.wait_pty(b"tok-1234 shown")
+        await until(lambda: any("shown" in line and "tok-" not in line
+                                for line in live.viewer.emulator.text()), 8,
+                    what="the redacted line on carol's view")
+        assert not any("tok-1234" in line for line in live.viewer.emulator.text())
+        await live.carol.end(live.session, "password reset", True)
+    # Recorded on alice's node, without the secret, the guess or the token.
+    text = (a.config.recordings / f"{live.session}.cast").read_text()
+    assert "[hidden input]" in text and "length-7" in text
+    for secret in ("hunter2", "agent-guess", "tok-1234"):
+        assert secret not in text
+    assert a.store is not None
+    assert [f.node for f in a.store.recordings.of(live.session)] == ["a"]
