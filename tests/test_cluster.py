@@ -39,6 +39,8 @@ from tests.helpers import (
     until,
     user_client,
 )
+from tests.test_bot import FLOWS
+from tests.test_runbook import BOOK, answer_asks
 from tests.user_side import live_session, waiting_user
 
 pytestmark = pytest.mark.stores
@@ -377,19 +379,6 @@ async def test_the_users_node_restarts_and_the_agent_elsewhere_goes_on(
                 await bus.close()
 
 
-FLOWS = """
-flows:
-  - name: clean temp files
-    match: "(?i)disk"
-    steps:
-      - say: "I am the helpdesk bot; I can free disk space for you."
-      - verify: key
-      - ask: run
-      - type: "echo cleaned-$((40+2))\\r"
-      - wait: {text: "cleaned-42", timeout: 10}
-      - end: {root_cause: "temp files filled the disk", resolved: true}
-"""
-
 
 async def test_a_bot_on_one_node_serves_users_waiting_on_another(
         helpdesk: Helpdesk, keys: dict[str, KeyPair], tmp_path: Path) -> None:
@@ -440,44 +429,29 @@ async def test_a_bot_on_one_node_serves_users_waiting_on_another(
 async def test_a_runbook_on_another_node_types_only_after_the_grant(
         helpdesk: Helpdesk, keys: dict[str, KeyPair]) -> None:
     a, b = helpdesk.a, helpdesk.b
-    book = parse_runbook({"name": "print check", "steps": [
-        {"say": "Hello, I will check your printer queue."},
-        {"verify": "key"},
-        {"ask": {"scope": "run", "seconds": 120}},
-        {"type": "echo queue-$((40+2))\r"},
-        {"wait": {"text": r"queue-4\d", "timeout": 10}},
-        {"collect": {"name": "queue", "lines": 2}},
-        {"end": {"root_cause": "printer queue stuck", "resolved": True}},
-    ]}, "book")
+    book = parse_runbook({**BOOK, "steps": [{"ask": "annotate"}, *BOOK["steps"]]}, "book")
     async with live_session(a, keys, agent_at=b) as live:
         await live.wait_pty(b"$ ")
         # A second connection of carol's, on her node, as `assist agent run` opens.
         agent = AgentClient(await link_to(b, "agent", keys["carol"]))
         await agent.hello(client="assist agent run")
         before: list[bytes] = []
-
-        async def answer() -> None:
-            while True:
-                while not live.asks:
-                    await asyncio.sleep(0.02)
-                ask = live.asks.pop(0)
-                if isinstance(ask, m.AskGrant):
-                    before.append(bytes(live.pty_out))
-                    live.guard.decide(ask, True)
-
-        user = asyncio.ensure_future(answer())
+        user = asyncio.ensure_future(answer_asks(live, allow=True, before=before))
         result = await asyncio.wait_for(RunbookRunner(agent, live.session, book).run(), 30)
         user.cancel()
         assert result.ok, result.reason
         assert result.ended and result.done == len(book.steps)
         assert any("queue-42" in line for line in result.collected["queue"])
         assert before and b"queue-42" not in before[0]  # nothing typed before the grant
+        # The annotation (placed by screen row) crossed the nodes to alice's side.
+        assert any(isinstance(x, m.Annotate) and x.annotation.text == "done"
+                   for x in live.annotations)
         await agent.link.close()
     assert a.store is not None
     stored = a.store.sessions.get(live.session)
     assert stored.root_cause == "printer queue stuck" and stored.resolved
     chat = [e[3]["text"] for e in a.store.sessions.events(live.session) if e[1] == "chat"]
-    assert chat[0] == "Hello, I will check your printer queue."
+    assert "Hello, I will check your printer queue." in chat
 
 
 async def test_echo_off_and_redaction_hold_for_an_agent_on_another_node(

@@ -67,9 +67,10 @@ async def scripted_agent(broker: Broker, keys: dict[str, KeyPair]) -> AgentClien
     return agent
 
 
-async def answer_asks(live: Live, allow: bool) -> list[bytes]:
-    """Play the user: answer every permission prompt; note what the pty had before."""
-    before: list[bytes] = []
+async def answer_asks(live: Live, allow: bool, before: list[bytes] | None = None) -> None:
+    """Play the user: answer every permission prompt; note in ``before`` what the pty
+    had when each was asked."""
+    before = [] if before is None else before
     while True:
         while not live.asks:
             await asyncio.sleep(0.02)
