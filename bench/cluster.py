@@ -10,7 +10,8 @@ Starts a private PostgreSQL and ``nats-server`` on 127.0.0.1 and three
   echo is parsed into its view, as in :mod:`bench.session`);
 * keystroke echo, across nodes: the user on node 1, the agent on node 2
   (its keys and the user's screen cross the bus), in turns with the first;
-  the ratio of the medians (target within 1.5x);
+  the ratio of the medians (target within 1.5x); and in the same turns, the
+  floor the bus sets: one round trip through NATS alone (:mod:`bench.relay`);
 * failover: a user waits on node 3, node 3 is killed (SIGKILL), and the time
   until a survivor holds the user's place (in the store) is measured, with
   the time until an agent on node 1 sees the place again;
@@ -46,6 +47,7 @@ from assist.store import Store
 from assist.transport import ssh
 from bench.broker import connect, make_key, start_broker
 from bench.load import Worker, make_keys, register
+from bench.relay import nats_round_trips
 from bench.session import AgentSide, Child
 from bench.stats import percentile, print_table
 from tests.servers import nats, postgres
@@ -164,10 +166,13 @@ async def run(keys: int, blocks: int, queued: int, accepts: int) -> None:
         far = await agents.at(ports[1], host_key, agent_keys[1])
         one: list[float] = []
         across: list[float] = []
+        floor: list[float] = []
         try:
-            for _ in range(blocks):  # in turns: the shared machine's noise hits both alike
-                one += await echo_block(child, near, keys // blocks)
-                across += await echo_block(child, far, keys // blocks)
+            async with nats_round_trips(bus.url) as round_trips:
+                for _ in range(blocks):  # in turns: the shared machine's noise hits all alike
+                    one += await echo_block(child, near, keys // blocks)
+                    across += await echo_block(child, far, keys // blocks)
+                    floor += await round_trips(keys // blocks)
             await agents.leave(near, far)  # their part is done; the load rounds have their own
             crowd = make_keys(root / "crowd", "user", queued)
             helpers = make_keys(root / "crowd", "agent", 10)
@@ -193,6 +198,8 @@ async def run(keys: int, blocks: int, queued: int, accepts: int) -> None:
         ("keystroke -> echo, user and agent on node 1", len(one), one, "baseline"),
         ("keystroke -> echo, user on node 1, agent on node 2", len(across), across,
          "<= 1.5x the baseline"),
+        ("floor: one round trip through NATS in nats-py, nothing else", len(floor), floor,
+         "same run (bench.relay)"),
         ("node killed -> a survivor holds its user's place", 1, [failover], "< 5 s"),
         ("node killed -> an agent on node 1 sees the place", 1, [seen], ""),
         *[(f"{where}: join -> queued", len(r["joins"]), r["joins"], "p99 < 50 ms")
@@ -207,6 +214,10 @@ async def run(keys: int, blocks: int, queued: int, accepts: int) -> None:
     Console(width=100).print(
         f"cross-node / one node: median {statistics.median(across) / statistics.median(one):.2f}x,"
         f" p99 {percentile(across, 99) / percentile(one, 99):.2f}x (target <= 1.5)")
+    extra = statistics.median(across) - statistics.median(one)
+    Console(width=100).print(
+        f"crossing the nodes adds {extra * 1000:.2f} ms at the median, of which NATS's own "
+        f"round trip is {statistics.median(floor) * 1000:.2f} ms")
 
 
 async def kill_and_time(root: Path, url: str, ports: list[int], host_key: str, key: Path,

@@ -1,4 +1,4 @@
-"""The floor under assist's keystroke echo: four SSH crossings in asyncssh, nothing else.
+"""The floors under assist's keystroke echo: SSH crossings in asyncssh, a NATS round trip.
 
 An agent's keystroke reaches the user's shell through the broker, and its
 echo comes back the same way: four SSH crossings between three processes,
@@ -12,6 +12,11 @@ settings as assist (:mod:`assist.transport.ssh`), on uvloop, on 127.0.0.1::
 
 bench/session.py prints it next to assist's echo and ``ssh -tt`` + ``tmux
 attach``: what asyncssh costs by itself, and what assist adds on top.
+
+Across nodes an agent's keystroke and its echo each cross the bus once: one
+round trip through ``nats-server`` in nats-py, which :func:`nats_round_trips`
+measures alone (a publisher here, an echo in another process), for
+bench/cluster.py to print next to the cross-node echo.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import asyncssh
 
@@ -95,6 +101,21 @@ async def serve_relay(to: int) -> None:
     await _listen(process)
 
 
+async def serve_nats_echo(url: str) -> None:
+    """The other node: publish back on ``bench.back`` what comes on ``bench.to``."""
+    import nats
+
+    client = await nats.connect(url)
+
+    async def echo(msg: Any) -> None:
+        await client.publish("bench.back", msg.data)
+
+    await client.subscribe("bench.to", cb=echo)
+    await client.flush()
+    print(0, flush=True)
+    await asyncio.Event().wait()
+
+
 async def _start(*args: str) -> tuple[asyncio.subprocess.Process, int]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.relay", *args, stdout=asyncio.subprocess.PIPE)
@@ -139,6 +160,43 @@ async def ssh_relay() -> AsyncIterator[Callable[[int], Awaitable[list[float]]]]:
             await proc.wait()
 
 
+@contextlib.asynccontextmanager
+async def nats_round_trips(url: str) -> AsyncIterator[Callable[[int], Awaitable[list[float]]]]:
+    """An echo on the NATS server at ``url``: yields ``send(count)``, seconds per round trip."""
+    import nats
+
+    echo, _ = await _start("--nats-echo", url)
+    client = await nats.connect(url)
+    try:
+        loop = asyncio.get_running_loop()
+        waiting: list[asyncio.Future[None]] = []
+
+        async def back(msg: Any) -> None:
+            if waiting and not waiting[0].done():
+                waiting[0].set_result(None)
+
+        await client.subscribe("bench.back", cb=back)
+        await client.flush()
+
+        async def send(count: int) -> list[float]:
+            samples = []
+            for _ in range(count):
+                waiting[:] = [loop.create_future()]
+                start = time.perf_counter()
+                await client.publish("bench.to", b"D" + LINE)
+                await asyncio.wait_for(waiting[0], 5)
+                samples.append(time.perf_counter() - start)
+            return samples
+
+        await send(WARMUP)
+        yield send
+    finally:
+        await client.close()
+        with contextlib.suppress(ProcessLookupError):
+            echo.kill()
+        await echo.wait()
+
+
 async def _measure(keys: int) -> list[float]:
     async with ssh_relay() as send:
         return await send(keys)
@@ -150,11 +208,14 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=1000, help="lines timed")
     parser.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--relay", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--nats-echo", help=argparse.SUPPRESS)
     args = parser.parse_args()
     use_fast_loop()
     ssh_packets.install()
     if args.echo:
         asyncio.run(serve_echo())
+    elif args.nats_echo:
+        asyncio.run(serve_nats_echo(args.nats_echo))
     elif args.relay:
         asyncio.run(serve_relay(args.relay))
     else:
