@@ -23,7 +23,6 @@ is a :class:`~assist.transport.MessageChannel` plus the authenticated
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -36,6 +35,7 @@ from assist.broker.enrolment import make_invite
 from assist.broker.figures import TodayFigures
 from assist.broker.forwarding import Forwarding
 from assist.broker.gate import Gate
+from assist.broker.hello import Greeter
 from assist.broker.ledger import Ledger
 from assist.broker.live import LiveSession
 from assist.broker.presence import Presence, token_hash
@@ -48,9 +48,8 @@ from assist.core import metrics
 from assist.core.clock import Clock, Timer
 from assist.core.queue import Queue, Roster, Waiting
 from assist.core.session import Event, Session, State
-from assist.core.text import one_line, printable
+from assist.core.text import one_line
 from assist.errors import AlreadyWaiting, AssistError, NotFound, ProtocolError, StateError
-from assist.protocol import PROTOCOL_VERSION
 from assist.protocol import messages as m
 from assist.store import Store
 from assist.transport.channel import MessageChannel
@@ -97,6 +96,9 @@ class Hub:
         self.views = Views(self.queue, clock, self.wallboard, self.users.get)
         self.presence = Presence(self)
         self.gate = Gate(clock, self._dispatch, self._gone, self._resync)
+        self.greeter = Greeter(config.name, self.authorities, store.directory, self.ledger,
+                               config.allow_unregistered_users, self.gate.admitted,
+                               self._agent_hello)
         self.relay = Relay(self.ledger)
         self.trust = Trust(self.ledger, store.directory, config.require_verification)
         self._handlers: dict[str, dict[type[m.Msg], Handler]] = {
@@ -151,7 +153,7 @@ class Hub:
     async def _dispatch(self, client: Connection, msg: m.Msg) -> None:
         try:
             if isinstance(msg, m.Hello):
-                self._on_hello(client, msg)
+                self.greeter.hello(client, msg)
                 return
             if client.peer.certificate_needed:
                 # An unregistered key may say nothing but a hello with its certificate.
@@ -195,48 +197,10 @@ class Hub:
             raise NotFound(f"you have no live session {session_id}")
         return live
 
-    def _on_hello(self, client: Connection, msg: m.Hello) -> None:
-        if msg.version != PROTOCOL_VERSION:
-            raise ProtocolError(
-                f"protocol version {msg.version} is not supported (broker speaks "
-                f"{PROTOCOL_VERSION}); upgrade assist on the older side")
-        if client.hello:
-            raise ProtocolError("hello was already sent")
-        if client.peer.certificate_needed and not self._certified(client, msg):
-            return
-        client.hello = True
-        client.host, client.os_user = printable(msg.host), printable(msg.os_user)
-        peer = client.peer
-        # Enrolling connections never reach the hub (see assist.broker.enrolment).
-        role: m.Role = "agent" if peer.role == "agent" else "user"
-        client.send(m.Welcome(version=PROTOCOL_VERSION, role=role,
-                              name=peer.name, broker=self.config.name,
-                              registered=peer.registered, rid=msg.rid))
-        if peer.role == "agent":
-            client.watch = msg.watch
-            if client.watch:
-                self.views.watch(client)
-            self.presence.agent_connected(client)
-
-    def _certified(self, client: Connection, msg: m.Hello) -> bool:
-        """Admit an unregistered key by its certificate (or as a guest user, if the
-        broker allows guests and none came); False when the connection was closed."""
-        peer, certificate = client.peer, msg.certificate
-        if not certificate and peer.role == "user" and self.config.allow_unregistered_users:
-            client.peer = dataclasses.replace(peer, certificate_needed=False)
-            return True
-        try:
-            name = self.authorities.admit(peer, certificate, self.store.directory)
-        except AssistError as exc:
-            client.log.info("refused a certificate login: %s", exc.message)
-            client.kick(exc.code, exc.message, msg.rid)
-            return False
-        client.peer = dataclasses.replace(peer, name=name, registered=True,
-                                          certificate_needed=False)
-        self.gate.admitted(client)
-        self.ledger.audit(f"{peer.role}:{name}", "certificate-login", None,
-                          {"fingerprint": peer.fingerprint})
-        return True
+    def _agent_hello(self, client: Connection) -> None:
+        if client.watch:
+            self.views.watch(client)
+        self.presence.agent_connected(client)
 
     async def _on_ping(self, client: Connection, msg: m.Ping) -> None:
         client.send(m.Pong(sent=msg.sent, rid=msg.rid))
