@@ -40,7 +40,7 @@ from tests.helpers import (
     user_client,
 )
 from tests.test_bot import FLOWS
-from tests.test_runbook import BOOK, answer_asks
+from tests.test_runbook import BOOK, answering
 from tests.user_side import live_session, waiting_user
 
 pytestmark = pytest.mark.stores
@@ -400,6 +400,7 @@ async def test_a_bot_on_one_node_serves_users_waiting_on_another(
         # The users wait on node a; the bot works from node b.
         bot = asyncio.ensure_future(Bot(connect, load_flows(flows_file), outcomes.append,
                                         timeout=10).run(stop))
+        stack.callback(bot.cancel)  # a failing check below must not leave it running
         alice = await stack.enter_async_context(
             waiting_user(a, keys["alice"], "disk full", allow=True, also=(b,)))
         await until(lambda: len(outcomes) == 1, 20)
@@ -435,14 +436,16 @@ async def test_a_runbook_on_another_node_types_only_after_the_grant(
         # A second connection of carol's, on her node, as `assist agent run` opens.
         agent = AgentClient(await link_to(b, "agent", keys["carol"]))
         await agent.hello(client="assist agent run")
-        before: list[bytes] = []
-        user = asyncio.ensure_future(answer_asks(live, allow=True, before=before))
-        result = await asyncio.wait_for(RunbookRunner(agent, live.session, book).run(), 30)
-        user.cancel()
+        before: dict[str, bytes] = {}
+        async with answering(live, allow=True, before=before):
+            result = await asyncio.wait_for(RunbookRunner(agent, live.session, book).run(), 30)
         assert result.ok, result.reason
         assert result.ended and result.done == len(book.steps)
         assert any("queue-42" in line for line in result.collected["queue"])
-        assert before and b"queue-42" not in before[0]  # nothing typed before the grant
+        # Nothing typed before the run grant was asked: the command is not in the pty yet.
+        assert set(before) == {"annotate", "run"}
+        assert b"queue-$((40+2))" not in before["run"]
+        assert b"queue-$((40+2))" in live.pty_out
         # The annotation (placed by screen row) crossed the nodes to alice's side.
         assert any(isinstance(x, m.Annotate) and x.annotation.text == "done"
                    for x in live.annotations)
@@ -452,6 +455,63 @@ async def test_a_runbook_on_another_node_types_only_after_the_grant(
     assert stored.root_cause == "printer queue stuck" and stored.resolved
     chat = [e[3]["text"] for e in a.store.sessions.events(live.session) if e[1] == "chat"]
     assert "Hello, I will check your printer queue." in chat
+
+
+async def test_each_connection_of_an_agent_elsewhere_gets_only_its_own_answers(
+        helpdesk: Helpdesk, keys: dict[str, KeyPair]) -> None:
+    a, b = helpdesk.a, helpdesk.b
+    async with live_session(a, keys, agent_at=b) as live:
+        await live.wait_pty(b"$ ")
+        await live.verify_by_key()
+        grant = await live.grant("control", 300)
+        seen = len(live.agent_events)
+        # A second connection of carol's on her node (a script) joins the session
+        # midway; it numbers its requests from 1, as carol's console does.
+        script = AgentClient(await link_to(b, "agent", keys["carol"]))
+        await script.hello(client="assist agent run")
+        started = asyncio.ensure_future(script.link.wait_for(
+            lambda x: isinstance(x, m.Started) and x.resumed, 5))
+        restored = asyncio.ensure_future(script.link.wait_for(
+            lambda x: isinstance(x, m.GrantAnswer) and x.restored, 5))
+        await script.resync(live.session)
+        shown = await started
+        assert isinstance(shown, m.Started) and shown.info.session == live.session
+        answer = await restored
+        assert isinstance(answer, m.GrantAnswer) and answer.grant == grant
+        # From its own Ok on, it watches the stream.
+        printed = asyncio.ensure_future(script.link.wait_for(
+            lambda x: isinstance(x, m.Output) and b"both-4" in x.data, 5))
+        live.pty.write(b"echo both-$((2+2))\r")
+        await printed
+        # carol's console was told none of it: no second start, no answer to another's
+        # request (which could settle a request of its own with the same number).
+        await asyncio.sleep(0.2)
+        stray = [e for e in live.agent_events[seen:]
+                 if isinstance(e, m.Started | m.Ok | m.GrantAnswer | m.Error)]
+        assert not stray
+        await live.carol.send_keys(live.session, grant, b"echo still-$((3+4))\r")
+        await live.wait_pty(b"still-7")
+        await script.link.close()
+
+
+async def test_an_agent_elsewhere_who_hands_a_user_on_is_free_again(
+        helpdesk: Helpdesk, keys: dict[str, KeyPair]) -> None:
+    a, b = helpdesk.a, helpdesk.b
+    assert b.hub is not None and b.hub.forwarding is not None
+    async with live_session(a, keys, agent_at=b) as live:
+        await live.carol.handoff(live.session, "needs the network team")
+        hub, forwarding = b.hub, b.hub.forwarding
+        await until(lambda: live.session not in forwarding.sessions, 8,
+                    what="carol's node to let the session go")
+        assert hub.roster.get("carol").session is None
+        links = hub.agents["carol"]
+        assert not any(live.session in client.streams for client in links.clients)
+        # alice is first in the one queue again, and carol may take her again.
+        await until(lambda: (head := hub.queue.head(True)) is not None
+                    and head.session == live.session, 8, what="alice back at the front")
+        info = await live.carol.accept(live.session)
+        assert info.session == live.session
+        assert live.session in forwarding.sessions
 
 
 async def test_echo_off_and_redaction_hold_for_an_agent_on_another_node(
@@ -470,17 +530,23 @@ async def test_echo_off_and_redaction_hold_for_an_agent_on_another_node(
         assert isinstance(refused, m.KeysRefused) and refused.reason == "secret-input"
         live.pty.write(b"hunter2\r")
         await live.wait_pty(b"length-7")
+        # What is printed while echo is off (a password prompt's state) reaches neither
+        # carol's view nor the recording; the password itself is never echoed anyway.
+        live.pty.write(b"stty -echo; echo sec-$((40+1)); sleep 1; stty echo; echo ok-$((1+1))\r")
+        await live.wait_pty(b"ok-2")
+        assert b"sec-41" in live.pty_out
         live.pty.write(b"echo tok-$((1000+234)) shown\r")
         await live.wait_pty(b"tok-1234 shown")
         await until(lambda: any("shown" in line and "tok-" not in line
                                 for line in live.viewer.emulator.text()), 8,
                     what="the redacted line on carol's view")
-        assert not any("tok-1234" in line for line in live.viewer.emulator.text())
+        assert not any("tok-1234" in line or "sec-41" in line
+                       for line in live.viewer.emulator.text())
         await live.carol.end(live.session, "password reset", True)
     # Recorded on alice's node, without the secret, the guess or the token.
     text = (a.config.recordings / f"{live.session}.cast").read_text()
     assert "[hidden input]" in text and "length-7" in text
-    for secret in ("hunter2", "agent-guess", "tok-1234"):
+    for secret in ("hunter2", "agent-guess", "tok-1234", "sec-41"):
         assert secret not in text
     assert a.store is not None
     assert [f.node for f in a.store.recordings.of(live.session)] == ["a"]

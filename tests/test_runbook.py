@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -67,17 +69,27 @@ async def scripted_agent(broker: Broker, keys: dict[str, KeyPair]) -> AgentClien
     return agent
 
 
-async def answer_asks(live: Live, allow: bool, before: list[bytes] | None = None) -> None:
-    """Play the user: answer every permission prompt; note in ``before`` what the pty
-    had when each was asked."""
-    before = [] if before is None else before
-    while True:
-        while not live.asks:
-            await asyncio.sleep(0.02)
-        ask = live.asks.pop(0)
-        if isinstance(ask, m.AskGrant):
-            before.append(bytes(live.pty_out))
-            live.guard.decide(ask, allow)
+@contextlib.asynccontextmanager
+async def answering(live: Live, allow: bool,
+                    before: dict[str, bytes] | None = None) -> AsyncIterator[None]:
+    """Play the user while inside: answer every permission prompt; note in ``before``
+    what the pty had when each scope was first asked."""
+    seen = {} if before is None else before
+
+    async def answer() -> None:
+        while True:
+            while not live.asks:
+                await asyncio.sleep(0.02)
+            ask = live.asks.pop(0)
+            if isinstance(ask, m.AskGrant):
+                seen.setdefault(ask.scope, bytes(live.pty_out))
+                live.guard.decide(ask, allow)
+
+    task = asyncio.ensure_future(answer())
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 async def test_runbook_types_only_after_the_grant(broker: Broker,
@@ -85,14 +97,13 @@ async def test_runbook_types_only_after_the_grant(broker: Broker,
     async with live_session(broker, keys) as live:
         await live.wait_pty(b"$ ")
         agent = await scripted_agent(broker, keys)
-        user = asyncio.ensure_future(answer_asks(live, allow=True))
         steps: list[str] = []
         book = parse_runbook({**BOOK, "steps": [*BOOK["steps"][:2], {"ask": "annotate"},
                                                 *BOOK["steps"][2:]]}, "book")
         runner = RunbookRunner(agent, live.session, book,
                                on_step=lambda i, s: steps.append(s.kind))
-        result = await asyncio.wait_for(runner.run(), 30)
-        user.cancel()
+        async with answering(live, allow=True):
+            result = await asyncio.wait_for(runner.run(), 30)
         assert result.ok, result.reason
         assert result.ended and result.done == len(book.steps)
         assert any("queue-42" in line for line in result.collected["queue"])
@@ -114,10 +125,9 @@ async def test_runbook_stops_when_the_user_declines(broker: Broker,
     async with live_session(broker, keys) as live:
         await live.wait_pty(b"$ ")
         agent = await scripted_agent(broker, keys)
-        user = asyncio.ensure_future(answer_asks(live, allow=False))
-        result = await asyncio.wait_for(
-            RunbookRunner(agent, live.session, parse_runbook(BOOK, "book")).run(), 30)
-        user.cancel()
+        async with answering(live, allow=False):
+            result = await asyncio.wait_for(
+                RunbookRunner(agent, live.session, parse_runbook(BOOK, "book")).run(), 30)
         assert not result.ok and result.failed == "step 3 (ask)"
         assert "declined run" in result.reason
         await asyncio.sleep(0.3)
@@ -138,15 +148,14 @@ async def test_runbook_stops_at_once_on_revoke(broker: Broker,
     async with live_session(broker, keys) as live:
         await live.wait_pty(b"$ ")
         agent = await scripted_agent(broker, keys)
-        user = asyncio.ensure_future(answer_asks(live, allow=True))
-        run = asyncio.ensure_future(RunbookRunner(agent, live.session, book).run())
-        await live.wait_pty(b"one-1\r\n")
-        await asyncio.sleep(0.3)
-        revoked_at = time.monotonic()
-        live.guard.revoke_all()
-        result = await asyncio.wait_for(run, 5)
-        stopped_after = time.monotonic() - revoked_at
-        user.cancel()
+        async with answering(live, allow=True):
+            run = asyncio.ensure_future(RunbookRunner(agent, live.session, book).run())
+            await live.wait_pty(b"one-1\r\n")
+            await asyncio.sleep(0.3)
+            revoked_at = time.monotonic()
+            live.guard.revoke_all()
+            result = await asyncio.wait_for(run, 5)
+            stopped_after = time.monotonic() - revoked_at
         assert not result.ok and result.failed == "step 5 (sleep)"
         assert "revoked" in result.reason and stopped_after < 2
         await asyncio.sleep(0.3)

@@ -8,16 +8,28 @@ those that watch the session, through their bounded outboxes). The record
 outlives the link: if the agent drops and comes back, or the owner node dies
 and another takes the session over, the link is opened again and the agent
 goes on in the same session.
+
+All of the agent's connections here share the one link, so requests are
+renumbered on it: each gets a request id of the link's own, and the answer
+goes back to the connection that asked, under its own id (two connections
+number their requests alike; an answer to one must never settle the other's
+request). A forwarded ``Resync`` is answered by the owner with the session
+as it stands (tagged with the request's id, see :meth:`Presence.show
+<assist.broker.presence.Presence.show>`) and then ``Ok``; what the node asks
+for itself is answered to nobody.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from assist.broker.connection import AgentLinks
+import msgspec
+
+from assist.broker.connection import AgentLinks, Connection
 from assist.broker.remote import Link, Links
 from assist.errors import ProtocolError
 from assist.protocol import PROTOCOL_VERSION, decode, encode
@@ -33,6 +45,17 @@ HELLO_RID = 2**53 - 7
 _STREAM = (m.Output, m.Snapshot, m.Resize)
 
 
+@dataclass(frozen=True)
+class Asked:
+    """A request forwarded on a link, waiting for its answer."""
+
+    client: Connection | None
+    """Who asked (``None``: this node itself; the answer goes to nobody)."""
+    rid: int
+    """The request id the asker gave it."""
+    request: type[m.Msg]
+
+
 @dataclass(eq=False)
 class Forwarded:
     """One session an agent of this node holds at another node."""
@@ -41,9 +64,10 @@ class Forwarded:
     owner: str
     agent: str
     fingerprint: str
-    accept_rid: int = 0
     link: Link | None = None
     buffer: LineBuffer = field(default_factory=LineBuffer)
+    asked: dict[int, Asked] = field(default_factory=dict)
+    """Requests on the link not yet answered, by the link's request id."""
 
 
 class Forwarding:
@@ -62,17 +86,19 @@ class Forwarding:
         self.agents = agents
         self.released = released
         self.sessions: dict[str, Forwarded] = {}
+        self._rids = itertools.count(1)
 
-    def accept(self, agent: str, fingerprint: str, session: str, rid: int, owner: str) -> None:
-        """Take ``session`` at node ``owner`` for ``agent`` (the reply, with ``rid``,
-        comes from there)."""
-        held = Forwarded(session, owner, agent, fingerprint, accept_rid=rid)
+    def accept(self, client: Connection, session: str, rid: int, owner: str) -> None:
+        """Take ``session`` at node ``owner`` for the agent of ``client`` (the reply,
+        with ``rid``, comes from there)."""
+        held = Forwarded(session, owner, client.peer.name, client.peer.fingerprint)
         self.sessions[session] = held
         self._connect(held)
-        self._send(held, m.Accept(session=session, rid=rid))
+        self._ask(held, m.Accept(session=session, rid=rid), client)
 
     def _connect(self, held: Forwarded) -> None:
         held.buffer = LineBuffer()
+        held.asked.clear()  # asked on a link that is gone: the askers time out
         held.link = self.links.open(held.owner, held.agent, held.fingerprint,
                                     lambda data: self._down(held, data),
                                     lambda: self._link_ended(held))
@@ -83,20 +109,35 @@ class Forwarding:
         if held.link is not None:
             held.link.stream.write(encode(msg))
 
-    def forward(self, agent: str, msg: m.Msg) -> bool:
-        """Send ``agent``'s message on if it is about a session it holds elsewhere."""
+    def _ask(self, held: Forwarded, msg: m.Msg, client: Connection | None) -> None:
+        """Send a request under a request id of the link's own."""
+        rid = next(self._rids)
+        held.asked[rid] = Asked(client, msg.rid, type(msg))
+        self._send(held, msgspec.structs.replace(msg, rid=rid))
+
+    def forward(self, client: Connection, msg: m.Msg) -> bool:
+        """Send ``client``'s message on if it is about a session its agent holds elsewhere."""
         held = self.sessions.get(str(getattr(msg, "session", "") or ""))
-        if held is None or held.agent != agent:
+        if held is None or held.agent != client.peer.name:
             return False
         if held.link is None:
             self._connect(held)
-        self._send(held, msg)
+        if msg.rid or isinstance(msg, m.Resync):
+            self._ask(held, msg, client)
+        else:
+            self._send(held, msg)
         return True
 
     def resync(self, session: str) -> bool:
-        """A watcher of a forwarded session caught up: ask its owner for a fresh picture."""
+        """A watcher of a forwarded session caught up: ask its owner for a fresh picture
+        (which comes in the stream; the session's state is not told again)."""
         held = self.sessions.get(session)
-        return held is not None and self.forward(held.agent, m.Resync(session=session))
+        if held is None:
+            return False
+        if held.link is None:
+            self._connect(held)
+        self._ask(held, m.Resync(session=session), None)
+        return True
 
     def _down(self, held: Forwarded, data: bytes) -> None:
         for line in held.buffer.feed(data):
@@ -108,6 +149,10 @@ class Forwarding:
                 continue
             if isinstance(msg, m.Welcome) and msg.rid == HELLO_RID:
                 continue
+            asked = held.asked.get(msg.rid) if msg.rid else None
+            if asked is not None:
+                self._answer(held, msg.rid, asked, msg)
+                continue
             whole = line + b"\n"  # the buffer gives lines without their end
             links = self.agents(held.agent)
             if links is not None:
@@ -117,14 +162,27 @@ class Forwarding:
                 else:
                     for client in links.clients:
                         client.send_line(whole)
-            if self._over(held, msg) and self.sessions.get(held.session) is held:
+            if isinstance(msg, m.Ended | m.UserLost) and msg.session == held.session \
+                    and self.sessions.get(held.session) is held:
                 self.finish(held.session, linger=LINGER)
 
-    @staticmethod
-    def _over(held: Forwarded, msg: m.Msg) -> bool:
-        if isinstance(msg, m.Ended | m.UserLost):
-            return msg.session == held.session
-        return isinstance(msg, m.Error) and msg.rid == held.accept_rid and held.accept_rid != 0
+    def _answer(self, held: Forwarded, rid: int, asked: Asked, msg: m.Msg) -> None:
+        """An answer to a request on the link: to the connection that asked, as it asked."""
+        # A Resync is answered with the session as it stands, then Ok (or an error).
+        final = asked.request is not m.Resync or isinstance(msg, m.Ok | m.Error)
+        if final:
+            del held.asked[rid]
+        client = asked.client
+        if client is not None and not client.closed:
+            client.send(msgspec.structs.replace(msg, rid=asked.rid if final else 0))
+            if isinstance(msg, m.Ok) and asked.request is m.Resync:
+                client.streams.add(held.session)  # it watches the stream from now on
+        if self.sessions.get(held.session) is not held:
+            return
+        if (isinstance(msg, m.Ok) and asked.request is m.Handoff) \
+                or (isinstance(msg, m.Error) and asked.request is m.Accept):
+            # Handed on (back in the queue at its node), or not taken after all.
+            self.finish(held.session, linger=LINGER)
 
     def finish(self, session: str, linger: float = 0.0) -> None:
         """The session is over for this node's agent: free the agent, close its link
@@ -174,7 +232,7 @@ class Forwarding:
         held = self.sessions.get(session)
         if held is None:
             return
-        held.owner, held.accept_rid = holder, 0
+        held.owner = holder
         self._relink(held)
 
     def of(self, agent: str) -> list[Forwarded]:

@@ -40,7 +40,7 @@ from assist.broker.ledger import Ledger
 from assist.broker.live import LiveSession
 from assist.broker.presence import Presence, token_hash
 from assist.broker.relay import LiveHandler, Relay
-from assist.broker.remote import Links
+from assist.broker.remote import Links, over_link
 from assist.broker.trust import Trust
 from assist.broker.views import Views
 from assist.config import BrokerConfig
@@ -164,12 +164,8 @@ class Hub:
             role = client.peer.role
             if role == "agent" and self.forwarding is not None \
                     and not isinstance(msg, m.Accept) \
-                    and self.forwarding.forward(client.peer.name, msg):
-                # About a session held at another node: that node answers. A script
-                # joining it midway watches its stream here, as it would there.
-                if isinstance(msg, m.Resync):
-                    client.streams.add(msg.session)
-                return
+                    and self.forwarding.forward(client, msg):
+                return  # about a session held at another node: that node answers
             handler = self._handlers[role].get(type(msg))
             if handler is not None:
                 await handler(client, msg)
@@ -327,8 +323,7 @@ class Hub:
             self.roster.assign(name, mirrored.session, self.clock.now())
             self.presence.audit_presence(name, "busy")
             client.streams.add(mirrored.session)
-            self.forwarding.accept(name, client.peer.fingerprint, mirrored.session, msg.rid,
-                                   mirrored.node)
+            self.forwarding.accept(client, mirrored.session, msg.rid, mirrored.node)
             self.views.wallboard_soon()
             return
         entry = self.queue.take(msg.session)
@@ -369,7 +364,10 @@ class Hub:
     async def _on_agent_resync(self, client: Connection, msg: m.Resync) -> None:
         # A script, a second window or a reconnected console joins a live session
         # midway: the session as it stands, then a fresh picture.
-        self.presence.show(self._live_of(client, msg.session), client)
+        # Over a link, what it is told carries the request's id: the agent's node
+        # gives it to the one of the agent's connections there that asked.
+        self.presence.show(self._live_of(client, msg.session), client,
+                           msg.rid if over_link(client.peer) else 0)
         client.send(m.Ok(rid=msg.rid))
 
     async def _on_make_invite(self, client: Connection, msg: m.MakeInvite) -> None:

@@ -202,10 +202,12 @@ class Presence:
         hub.roster.assign(name, live.id, hub.clock.now())
         self.audit_presence(name, "busy")
 
-    def show(self, live: LiveSession, client: Connection) -> None:
+    def show(self, live: LiveSession, client: Connection, rid: int = 0) -> None:
         """Give a (re)connected agent connection the session as it stands.
 
-        If the session was waiting for its agent, it has it back.
+        If the session was waiting for its agent, it has it back. ``rid``: the
+        request this answers, carried by each message (for a link from another
+        node, which hands them to the connection that asked).
         """
         if live.agent_away:
             live.agent_away = False
@@ -214,15 +216,17 @@ class Presence:
             live.mark(f"agent:{client.peer.name} is back")
             live.tell_user(m.Back(session=live.id, who="agent"))
         client.streams.add(live.id)
-        client.send(m.Started(info=live.info(self.hub.config.ice_urls), resumed=True))
+        client.send(m.Started(info=live.info(self.hub.config.ice_urls), resumed=True,
+                              rid=rid))
         for g in live.grants.live(self.hub.clock.now()):
             client.send(m.GrantAnswer(session=live.id, scope=g.scope, allowed=True,
-                                      grant=g.id, expires_at=g.expires_at, restored=True))
+                                      grant=g.id, expires_at=g.expires_at, restored=True,
+                                      rid=rid))
         if live.hidden:
-            client.send(m.Hidden(session=live.id, on=True, why=live.hidden))
+            client.send(m.Hidden(session=live.id, on=True, why=live.hidden, rid=rid))
         if live.user is None:
             until = self.hub.clock.now() + self.hub.config.user_grace
-            client.send(m.Away(session=live.id, who="user", until=until))
+            client.send(m.Away(session=live.id, who="user", until=until, rid=rid))
         live.resync()
 
     def resume(self, client: Connection, token: str, takeover: bool, rid: int) -> None:

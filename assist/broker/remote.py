@@ -47,6 +47,15 @@ class Open(msgspec.Struct, frozen=True):
     node: str
 
 
+LINK_ADDRESS = "node:"
+"""How the address of a link's connection starts (``node:<name>``)."""
+
+
+def over_link(peer: Peer) -> bool:
+    """Whether ``peer`` is an agent connected through a link from another node."""
+    return peer.address.startswith(LINK_ADDRESS)
+
+
 def subject(node: str, link: str) -> str:
     """The subject of ``link`` at ``node``."""
     return f"assist.to.{node}.link.{link}"
@@ -201,7 +210,7 @@ class Links:
         stream = BusStream(self.bus, subject(opening.node, link_id))
         link = Link(link_id, opening.node, stream)
         self.served[link_id] = link
-        peer = Peer("agent", opening.agent, opening.fingerprint, True, f"node:{opening.node}")
+        peer = Peer("agent", opening.agent, opening.fingerprint, True, LINK_ADDRESS + opening.node)
 
         async def run() -> None:
             try:
