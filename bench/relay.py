@@ -116,14 +116,24 @@ async def serve_nats_echo(url: str) -> None:
     await asyncio.Event().wait()
 
 
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    await proc.wait()
+
+
 async def _start(*args: str) -> tuple[asyncio.subprocess.Process, int]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.relay", *args, stdout=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), 30)
-    if not line:
-        raise RuntimeError(f"bench.relay {' '.join(args)} did not start")
-    return proc, int(line)
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        if not line:
+            raise RuntimeError(f"bench.relay {' '.join(args)} did not start")
+        return proc, int(line)
+    except BaseException:
+        await _stop(proc)  # not left running behind a bench that gave up
+        raise
 
 
 @contextlib.asynccontextmanager
@@ -144,7 +154,10 @@ async def ssh_relay() -> AsyncIterator[Callable[[int], Awaitable[list[float]]]]:
                 writer.write(LINE)
                 got = 0
                 while got < len(LINE):
-                    got += len(await reader.read(65536))
+                    data = await reader.read(65536)
+                    if not data:
+                        raise RuntimeError("the relay closed the connection")
+                    got += len(data)
                 samples.append(time.perf_counter() - start)
             return samples
 
@@ -155,9 +168,7 @@ async def ssh_relay() -> AsyncIterator[Callable[[int], Awaitable[list[float]]]]:
             conn.close()
     finally:
         for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+            await _stop(proc)
 
 
 @contextlib.asynccontextmanager
@@ -166,8 +177,9 @@ async def nats_round_trips(url: str) -> AsyncIterator[Callable[[int], Awaitable[
     import nats
 
     echo, _ = await _start("--nats-echo", url)
-    client = await nats.connect(url)
+    client: Any = None
     try:
+        client = await nats.connect(url)
         loop = asyncio.get_running_loop()
         waiting: list[asyncio.Future[None]] = []
 
@@ -191,10 +203,9 @@ async def nats_round_trips(url: str) -> AsyncIterator[Callable[[int], Awaitable[
         await send(WARMUP)
         yield send
     finally:
-        await client.close()
-        with contextlib.suppress(ProcessLookupError):
-            echo.kill()
-        await echo.wait()
+        if client is not None:
+            await client.close()
+        await _stop(echo)
 
 
 async def _measure(keys: int) -> list[float]:
