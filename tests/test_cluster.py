@@ -13,12 +13,15 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from assist.broker.bus import Bus, LocalBus, matches
+from assist.broker.connection import Connection
+from assist.broker.forwarding import MAX_ASKED, Forwarding
 from assist.broker.nats_bus import NatsBus
-from assist.broker.remote import INBOUND_LIMIT, BusStream, subject
+from assist.broker.remote import INBOUND_LIMIT, BusStream, Links, subject
 from assist.broker.server import Broker
 from assist.client import AgentClient
 from assist.client.bot import Bot, Outcome, load_flows
@@ -29,6 +32,8 @@ from assist.errors import BusError
 from assist.protocol import encode
 from assist.protocol import messages as m
 from assist.store import reports
+from assist.transport.channel import MessageChannel
+from assist.transport.peer import Peer
 from tests import servers
 from tests.helpers import (
     KeyPair,
@@ -328,6 +333,34 @@ async def test_a_link_stream_is_closed_at_its_bound() -> None:
     stream.feed(b"one byte too many")
     assert await stream.read(10) == b"y" * 10  # what came before is still there to read
     assert stream._closed  # and nothing more comes in
+
+
+class _Asker:
+    """Stands in for an agent's connection: keeps the errors it is sent."""
+
+    def __init__(self) -> None:
+        self.peer = Peer("agent", "carol", "SHA256:carol", True, "127.0.0.1")
+        self.closed = False
+        self.errors: list[int] = []
+
+    def error(self, code: str, message: str, rid: int = 0) -> None:
+        self.errors.append(rid)
+
+
+async def test_requests_waiting_on_a_silent_owner_are_bounded() -> None:
+    async def never(channel: MessageChannel, peer: Peer) -> None:
+        await asyncio.Event().wait()
+
+    # Node a never answers (nobody listens there): carol's requests pile up to the bound.
+    forwarding = Forwarding(Links("b", LocalBus(), never), lambda name: None,
+                            lambda agent, session: None)
+    asker = _Asker()
+    client = cast(Connection, asker)
+    forwarding.accept(client, "s1", 1, "a")
+    for rid in range(2, MAX_ASKED + 10):
+        assert forwarding.forward(client, m.Resync(session="s1", rid=rid))
+    assert len(forwarding.sessions["s1"].asked) == MAX_ASKED
+    assert asker.errors == list(range(MAX_ASKED + 1, MAX_ASKED + 10))
 
 
 async def test_the_wallboard_counts_the_agents_ready_on_every_node(

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 LINGER = 2.0
 """Seconds a link stays open after its session ended (the last replies come)."""
+MAX_ASKED = 256
+"""Requests of a forwarded session waiting for the owner's answer, past which more are
+refused (an owner that stopped answering must not make this node's memory grow)."""
 HELLO_RID = 2**53 - 7
 """The request id of the node's own hello on a link (its welcome is not the agent's)."""
 _STREAM = (m.Output, m.Snapshot, m.Resize)
@@ -111,6 +114,11 @@ class Forwarding:
 
     def _ask(self, held: Forwarded, msg: m.Msg, client: Connection | None) -> None:
         """Send a request under a request id of the link's own."""
+        if len(held.asked) >= MAX_ASKED:
+            if client is not None:
+                client.error("state", "too many requests are waiting for the user's node; "
+                             "try again shortly", msg.rid)
+            return
         rid = next(self._rids)
         held.asked[rid] = Asked(client, msg.rid, type(msg))
         self._send(held, msgspec.structs.replace(msg, rid=rid))
