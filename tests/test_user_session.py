@@ -28,6 +28,7 @@ from assist.client.user_events import (
     UserEvent,
 )
 from assist.protocol import messages as m
+from assist.share.pty import AGENT_QUEUE
 from tests.helpers import KeyPair, agent_client, until
 from tests.user_side import Live, live_session, waiting_user
 from tests.xvfb import Xvfb
@@ -211,3 +212,23 @@ async def test_the_shell_ending_is_reported_and_leaving_the_queue_is_no_error(
         final = await user.runner
         assert final.phase == "left" and final.message == "you left the queue"
     assert broker.hub is not None and len(broker.hub.queue) == 0
+
+
+async def test_keys_the_pty_cannot_queue_are_refused(broker: Broker,
+                                                     keys: dict[str, KeyPair]) -> None:
+    async with live_session(broker, keys) as live:
+        await live.wait_pty(b"$ ")
+        session = live.user.user_session
+        assert session.pty is not None and session.guard is not None
+        # Keys that wait for the program are checked again at delivery.
+        assert session.pty.agent_may_type == session.guard.keys_allowed
+        await live.verify_by_key()
+        grant = await live.grant("control", 300)
+        await live.carol.send_keys(live.session, grant, b"sleep 3\r")
+        await live.wait_pty(b"sleep 3\r\n")
+        burst = (b"x" * 63 + b"\n") * (m.MAX_KEYS // 64)  # whole lines: none is discarded
+        for _ in range(AGENT_QUEUE // m.MAX_KEYS + 2):  # more than the pty may hold
+            await live.carol.send_keys(live.session, grant, burst)
+        refused = await live.agent_event(m.KeysRefused, timeout=10)
+        assert isinstance(refused, m.KeysRefused) and refused.reason == "input-full"
+        assert session.pty.queued_input <= AGENT_QUEUE

@@ -57,6 +57,8 @@ class Guard:
             they must not arrive later); see ``PtyProcess.drop_agent_input``.
         verified: the session was verified before this guard began (an app
             taking a live session over from another terminal).
+        room: bytes of agent keystrokes the pty may still queue; keys past it are
+            refused (``input-full``) while the program does not read.
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class Guard:
         top: Callable[[], int] | None = None,
         drop: Callable[[], object] | None = None,
         verified: bool = False,
+        room: Callable[[], int] | None = None,
     ) -> None:
         self.channel = channel
         self.session = session
@@ -85,6 +88,7 @@ class Guard:
         self.on_change = on_change or (lambda: None)
         self.top = top or (lambda: 0)
         self.drop = drop or (lambda: None)
+        self.room = room or (lambda: 1 << 62)
         self.table = GrantTable()
         self.verified = verified
         self.typed = 0
@@ -116,6 +120,8 @@ class Guard:
     def _keys(self, msg: m.Keys) -> None:
         try:
             self.allow_keys(msg.grant)
+            if len(msg.data) > self.room():
+                raise refuse("input-full")
         except GrantRefused as exc:
             self.refused += 1
             log.info("refused agent keystrokes: %s", exc.reason)
@@ -221,6 +227,17 @@ class Guard:
         """A grant of ``scope`` is live now and the session is not paused."""
         return self.active and not self.paused and \
             self.table.current(scope, self.clock()) is not None
+
+    def keys_allowed(self) -> bool:
+        """Agent keystrokes still waiting for the pty may be delivered now.
+
+        Asked again at delivery, since keys may wait while the program does not
+        read: once every control and run grant has run out (or the user paused,
+        or the session ended) they are dropped, not typed late.
+        """
+        if self.require_verification and not self.verified:
+            return False
+        return self.allows("control") or self.allows("run")
 
     def summary(self) -> str:
         """The live grants in a few words, e.g. ``control 4:32 left, annotate``."""

@@ -286,6 +286,9 @@ class UserSession:
     def _secret(self) -> bool:
         return self.pty is not None and self.pty.secret_input()
 
+    def _agent_room(self) -> int:
+        return self.pty.agent_room() if self.pty is not None else 0
+
     def _drop(self) -> None:
         if self.pty is not None:
             self.pty.drop_agent_input()
@@ -300,9 +303,11 @@ class UserSession:
             self.share = TerminalShare(link, info.session, self.emulator, secret=self._secret,
                                        redact=self.redact)
         self.guard = Guard(link, info.session, self._agent_keys, self._secret, drop=self._drop,
-                           verified=info.verified, on_ask=self._ask,
+                           room=self._agent_room, verified=info.verified, on_ask=self._ask,
                            on_annotation=self._annotation, on_change=self._trust_changed,
                            top=lambda: self.emulator.top)
+        if self.pty is not None:
+            self.pty.agent_may_type = self.guard.keys_allowed
         self._hidden = False
         config = self.request.config
         if config.voice:

@@ -29,7 +29,7 @@ NEEDS_VERIFIED: frozenset[str] = frozenset({"control", "run"})
 """Scopes that act on the user's machine: impossible before identity is verified."""
 
 Reason = Literal["no-grant", "revoked", "expired", "wrong-scope", "not-verified",
-                 "secret-input", "paused", "user-away"]
+                 "secret-input", "paused", "user-away", "input-full"]
 
 
 class GrantRefused(StateError):
@@ -51,6 +51,7 @@ EXPLAIN: dict[Reason, str] = {
     "secret-input": "the user's terminal is reading a secret (echo off)",
     "paused": "the user paused sharing their screen",
     "user-away": "the user's connection dropped; they are reconnecting",
+    "input-full": "the user's program is not reading what was typed; wait, then type again",
 }
 """What each refusal means, for the person who was refused."""
 

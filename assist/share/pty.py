@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 READ_SIZE = 64 * 1024
 BATCH = 256 * 1024
 """Bytes drained from the pty per wake-up: bulk output arrives in few large chunks."""
+AGENT_QUEUE = 1024 * 1024
+"""Bytes of agent keystrokes waiting for the program to read, past which more are
+refused: a program that does not read must not make the user's side grow."""
 
 
 def _set_size(fd: int, cols: int, rows: int) -> None:
@@ -68,6 +71,9 @@ class PtyProcess:
         self.alternate_screen = False
         """The program draws in the terminal's alternate screen (a full-screen program)."""
         self._programs: tuple[tuple[int, int], frozenset[str]] = ((-1, -1), frozenset())
+        self.agent_may_type: Callable[[], bool] = lambda: True
+        """Asked before agent keystrokes that waited are delivered (the user's session
+        sets it to its guard's check: a grant may run out while they wait)."""
 
     def start(self) -> None:
         """Spawn the program on a new pty and start reading it.
@@ -164,6 +170,10 @@ class PtyProcess:
         """Bytes typed but not yet accepted by the program's terminal."""
         return sum(len(chunk) for _, chunk in self._pending)
 
+    def agent_room(self) -> int:
+        """Bytes of agent keystrokes the pty may still queue (see :data:`AGENT_QUEUE`)."""
+        return AGENT_QUEUE - sum(len(chunk) for agent, chunk in self._pending if agent)
+
     def drop_agent_input(self) -> int:
         """Forget agent keystrokes not yet delivered (a revoke); return how many bytes."""
         dropped = sum(len(chunk) for agent, chunk in self._pending if agent)
@@ -175,9 +185,9 @@ class PtyProcess:
         assert self._loop is not None
         while self._pending and self.running:
             agent, chunk = self._pending[0]
-            if agent and self.secret_input():
-                # Checked at delivery, not only when accepted: a password prompt
-                # may have appeared while these keys waited.
+            if agent and (self.secret_input() or not self.agent_may_type()):
+                # Checked at delivery, not only when accepted: a password prompt may
+                # have appeared, or the grant run out, while these keys waited.
                 self._pending.pop(0)
                 continue
             try:
