@@ -259,6 +259,28 @@ async def test_an_agent_who_drops_gets_a_grace_then_the_user_goes_first(
     assert told and told[0].reason == "requeued" and "front of the queue" in told[0].message
 
 
+async def test_the_agents_grace_runs_from_when_its_session_connection_dropped(
+        harness: Harness) -> None:
+    user, accepting, session = await harness.live()
+    script = await harness.connect("agent", "carol", watch=False)  # a second connection
+    await accepting.close()
+    while not user.of(m.Away):
+        await user.settle()
+    harness.tick(AGENT_GRACE * 0.9)
+    await script.close()  # the agent's last connection goes later
+    for _ in range(1000):  # until the hub saw it go
+        if "carol" not in harness.hub.agents:
+            break
+        await asyncio.sleep(0)
+    assert "carol" not in harness.hub.agents
+    harness.tick(AGENT_GRACE * 0.2)
+    events = await user.settle()
+    # The grace was not started again: alice is back in the queue on time, told once.
+    assert [e for e in events if isinstance(e, m.AgentLost)]
+    assert len(user.of(m.Away)) == 1
+    assert session in harness.hub.waiting
+
+
 async def test_an_agent_back_within_the_grace_gets_the_session_back(harness: Harness) -> None:
     user, agent, session = await harness.live()
     await agent.request(m.Verify(session=session, method="key"))
@@ -441,6 +463,48 @@ async def test_a_lagging_viewer_drops_frames_and_is_resynced(harness: Harness) -
     await asyncio.sleep(0)  # the hub's writer sees the client caught up
     await user.settle()
     assert len(user.of(m.Resync)) == resyncs + 1
+
+
+async def test_one_party_flooding_the_other_is_refused_not_the_other_cut_off(
+        harness: Harness) -> None:
+    user, agent, session = await harness.live()
+    agent.link._reader.cancel()  # type: ignore[union-attr]  # the agent is slow for a while
+    await asyncio.sleep(0)
+    hub_agent = next(c for c in harness.hub.agents["carol"].clients)
+    # Signalling (up to 64 KiB each) and chat lines, far more than the agent reads.
+    for n in range(60):
+        msg: m.Msg = m.Signal(session=session, kind="offer", sdp="v" * 60 * 1024) \
+            if n % 2 else m.Chat(session=session, text="é" * 2000)
+        await user.link.send(msg)
+        harness.clock.advance(0.1)  # within the budget: refused for the agent's sake only
+    await user.settle()
+    refusals = user.of(m.Error)
+    assert refusals and all(isinstance(e, m.Error) and e.code == "state"
+                            and "not keeping up" in e.message for e in refusals)
+    # The agent kept its connection, with its backlog within the bound.
+    assert not hub_agent.closed
+    assert hub_agent.outbox.queued <= connection.PEER_LIMIT + 64 * 1024 + 4096
+    # Keys from the agent to a user far behind are refused the same way, as keys.
+    user.link._reader.cancel()  # type: ignore[union-attr]
+    await asyncio.sleep(0)
+    hub_user = harness.hub.live[session].user
+    assert hub_user is not None
+    raw = agent.link.channel
+    raw.send_nowait(m.Verify(session=session, method="key"))
+    await user.link.send(m.GrantAnswer(session=session, scope="control", allowed=True,
+                                       grant="g1"))
+    while not isinstance(await asyncio.wait_for(raw.recv(), 5), m.GrantAnswer):
+        pass  # the grant is mirrored at the broker: keys are checked against it
+    for _ in range(40):
+        raw.send_nowait(m.Keys(session=session, grant="g1", data=b"k" * 60_000))
+    reply = None
+    for _ in range(2000):
+        got = await asyncio.wait_for(raw.recv(), 5)
+        if isinstance(got, m.KeysRefused):
+            reply = got
+            break
+    assert isinstance(reply, m.KeysRefused) and reply.reason == "user-behind"
+    assert not hub_user.closed
 
 
 async def test_oversized_values_and_deep_nesting_get_typed_errors(harness: Harness) -> None:
@@ -638,6 +702,14 @@ async def test_the_echo_off_flag_is_said_again_after_a_reconnect(harness: Harnes
     again = await harness.connect("user", "alice")
     await again.request(m.Join(topic="help", resume=token), m.Started)
     assert not harness.hub.live[session].hidden, "the app says again; until then nothing"
+    shown = [e for e in await agent.settle() if isinstance(e, m.Hidden)]
+    assert [e.on for e in shown] == [True, False]  # the agent's view knows it ended
+    await again.link.send(m.Hidden(session=session, on=True))  # still reading a secret
+    await agent.settle()
+    # The audit chain has each start with its end: no second start without an end.
+    ons = [r.data["on"] for r in harness.store.audit.records()
+           if r.action == "hidden-input" and r.session == session]
+    assert ons == [True, False, True]
 
 
 HOSTILE = ["\x1b]52;c;ZWNobyBwd25lZA==\x07", "\x1b]2;owned\x07", "\x1b[2J\x1b[H",

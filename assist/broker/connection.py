@@ -45,6 +45,10 @@ log = logging.getLogger("assist.broker.hub")
 
 CONTROL_LIMIT = 2 * 1024 * 1024
 """Queued bytes of a client that does not read, past which it is disconnected."""
+PEER_LIMIT = 512 * 1024
+"""Queued bytes past which what the other party of a session sends (chat, signalling,
+keys, marks, questions) is refused to the sender instead of queued: one party's
+flood must never get the other disconnected as a slow reader."""
 STREAM_LIMIT = 512 * 1024
 """Queued terminal-stream bytes past which frames are dropped (then resynced)."""
 RESUME_BELOW = 64 * 1024
@@ -103,6 +107,11 @@ class Outbox:
     def backlog(self) -> int:
         """Bytes not yet sent: in the outbox plus in the transport's buffer."""
         return self._bytes + self.channel.buffered()
+
+    @property
+    def behind(self) -> bool:
+        """More than :data:`PEER_LIMIT` waits: take nothing more from the other party."""
+        return self.closed or self._bytes > PEER_LIMIT
 
     def control(self, line: bytes) -> None:
         """Queue a reply or event; past the bound the client is disconnected."""

@@ -113,6 +113,42 @@ class LiveSession:
         if self.agent is not None:
             self.agent.send(msg)
 
+    def relay_to_user(self, msg: m.Msg) -> None:
+        """Send the user what the agent sent.
+
+        Raises:
+            StateError: if the user is not connected, or far behind (see
+                :data:`~assist.broker.connection.PEER_LIMIT`): the agent is told,
+                the user keeps the connection.
+        """
+        self.room("user")
+        self.to_user(msg)
+
+    def relay_to_agent(self, msg: m.Msg) -> None:
+        """Send the agent (every connection) what the user sent.
+
+        Raises:
+            StateError: if one of the agent's connections is far behind.
+        """
+        self.room("agent")
+        self.to_agent(msg)
+
+    def room(self, party: str) -> None:
+        """Check that ``party`` (``user`` or ``agent``) can take what the other sends.
+
+        Raises:
+            StateError: if not (the user not connected, or a connection far behind).
+        """
+        if party == "user":
+            if self.user is None:
+                raise StateError("the user is not connected (reconnecting); try again shortly")
+            behind = self.user.outbox.behind
+        else:
+            behind = self.agent is not None and any(c.outbox.behind for c in self.agent.clients)
+        if behind:
+            raise StateError(f"the {party}'s side is not keeping up with what you send; "
+                             "wait a moment, then send again")
+
     def stream(self, msg: m.Msg) -> None:
         """Send a terminal-stream frame to the agent connections that watch it.
 

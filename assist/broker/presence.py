@@ -145,6 +145,8 @@ class Presence:
     def _left(self, live: LiveSession, silent: bool) -> None:
         """Nothing of the agent holds ``live`` any more: wait for it, or requeue."""
         hub = self.hub
+        if live.agent_away:
+            return  # already waited for (another of its connections went first): the grace runs on
         if live.session.state is State.OFFERED:
             hub.requeue(live, Event.DECLINE, "agent disconnected")
         elif silent or hub.config.agent_grace <= 0:
@@ -316,7 +318,12 @@ class Presence:
             live.to_agent(m.Revoke(session=live.id, reason="the user's app reconnected"))
         live.grants = GrantTable()
         live.totp_misses = None
-        live.hidden = None  # the user's app says again if it withholds output
+        hidden = live.hidden
+        if hidden is not None:
+            # Ended here (recorded and audited so); the user's app says again if it
+            # still withholds output.
+            hub.trust.set_hidden(live, None)
+            live.to_agent(m.Hidden(session=live.id, on=False, why=hidden))
         hub.ledger.audit(f"user:{live.session.user}", how, live.id)
         info = live.info(hub.config.ice_urls)
         client.send(m.Started(info=info, resumed=True, resume=token, rid=rid))

@@ -65,11 +65,11 @@ class Relay:
                               msg: m.Signal) -> None:
         if live.agent is None:
             raise StateError("the agent is not connected (reconnecting)")
-        live.to_agent(msg)
+        live.relay_to_agent(msg)
 
     async def _on_agent_signal(self, live: LiveSession, client: Connection,
                                msg: m.Signal) -> None:
-        live.to_user(msg)
+        live.relay_to_user(msg)
 
     # -- chat ------------------------------------------------------------------------
 
@@ -77,6 +77,7 @@ class Relay:
         text = one_line(text, MAX_CHAT)
         if not text:
             return
+        live.room("agent" if role == "user" else "user")  # before it is kept and sent
         at = self.ledger.log(live.id, "chat", f"{role}:{sender}", {"text": text})
         line = m.Chat(session=live.id, text=text, sender=sender, at=at)
         live.tell_user(line)

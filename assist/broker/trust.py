@@ -84,7 +84,7 @@ class Trust:
             if not live.registered or not self.directory.totp_secret(user):
                 raise StateError(f"{user} is not enrolled for TOTP; "
                                  f"run: assist users enrol-totp {user}")
-            live.to_user(m.AskCode(session=live.id, agent=client.peer.name))
+            live.relay_to_user(m.AskCode(session=live.id, agent=client.peer.name))
             live.totp_misses = 0
             self._audit(actor, "verify-ask", live, {"method": "totp"})
             client.send(m.Ok(rid=msg.rid))
@@ -134,7 +134,7 @@ class Trust:
 
     async def _on_ask(self, live: LiveSession, client: Connection, msg: m.AskGrant) -> None:
         check_policy(msg.scope, live.session.verified, self.require_verification)
-        live.to_user(m.AskGrant(session=live.id, scope=msg.scope, seconds=msg.seconds,
+        live.relay_to_user(m.AskGrant(session=live.id, scope=msg.scope, seconds=msg.seconds,
                                 agent=client.peer.name))
         self._audit(f"agent:{client.peer.name}", "ask-grant", live,
                     {"scope": msg.scope, "seconds": msg.seconds})
@@ -184,6 +184,8 @@ class Trust:
                 raise refuse("paused" if live.hidden == "paused" else "secret-input")
             if live.user is None:
                 raise refuse("user-away")
+            if live.user.outbox.behind:
+                raise refuse("user-behind")
         except GrantRefused as exc:
             live.flush_typed()
             self._audit(actor, "keys-refused", live, {"grant": msg.grant,
@@ -224,6 +226,7 @@ class Trust:
             msg = msgspec.structs.replace(msg, grant=table.newest(("annotate",)))
         table.check(msg.grant, "annotate", now)
         a = msgspec.structs.replace(msg.annotation, text=one_line(msg.annotation.text))
+        live.room("user")
         self._audit(f"agent:{client.peer.name}", "annotate", live,
                     {"kind": a.kind, "surface": a.surface, "x": a.x, "line": a.line,
                      "x2": a.x2, "line2": a.line2, "text": a.text})
@@ -233,19 +236,27 @@ class Trust:
 
     async def _on_agent_clear(self, live: LiveSession, client: Connection,
                               msg: m.ClearAnnotations) -> None:
+        live.room("user")
         self._audit(f"agent:{client.peer.name}", "clear-annotations", live,
                     {"ids": list(msg.ids)})
         live.to_user(msg)
 
     async def _on_user_clear(self, live: LiveSession, client: Connection,
                              msg: m.ClearAnnotations) -> None:
+        live.room("agent")
         self._audit(f"user:{live.session.user}", "clear-annotations", live,
                     {"ids": list(msg.ids)})
         live.to_agent(msg)
 
     async def _on_hidden(self, live: LiveSession, client: Connection, msg: m.Hidden) -> None:
+        self.set_hidden(live, msg.why if msg.on else None)
+        live.to_agent(msg)
+
+    def set_hidden(self, live: LiveSession, now: m.HiddenWhy | None) -> None:
+        """The user's output is withheld now (``now`` says why) or shown again (``None``):
+        recorded, and audited as each state starts and ends."""
         live.flush_typed()
-        before, now = live.hidden, (msg.why if msg.on else None)
+        before = live.hidden
         live.hidden = now
         live.record_hidden(now)
         # Each of the two states is audited as it starts and ends (a pause may
@@ -254,4 +265,3 @@ class Trust:
         for why, action in (("paused", "privacy-pause"), ("secret", "hidden-input")):
             if (before == why) != (now == why):
                 self._audit(actor, action, live, {"on": now == why})
-        live.to_agent(msg)

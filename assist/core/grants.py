@@ -29,7 +29,8 @@ NEEDS_VERIFIED: frozenset[str] = frozenset({"control", "run"})
 """Scopes that act on the user's machine: impossible before identity is verified."""
 
 Reason = Literal["no-grant", "revoked", "expired", "wrong-scope", "not-verified",
-                 "secret-input", "paused", "user-away", "input-full"]
+                 "secret-input", "paused", "user-away", "input-full",
+                 "user-behind"]
 
 
 class GrantRefused(StateError):
@@ -52,6 +53,8 @@ EXPLAIN: dict[Reason, str] = {
     "paused": "the user paused sharing their screen",
     "user-away": "the user's connection dropped; they are reconnecting",
     "input-full": "the user's program is not reading what was typed; wait, then type again",
+    "user-behind": "the user's side is not keeping up with what you send; wait, then type "
+                   "again",
 }
 """What each refusal means, for the person who was refused."""
 
