@@ -207,3 +207,40 @@ def test_recordings_are_found_by_session(location: str) -> None:
         assert [(f.node, f.started) for f in store.recordings.of("s1")] == [
             ("n1", 10.0), ("n2", 20.0)]
         assert store.recordings.of("nope") == []
+
+
+def test_addresses_are_printed_without_their_secrets() -> None:
+    from assist.core.urls import masked
+    from assist.store.engine import shown
+
+    cases = {
+        "postgresql://desk:s3cret@db.example/assist": "postgresql://desk:***@db.example/assist",
+        "postgresql://desk@db.example/assist?password=s3cret&sslmode=require":
+            "postgresql://desk@db.example/assist?password=***&sslmode=require",
+        "nats://helpdesk:s3cret@10.0.0.5:4222": "nats://helpdesk:***@10.0.0.5:4222",
+        "nats://s3cret@10.0.0.5:4222": "nats://***@10.0.0.5:4222",
+        "nats://10.0.0.5:4222": "nats://10.0.0.5:4222",
+        "postgresql://desk@db.example/assist": "postgresql://desk@db.example/assist",
+    }
+    for url, want in cases.items():
+        assert masked(url) == want
+        assert "s3cret" not in shown(url)
+
+
+@pytest.mark.stores
+def test_a_store_connection_lost_is_opened_again(location: str) -> None:
+    if Stores.engine == "sqlite":
+        pytest.skip("a SQLite file has no connection to lose")
+    with Store(location) as store:
+        store.audit.append(1.0, "broker", "test", None, {"n": 1})
+        other = open_database(location)
+        pid = store.db.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+        other.execute("SELECT pg_terminate_backend(?)", (pid,))
+        other.close()
+        # What was under way when the server dropped it fails, and says so...
+        with pytest.raises(StoreError):
+            store.audit.append(2.0, "broker", "test", None, {"n": 2})
+        # ...and the next write goes through on a new connection, chain intact.
+        store.audit.append(3.0, "broker", "test", None, {"n": 3})
+        assert [r.data["n"] for r in store.audit.records()] == [1, 3]
+        assert store.audit.verify().records == 2

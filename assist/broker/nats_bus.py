@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from assist.broker.bus import MAX_PAYLOAD, Bus, Handler, Subscription
+from assist.core.urls import masked
 from assist.errors import BusError
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ class NatsBus(Bus):
 
     def __init__(self, url: str, name: str = "assist") -> None:
         self.url = url
+        self.where = masked(url)
+        """The URL fit to print (without credentials)."""
         self.name = name
         self._nc: Any = None
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(OUTBOX)
@@ -56,13 +59,13 @@ class NatsBus(Bus):
 
         async def on_error(exc: Exception) -> None:
             if self._nc is not None:  # before the first connection, start() says it once
-                log.warning("bus %s: %s", self.url, exc)
+                log.warning("bus %s: %s", self.where, exc)
 
         async def on_disconnect() -> None:
-            log.warning("bus %s: disconnected; reconnecting", self.url)
+            log.warning("bus %s: disconnected; reconnecting", self.where)
 
         async def on_reconnect() -> None:
-            log.info("bus %s: reconnected", self.url)
+            log.info("bus %s: reconnected", self.where)
 
         try:
             # Once connected it reconnects forever; the first connection must come quickly.
@@ -73,7 +76,7 @@ class NatsBus(Bus):
                 disconnected_cb=on_disconnect, reconnected_cb=on_reconnect), CONNECT_WITHIN)
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             why = str(exc) or f"no answer within {CONNECT_WITHIN:g} s"
-            raise BusError(f"cannot reach the bus at {self.url} ({why}): is nats-server "
+            raise BusError(f"cannot reach the bus at {self.where} ({why}): is nats-server "
                            "running there?") from None
         self._sender = asyncio.get_running_loop().create_task(self._send())
 

@@ -13,6 +13,7 @@ from assist.broker.server import Broker
 from assist.cli.app import VERBOSE_OPTION, app, err
 from assist.cli.runtime import steady_gc
 from assist.config import BrokerConfig
+from assist.core.urls import masked
 from assist.log import setup
 from assist.store.engine import shown
 
@@ -57,7 +58,7 @@ async def _serve(config: BrokerConfig) -> None:
     err.print(f"assist broker [bold]{config.name}[/] listening on {config.host}:{broker.port}")
     err.print(f"host key {broker.fingerprint}  store {shown(config.db)}")
     if config.bus:
-        err.print(f"node {config.node_name} of the helpdesk on the bus {config.bus}")
+        err.print(f"node {config.node_name} of the helpdesk on the bus {masked(config.bus)}")
     err.print("press Ctrl-C to stop")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -22,14 +22,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from assist.core.urls import masked
 from assist.errors import StoreError
 from assist.files import create_private
 
+if TYPE_CHECKING:
+    import psycopg
+
 Dialect = Literal["sqlite", "postgresql"]
 _URL = re.compile(r"^postgres(ql)?://", re.IGNORECASE)
-_PASSWORD = re.compile(r"(://[^:/@]*):[^@/]*@")
 
 
 def is_url(location: str | Path) -> bool:
@@ -39,7 +42,7 @@ def is_url(location: str | Path) -> bool:
 
 def shown(location: str | Path) -> str:
     """``location`` fit to print: a URL's password is replaced by ``***``."""
-    return _PASSWORD.sub(r"\1:***@", str(location))
+    return masked(str(location))
 
 
 class Cursor(Protocol):
@@ -228,23 +231,45 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str, *, readonly: bool = False) -> None:
         import psycopg
-        from psycopg.rows import dict_row
 
         self.where = shown(url)
+        self._url = url
+        self._readonly = readonly
         self._psycopg = psycopg
+        self._depth = 0
         try:
-            self._db = psycopg.connect(url, autocommit=True, row_factory=dict_row,
-                                       connect_timeout=10,
-                                       application_name="assist")
-            if readonly:
-                self._db.execute("SET default_transaction_read_only = on")
+            self._db = self._connect()
         except psycopg.Error as exc:
             raise StoreError(f"cannot open the store {self.where}: "
+                             f"{_first_line(exc)}") from None
+
+    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
+        from psycopg.rows import dict_row
+
+        db = self._psycopg.connect(self._url, autocommit=True, row_factory=dict_row,
+                                   connect_timeout=10, application_name="assist")
+        if self._readonly:
+            db.execute("SET default_transaction_read_only = on")
+        return db
+
+    def _ready(self) -> None:
+        """Connect again if the connection was lost (a server restart, a failover).
+
+        Only between transactions: what failed with the old connection failed
+        (the caller was told); what comes next runs on the new one.
+        """
+        if self._depth or not (self._db.closed or self._db.broken):
+            return
+        try:
+            self._db = self._connect()
+        except self._psycopg.Error as exc:
+            raise StoreError(f"the store {self.where} is out of reach (connecting again): "
                              f"{_first_line(exc)}") from None
 
     @contextmanager
     def _refusals(self) -> Iterator[None]:
         """What PostgreSQL refuses, as a :class:`StoreError` in its words."""
+        self._ready()
         try:
             yield
         except self._psycopg.Error as exc:
@@ -265,7 +290,11 @@ class PostgresDatabase(Database):
     @contextmanager
     def transaction(self) -> Iterator[Database]:
         with self._refusals(), self._db.transaction():
-            yield self
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
 
     def lock(self, name: str) -> None:
         self.execute("SELECT pg_advisory_xact_lock(?)", (_LOCKS[name],))
