@@ -14,7 +14,7 @@ from assist.broker.server import Broker
 from assist.client import UserClient
 from assist.protocol import messages as m
 from tests.helpers import KeyPair, until, user_client
-from tests.test_runbook import answer_asks
+from tests.test_runbook import answering
 from tests.user_side import live_session
 
 pytestmark = pytest.mark.slow
@@ -57,33 +57,32 @@ async def test_console_actions_from_the_command_line(broker: Broker,
         code, data, _ = await cli("verify", s, "key")
         assert code == 0 and data["verified"]
 
-        user = asyncio.ensure_future(answer_asks(live, allow=True))
-        code, data, _ = await cli("ask", s, "control", "--seconds", "60")
-        assert code == 0 and data["scope"] == "control" and data["grant"]
-        code, data, _ = await cli("keys", s, "echo via-cli-$((1+2))", "--enter")
-        assert code == 0 and data["typed"] == len("echo via-cli-$((1+2))\r")
-        await live.wait_pty(b"via-cli-3")
+        async with answering(live, allow=True):
+            code, data, _ = await cli("ask", s, "control", "--seconds", "60")
+            assert code == 0 and data["scope"] == "control" and data["grant"]
+            code, data, _ = await cli("keys", s, "echo via-cli-$((1+2))", "--enter")
+            assert code == 0 and data["typed"] == len("echo via-cli-$((1+2))\r")
+            await live.wait_pty(b"via-cli-3")
 
-        code, data, _ = await cli("annotate", s, "--kind", "label", "--x", "2", "--row", "1",
-                                  "--text", "here")
-        assert code == 1 and "not granted" in data["error"]["message"]
-        code, data, _ = await cli("ask", s, "annotate")
-        assert code == 0
-        code, data, _ = await cli("annotate", s, "--kind", "label", "--x", "2", "--row", "1",
-                                  "--text", "here")
-        assert code == 0
-        async with asyncio.timeout(5):
-            while not live.annotations:
-                await asyncio.sleep(0.05)
-        mark = live.annotations[-1]
-        assert isinstance(mark, m.Annotate) and mark.annotation.text == "here"
-        assert not mark.annotation.relative  # anchored on the user's side
+            code, data, _ = await cli("annotate", s, "--kind", "label", "--x", "2", "--row", "1",
+                                      "--text", "here")
+            assert code == 1 and "not granted" in data["error"]["message"]
+            code, data, _ = await cli("ask", s, "annotate")
+            assert code == 0
+            code, data, _ = await cli("annotate", s, "--kind", "label", "--x", "2", "--row", "1",
+                                      "--text", "here")
+            assert code == 0
+            async with asyncio.timeout(5):
+                while not live.annotations:
+                    await asyncio.sleep(0.05)
+            mark = live.annotations[-1]
+            assert isinstance(mark, m.Annotate) and mark.annotation.text == "here"
+            assert not mark.annotation.relative  # anchored on the user's side
 
-        live.guard.revoke_all()
-        await asyncio.sleep(0.3)
-        code, data, _ = await cli("keys", s, "echo after-$((2+2))", "--enter")
-        assert code == 1 and "revoked" in data["error"]["message"]
-        user.cancel()
+            live.guard.revoke_all()
+            await asyncio.sleep(0.3)
+            code, data, _ = await cli("keys", s, "echo after-$((2+2))", "--enter")
+            assert code == 1 and "revoked" in data["error"]["message"]
 
         code, data, _ = await cli("end", s, "--root-cause", "scripted fix")
         assert code == 0 and data["root_cause"] == "scripted fix"
@@ -108,9 +107,8 @@ async def test_agent_run_executes_a_runbook_file(broker: Broker, keys: dict[str,
     cli = Cli(broker, keys["carol"])
     async with live_session(broker, keys) as live:
         await live.wait_pty(b"$ ")
-        user = asyncio.ensure_future(answer_asks(live, allow=True))
-        code, data, err = await cli("run", str(book), "--session", live.session)
-        user.cancel()
+        async with answering(live, allow=True):
+            code, data, err = await cli("run", str(book), "--session", live.session)
         assert code == 0, (err, data)
         steps = [d for d in data if d["t"] == "step"]
         result = next(d for d in data if d["t"] == "result")

@@ -280,10 +280,34 @@ def test_a_missing_key_or_no_key_at_all_is_said_before_any_network(
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     monkeypatch.delenv("ASSIST_KEY", raising=False)
     # Port 9 on loopback: nothing listens, so a network attempt would say so instead.
-    for args, said in ((["--key", str(tmp_path / "nope")], f"no such key file {tmp_path}/nope"),
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    missing = tmp_path / "nope"
+    for args, said in ((["--key", str(missing)], f"key file {missing} does not exist"),
+                       (["--key", str(folder)], f"{folder} is a directory, not a key file"),
+                       (["--key", "/proc/self/mem"], "cannot read key file /proc/self/mem"),
                        ([], "no SSH key found; run `assist help --join ...`")):
         with pytest.raises(SystemExit) as exit_:
             main(["queue", "--broker", "127.0.0.1:9", "--yes", *args])
         err = capsys.readouterr().err
         assert exit_.value.code == 1 and said in " ".join(err.split()), err
         assert "cannot reach" not in err
+
+
+def test_files_that_are_not_utf8_text_are_named_not_crashed_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    monkeypatch.setenv("ASSIST_CONFIG_DIR", str(config))
+    (config / "client.toml").write_bytes(b"\xff\xfe broker = 1")
+    book = tmp_path / "book.yaml"
+    book.write_bytes(b"name: x\nsteps: [\xff]\n")
+    for argv, said in ((["queue", "--yes"], f"{config}/client.toml is not UTF-8 text"),
+                       (["agent", "run", str(book), "--session", "s1"],
+                        f"{book} is not UTF-8 text")):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        err = " ".join(capsys.readouterr().err.split())
+        assert exit_.value.code == 1 and said in err, err
+        assert "internal error" not in err and "Traceback" not in err

@@ -82,3 +82,14 @@ async def test_every_dialog_is_readable_whole(
         words = shown_words(app)
         for text in texts:
             assert " ".join(text.split()) in words, f"{name} at {size}: {text!r} not whole"
+
+
+async def test_root_causes_typed_by_others_are_shown_as_text() -> None:
+    tags = ("cannot write [/tmp]", "disk [b]full[/b]", "[@click=app.quit]x[/]")
+    app = Host(lambda: EndScreen(tags))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        words = shown_words(app)
+        for tag in tags:
+            assert tag in words
+        assert app.is_running

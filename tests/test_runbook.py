@@ -43,6 +43,10 @@ def test_parse_errors_name_the_step(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="`timeout` must be a number"):
         parse_runbook({"name": "x", "steps": [{"wait": {"text": "ok", "timeout": "5m"}}]},
                       "book")
+    with pytest.raises(ConfigError, match="`seconds` must be a number"):
+        parse_runbook({"name": "x", "steps": [{"sleep": float("nan")}]}, "book")
+    with pytest.raises(ConfigError, match="`seconds` must be a number"):
+        parse_runbook({"name": "x", "steps": [{"sleep": float("inf")}]}, "book")
     with pytest.raises(ConfigError, match="`ttl` must be a number"):
         parse_runbook({"name": "x", "steps": [{"annotate": {"x": 1, "row": 1, "ttl": -1}}]},
                       "book")

@@ -145,3 +145,16 @@ def test_doctor_names_loose_files_and_how_to_fix_them(
     assert done.value.code == 1 and not report["ok"]
     (found,) = report["loose"]
     assert found["path"] == str(data / "secret_key") and found["fix"].startswith("chmod 600")
+
+
+def test_the_resume_token_is_private_even_over_a_loose_file(tmp_path: Path) -> None:
+    from assist.client.resume import Place, ResumeStore
+
+    state = tmp_path / "state"
+    store = ResumeStore(state)
+    store.save("h:1", Place("s1", "token-one", "vpn"))
+    assert mode(store.path) == 0o600 and mode(state) == 0o700
+    store.path.chmod(0o644)  # loosened by someone meanwhile
+    store.save("h:1", Place("s1", "token-two", "vpn"))
+    assert mode(store.path) == 0o600
+    assert store.load("h:1") == Place("s1", "token-two", "vpn")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +172,33 @@ async def test_the_users_panel_keeps_out_of_the_cursors_way_and_folds_to_one_lin
         await pilot.press("f3")
         await pilot.pause()
         assert app.panel.outer_size.height > 3
+
+
+async def test_the_console_backs_off_when_its_connection_keeps_dropping(
+        broker: Broker, keys: dict[str, KeyPair], tmp_path: Path,
+        monkeypatch: Any) -> None:
+    from assist.client.agent import AgentClient
+
+    real = AgentClient.reconnect
+    reconnects: list[float] = []
+
+    async def flaky(self: AgentClient) -> m.Welcome:
+        welcome = await real(self)
+        reconnects.append(asyncio.get_running_loop().time())
+        # Up, then down again at once: a broker that keeps failing after the hello.
+        asyncio.get_running_loop().call_later(0.05, self.link.channel.close)
+        return welcome
+
+    monkeypatch.setattr(AgentClient, "reconnect", flaky)
+    app = ConsoleApp(client_config(broker, keys["carol"], tmp_path))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await until(lambda: app.client is not None and app.connection == "")
+        assert app.client is not None
+        app.client.link.channel.close()
+        await pilot.pause(3.0)
+        # 0.2, 0.5, 1, 2 s apart (each +-30%), not one attempt after another.
+        assert 2 <= len(reconnects) <= 5, reconnects
+        gaps = [b - a for a, b in itertools.pairwise(reconnects)]
+        assert all(later > earlier for earlier, later in itertools.pairwise(gaps))
+        assert "next try in" in app.connection or app.connection == ""
+        assert app.is_running

@@ -14,6 +14,7 @@ import pytest
 
 from assist.broker.server import Broker
 from assist.client.desktop import DesktopRequest
+from assist.client.link import BrokerError
 from assist.client.user_events import (
     AgentGone,
     ChatLine,
@@ -232,3 +233,26 @@ async def test_keys_the_pty_cannot_queue_are_refused(broker: Broker,
         refused = await live.agent_event(m.KeysRefused, timeout=10)
         assert isinstance(refused, m.KeysRefused) and refused.reason == "input-full"
         assert session.pty.queued_input <= AGENT_QUEUE
+
+
+async def test_asking_again_stacks_no_second_question_on_the_user(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    async with live_session(broker, keys) as live:
+        session = live.user.user_session
+        await live.carol.ask_grant(live.session, "annotate", 60)
+        await until(lambda: count(live.user.events, GrantAsked) == 1, what="the question")
+        # The broker refuses a second ask while the first is open...
+        with pytest.raises(BrokerError, match="already being asked for annotate"):
+            await live.carol.ask_grant(live.session, "annotate", 60)
+        # ...and the user's side shows one question per scope even if more come.
+        assert session.guard is not None
+        for _ in range(20):
+            session.guard.handle(m.AskGrant(session=live.session, scope="annotate",
+                                            seconds=60, agent="carol"))
+        assert count(live.user.events, GrantAsked) == 1
+        # Once answered, carol may ask again.
+        ask = next(e.ask for e in live.user.events if isinstance(e, GrantAsked))
+        session.answer(ask, False)
+        await live.agent_event(m.GrantAnswer)
+        await live.carol.ask_grant(live.session, "annotate", 60)
+        await until(lambda: count(live.user.events, GrantAsked) == 2, what="the new question")

@@ -32,6 +32,8 @@ def _fingerprints(path: Path | None, what: str) -> frozenset[str]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(unreadable(path, what, exc)) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a list of OpenSSH public keys (not text)") from None
     lines = [line.strip() for line in text.splitlines()]
     found = frozenset(pubkey.parse(line, f"{path}").fingerprint for line in lines
                       if line and not line.startswith("#"))

@@ -318,6 +318,7 @@ class Presence:
             live.to_agent(m.Revoke(session=live.id, reason="the user's app reconnected"))
         live.grants = GrantTable()
         live.totp_misses = None
+        live.asking.clear()  # a new app asks nothing the old one showed
         hidden = live.hidden
         if hidden is not None:
             # Ended here (recorded and audited so); the user's app says again if it

@@ -134,8 +134,13 @@ class Trust:
 
     async def _on_ask(self, live: LiveSession, client: Connection, msg: m.AskGrant) -> None:
         check_policy(msg.scope, live.session.verified, self.require_verification)
+        if msg.scope in live.asking:
+            # One question at a time: asking again would stack dialogs on the user.
+            raise StateError(f"the user is already being asked for {msg.scope}; wait for "
+                             "the answer")
         live.relay_to_user(m.AskGrant(session=live.id, scope=msg.scope, seconds=msg.seconds,
-                                agent=client.peer.name))
+                                      agent=client.peer.name))
+        live.asking.add(msg.scope)
         self._audit(f"agent:{client.peer.name}", "ask-grant", live,
                     {"scope": msg.scope, "seconds": msg.seconds})
         client.send(m.Ok(rid=msg.rid))
@@ -143,6 +148,7 @@ class Trust:
     async def _on_answer(self, live: LiveSession, client: Connection,
                          msg: m.GrantAnswer) -> None:
         actor = f"user:{live.session.user}"
+        live.asking.discard(msg.scope)
         if msg.allowed:
             if not msg.grant:
                 raise ProtocolError("a grant needs an id")

@@ -44,6 +44,11 @@ NONE = "-"
 # -- the window ------------------------------------------------------------------------
 
 
+EARLIEST = 86400.0
+"""The earliest moment a window may start (a day after the epoch: local time stays
+printable in every time zone)."""
+
+
 def parse_when(text: str, now: float, option: str = "--since") -> float:
     """Turn a ``--since``/``--until`` value into seconds since the epoch.
 
@@ -64,13 +69,19 @@ def parse_when(text: str, now: float, option: str = "--since") -> float:
         return named[value]
     if value and _DURATION.sub("", value) == "":
         seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(value))
+        if seconds > now - EARLIEST:
+            raise ConfigError(f"{option}: {text!r} reaches back before 1970; "
+                              "give a shorter duration or a date")
         return now - seconds
     try:
-        return datetime.fromisoformat(text.strip()).timestamp()
-    except ValueError:
+        at = datetime.fromisoformat(text.strip()).timestamp()
+    except (ValueError, OverflowError, OSError):
         raise ConfigError(
             f"{option}: cannot read {text!r} as a date or a duration; use e.g. 2026-11-02, "
             "'2026-11-02 08:00', today, yesterday, now, 90m, 24h or 7d") from None
+    if at < EARLIEST:
+        raise ConfigError(f"{option}: {text!r} is before 1970; give a later date")
+    return at
 
 
 def window(since: str | None, until: str | None, now: float) -> tuple[float, float]:
@@ -324,7 +335,8 @@ def _chart(name: str, lines: Sequence[Line], scale: float | None = None) -> Tabl
 
 def render(report: Report) -> Group:
     """The human report: the figures table, then bar charts of what is behind them."""
-    figures = Table(title=title(report), title_justify="left", title_style="bold")
+    # The agent's name comes from the command line: text, never markup.
+    figures = Table(title=Text(title(report)), title_justify="left", title_style="bold")
     figures.add_column("figure")
     figures.add_column("value", justify="right", style="bold")
     figures.add_column("from", style="dim")

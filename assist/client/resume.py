@@ -7,9 +7,10 @@ private to the user (mode 0600).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from assist.files import private_dir, write_private
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,9 @@ class ResumeStore:
         else:
             data[broker] = {"session": place.session, "token": place.token, "topic": place.topic}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle)
+            private_dir(self.path.parent)
+            # A new private file renamed over the old one: 0600 whatever the old
+            # one's mode was, and never half written.
+            write_private(self.path, json.dumps(data).encode())
         except OSError:
             pass  # Losing the token only costs the place after a restart.

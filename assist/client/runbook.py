@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,7 +122,7 @@ def _numbers(args: dict[str, Any], where: str) -> None:
     for key in _NUMBERS:
         value = args.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or value < 0):
+                                  or not math.isfinite(value) or value < 0):
             raise ConfigError(f"{where}: `{key}` must be a number of 0 or more, "
                               f"not {value!r}")
 
@@ -207,6 +208,8 @@ def read_yaml(path: Path) -> object:
         raise ConfigError(f"{path} does not exist") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text: save it as UTF-8 (YAML)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
 

@@ -390,6 +390,12 @@ class UserSession:
     # -- trust -------------------------------------------------------------------------
 
     def _ask(self, msg: m.Msg) -> None:
+        # One open question of a kind at a time: asking again while the user has not
+        # answered stacks no second dialog (the first one's answer is the answer).
+        scope = getattr(msg, "scope", "")
+        if any(type(asked) is type(msg) and getattr(asked, "scope", "") == scope
+               for asked in self._asks):
+            return
         if isinstance(msg, m.AskGrant):
             self._asks.append(msg)
             self._emit(GrantAsked(msg))

@@ -34,7 +34,7 @@ from assist.errors import (
     HostKeyUnknown,
     Unreachable,
 )
-from assist.files import SSH_KEYS, write_private
+from assist.files import SSH_KEYS, unreadable, write_private
 from assist.transport import ssh_packets
 from assist.transport.channel import MessageChannel
 from assist.transport.peer import Peer
@@ -475,8 +475,11 @@ async def connect(
     client = _PinningClient(pinned)
     options: dict[str, Any] = {}
     if key is not None:
-        if not key.is_file():
-            raise ConfigError(f"no such key file {key}")
+        try:  # a key that cannot be read must not pass for a broker out of reach
+            with key.open("rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            raise ConfigError(unreadable(key, "key file", exc)) from None
         options.update(client_keys=[str(key)], agent_path=None)
         tried = f"key {key}"
     else:

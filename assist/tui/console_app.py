@@ -38,6 +38,7 @@ from textual.widgets import (
     RichLog,
     Static,
 )
+from textual.widgets.option_list import Option
 
 from assist.client.agent import AgentClient
 from assist.client.agent_session import AgentSession
@@ -63,6 +64,8 @@ __all__ = ["ConsoleApp", "EndScreen"]
 
 SHOWN = 200
 """Queue rows shown (agents take from the head; the status line counts them all)."""
+STABLE = 30.0
+"""Seconds a connection must have held for the next reconnect to start the backoff over."""
 
 
 def key_line(bindings: list[BindingType]) -> str:
@@ -92,7 +95,8 @@ class EndScreen(Dialog[tuple[str, bool] | None]):
         with Vertical():
             yield Label("End session: what was the root cause?")
             yield Input(placeholder="root cause (e.g. expired vpn certificate)", id="cause")
-            yield OptionList(*self.tags, id="tags")
+            # Past root causes other agents typed: text, never markup.
+            yield OptionList(*(Option(said(tag)) for tag in self.tags), id="tags")
             yield Checkbox("Resolved", value=True, id="resolved")
             yield Button("End session", variant="primary", id="end")
 
@@ -238,7 +242,7 @@ class ConsoleApp(SessionConsole):
                 self._tick()
                 await asyncio.sleep(delay)
                 continue
-            attempt = 0
+            connected_at = time.monotonic()
             self.connection = ""
             if self.session is not None:
                 self._rejoin(self.session)
@@ -248,11 +252,20 @@ class ConsoleApp(SessionConsole):
             assert self.client is not None
             async for event in self.client.events():
                 self._event(event)
+            # A connection that held for a while starts the backoff again; one that
+            # drops at once does not (else every console hits a restarting broker in
+            # a tight loop, all at the same moment).
+            if time.monotonic() - connected_at >= STABLE:
+                attempt = 0
+            delay = backoff(attempt)
+            attempt += 1
             reason = self.client.close_reason or "the connection dropped"
-            self.connection = f"reconnecting: lost the connection to the broker ({reason})"
+            self.connection = (f"reconnecting: lost the connection to the broker ({reason}); "
+                               f"next try in {delay:.1f} s")
             self.notify("Lost the connection to the broker; reconnecting. A live session "
                         "waits for you for a few seconds.", severity="warning")
             self._tick()
+            await asyncio.sleep(delay)
 
     @work(group="rejoin")
     async def _rejoin(self, session: AgentSession) -> None:
