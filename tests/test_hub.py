@@ -20,6 +20,7 @@ from assist.client.link import BrokerError, Link
 from assist.core.clock import FakeClock
 from assist.core.queueview import QueueMirror
 from assist.core.session import State
+from assist.errors import StoreError
 from assist.protocol import encode
 from assist.protocol import messages as m
 from assist.store import Store
@@ -505,6 +506,40 @@ async def test_one_party_flooding_the_other_is_refused_not_the_other_cut_off(
             break
     assert isinstance(reply, m.KeysRefused) and reply.reason == "user-behind"
     assert not hub_user.closed
+
+
+async def test_a_store_that_refuses_an_accept_loses_nobody(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    user, queued = await harness.join("alice")
+    agent = await harness.connect("agent", "carol")
+    audit = harness.store.audit
+    real = audit.append
+    failed: list[str] = []
+
+    def refuse_once(at: float, actor: str, action: str, *args: object) -> object:
+        if action == "accept" and not failed:
+            failed.append(action)
+            raise StoreError("the store refused: disk I/O error")
+        return real(at, actor, action, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(audit, "append", refuse_once)
+    with pytest.raises(BrokerError) as info:
+        await agent.request(m.Accept(session=queued.session))
+    assert info.value.code == "store"
+    # Nothing half done: alice keeps her place, the store still has her waiting,
+    # no audit record without its state (nor the reverse).
+    assert [w.session for w in harness.hub.queue] == [queued.session]
+    assert queued.session in harness.hub.waiting
+    assert harness.store.sessions.get(queued.session).state is State.QUEUED
+    assert harness.hub.waiting[queued.session].state is State.QUEUED
+    assert "offered" not in [e[1] for e in harness.store.sessions.events(queued.session)]
+    assert harness.hub.roster.get("carol").session is None
+    # The next try goes through.
+    await agent.request(m.Accept(session=queued.session))
+    await user.settle()
+    assert user.of(m.Offered)
+    assert harness.store.sessions.get(queued.session).state is State.OFFERED
+    harness.store.audit.verify()
 
 
 async def test_oversized_values_and_deep_nesting_get_typed_errors(harness: Harness) -> None:

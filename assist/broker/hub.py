@@ -327,13 +327,18 @@ class Hub:
             self.views.wallboard_soon()
             return
         entry = self.queue.take(msg.session)
-        session = self.waiting.pop(entry.session)
+        session = self.waiting[entry.session]
+        try:
+            self.ledger.transition(session, Event.OFFER, f"agent:{name}", "offered",
+                                   agent=name, audit="accept")
+        except AssistError:
+            self.queue.add(entry)  # not taken after all: the user keeps the place
+            raise
+        del self.waiting[entry.session]
         user = self.users.pop(session.id)
         self.cancel_grace(session.id)
         self.views.forget(session.id)
         self.views.touch(session.id)
-        self.ledger.transition(session, Event.OFFER, f"agent:{name}", "offered", agent=name,
-                               audit="accept")
         self.roster.assign(name, session.id, self.clock.now())
         self.presence.audit_presence(name, "busy")
         live = self.new_live(session, user, self.agents[name])

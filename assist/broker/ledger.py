@@ -2,13 +2,15 @@
 
 Every transition of a session goes through :meth:`Ledger.transition`: the
 state machine is applied, the new state is saved with the event that caused
-it, and (when the action is audited) the audit record is appended, so the
-three never drift apart. Audit records and timeline events that change no
+it, and (when the action is audited) the audit record is appended, in one
+transaction, so the three never drift apart; when the store refuses, the
+session in memory is left as it was. Audit records and timeline events that change no
 state go through it too, so the hub, the relay and trust share one writer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,11 +41,21 @@ class Ledger:
             StoreError: if the store cannot be written.
         """
         now = self.clock.now()
-        state = session.apply(event, now, agent=agent)
-        self.store.sessions.save(session, kind, actor, data or {})
-        if audit:
-            self.store.audit.append(now, audit_actor or actor, audit, session.id,
-                                    dict(audit_data) if audit_data is not None else None)
+        before = dataclasses.replace(session, history=list(session.history))
+        try:
+            # The new state and its audit record are written together or not at all.
+            with self.store.db.transaction():
+                state = session.apply(event, now, agent=agent)
+                self.store.sessions.save(session, kind, actor, data or {})
+                if audit:
+                    self.store.audit.append(
+                        now, audit_actor or actor, audit, session.id,
+                        dict(audit_data) if audit_data is not None else None)
+        except BaseException:
+            # Not written: the session stays as the store has it.
+            for f in dataclasses.fields(session):
+                setattr(session, f.name, getattr(before, f.name))
+            raise
         return state
 
     def audit(self, actor: str, action: str, session: str | None = None,

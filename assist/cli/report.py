@@ -44,11 +44,6 @@ NONE = "-"
 # -- the window ------------------------------------------------------------------------
 
 
-EARLIEST = 86400.0
-"""The earliest moment a window may start (a day after the epoch: local time stays
-printable in every time zone)."""
-
-
 def parse_when(text: str, now: float, option: str = "--since") -> float:
     """Turn a ``--since``/``--until`` value into seconds since the epoch.
 
@@ -69,18 +64,27 @@ def parse_when(text: str, now: float, option: str = "--since") -> float:
         return named[value]
     if value and _DURATION.sub("", value) == "":
         seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(value))
-        if seconds > now - EARLIEST:
-            raise ConfigError(f"{option}: {text!r} reaches back before 1970; "
-                              "give a shorter duration or a date")
-        return now - seconds
+        return _on_the_calendar(now - seconds, text, option)
     try:
-        at = datetime.fromisoformat(text.strip()).timestamp()
-    except (ValueError, OverflowError, OSError):
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
         raise ConfigError(
             f"{option}: cannot read {text!r} as a date or a duration; use e.g. 2026-11-02, "
             "'2026-11-02 08:00', today, yesterday, now, 90m, 24h or 7d") from None
-    if at < EARLIEST:
-        raise ConfigError(f"{option}: {text!r} is before 1970; give a later date")
+    try:
+        at = moment.timestamp()
+    except (ValueError, OverflowError, OSError):
+        at = float("-inf")
+    return _on_the_calendar(at, text, option)
+
+
+def _on_the_calendar(at: float, text: str, option: str) -> float:
+    """``at``, if it is a moment local time can be told for (else a ConfigError)."""
+    try:
+        datetime.fromtimestamp(at).astimezone()
+    except (ValueError, OverflowError, OSError):
+        raise ConfigError(f"{option}: {text!r} is too far from today; give a nearer "
+                          "date or a shorter duration") from None
     return at
 
 

@@ -127,6 +127,7 @@ class SqliteDatabase(Database):
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.where = str(path)
+        self._depth = 0
         try:
             if readonly:
                 file = Path(self.where).expanduser()
@@ -196,12 +197,23 @@ class SqliteDatabase(Database):
 
     @contextmanager
     def transaction(self) -> Iterator[Database]:
+        if self._depth:
+            # Inside another: part of it (committed or rolled back with it).
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
         self.execute("BEGIN IMMEDIATE")
+        self._depth = 1
         try:
             yield self
         except BaseException:
+            self._depth = 0
             self.execute("ROLLBACK")
             raise
+        self._depth = 0
         self.execute("COMMIT")
 
     def version(self) -> int:
