@@ -17,7 +17,8 @@ from typing import cast
 
 import pytest
 
-from assist.broker.bus import Bus, LocalBus, matches
+from assist.broker.bus import Bus, LocalBus, Subscription, matches
+from assist.broker.cluster import LOST
 from assist.broker.connection import Connection
 from assist.broker.forwarding import MAX_ASKED, Forwarding
 from assist.broker.nats_bus import NatsBus
@@ -178,6 +179,71 @@ async def test_a_silent_node_is_noticed_and_its_users_keep_their_places(
                for r in b.store.audit.records())
     b.store.audit.verify()
     await again.link.close()
+
+
+class CutBus(Bus):
+    """A node's view of a shared in-process bus that the test can cut and mend."""
+
+    def __init__(self, shared: LocalBus) -> None:
+        self.shared = shared
+        self.cut = False
+
+    async def start(self) -> None:
+        await self.shared.start()
+
+    def publish(self, subject: str, payload: bytes) -> None:
+        if not self.cut:
+            self.shared.publish(subject, payload)
+
+    async def subscribe(self, subject: str, handler: Callable[[str, bytes], None]
+                        ) -> Subscription:
+        def heard(subject_: str, payload: bytes) -> None:
+            if not self.cut:
+                handler(subject_, payload)
+
+        return await self.shared.subscribe(subject, heard)
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("helpdesk", ["local"], indirect=True)
+async def test_a_node_cut_off_from_the_bus_a_while_keeps_its_sessions(
+        helpdesk: Helpdesk, keys: dict[str, KeyPair], tmp_path: Path) -> None:
+    # A third node, c, whose bus the test cuts (the store it shares with a and b).
+    assert isinstance(helpdesk.a.bus, LocalBus)
+    bus = CutBus(helpdesk.a.bus)
+    config = broker_config(tmp_path / "desk", node="c", bus="nats://unused",
+                           host_key_path=tmp_path / "desk" / "host_key")
+    c = Broker(config, bus=bus)
+    await c.start()
+    try:
+        assert c.store is not None
+        alice = await user_client(helpdesk.a, keys["alice"])
+        on_a = await alice.join("vpn")
+        bob = await user_client(c, keys["bob"])
+        on_c = await bob.join("printer")
+        a, b = helpdesk.a.hub, helpdesk.b.hub
+        assert a is not None and b is not None and c.hub is not None
+        await until(lambda: len(a.queue) == 2 and len(c.hub.queue) == 2, 8)  # type: ignore[union-attr]
+        bus.cut = True  # c hears nothing and says nothing on the bus for a while
+        await asyncio.sleep(LOST + 1.5)
+        assert helpdesk.a.cluster is not None and "c" in helpdesk.a.cluster.cut_off
+        bus.cut = False
+        await asyncio.sleep(1.5)
+        # Nobody took anybody's sessions: each is where it was, once.
+        assert c.store.sessions.holder(on_c.session) == "c"
+        assert c.store.sessions.holder(on_a.session) == "a"
+        assert on_c.session in c.hub.waiting and on_c.session not in a.waiting
+        assert on_a.session in a.waiting and on_a.session not in c.hub.waiting
+        for session in (on_a.session, on_c.session):
+            assert "moved" not in [e[1] for e in c.store.sessions.events(session)]
+        assert helpdesk.a.cluster is not None and "c" not in helpdesk.a.cluster.cut_off
+        assert "c" in helpdesk.a.cluster.seen and "a" in c.cluster.seen  # type: ignore[union-attr]
+        await alice.link.close()
+        await bob.link.close()
+    finally:
+        await c.stop()
 
 
 async def test_a_resume_reaching_another_node_before_it_knows_waits(

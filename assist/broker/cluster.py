@@ -25,6 +25,8 @@ import msgspec
 from assist.broker.bus import Bus, Subscription
 from assist.core.clock import Clock, Timer
 from assist.core.queue import Queue, Waiting
+from assist.errors import AssistError
+from assist.store.nodes import Nodes
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +113,17 @@ class Cluster:
         available: how many of this node's agents are ready (for the others' wallboards).
         board: told when what the other nodes say for the wallboard changed.
         restarted: told the name of a node that started again.
+        witness: the store's heartbeats (see :mod:`assist.store.nodes`): this node
+            beats there too, and a node silent on the bus that still beats there
+            is cut off from the bus, not dead (its sessions stay its own).
     """
 
     def __init__(self, node: str, bus: Bus, clock: Clock, queue: Queue,
                  touched: Callable[[str], None], lost: Callable[[str], object],
                  available: Callable[[], int] = lambda: 0,
                  board: Callable[[], None] = lambda: None,
-                 restarted: Callable[[str], object] = lambda node: None) -> None:
+                 restarted: Callable[[str], object] = lambda node: None,
+                 witness: Nodes | None = None) -> None:
         self.node = node
         self.bus = bus
         self.clock = clock
@@ -128,6 +134,9 @@ class Cluster:
         self.board = board
         self.restarted = restarted
         """Told the name of a node that started again (what was linked to it is gone)."""
+        self.witness = witness
+        self.cut_off: set[str] = set()
+        """Nodes silent on the bus that still beat in the store."""
         """Told when what the wallboard shows of the other nodes changed."""
         self.started = clock.now()
         self.seen: dict[str, tuple[float, float]] = {}
@@ -185,13 +194,39 @@ class Cluster:
                                        self.started))
 
     def _tick(self) -> None:
+        # The next beat first: nothing that fails below may stop this node's heartbeat.
+        self._beat = self.clock.call_later(BEAT, self._tick)
         now = self.clock.now()
         self._send("assist.node." + self.node,
                    Beat(self.node, self.started, len(self.queue.of_node("")), self.ready()))
+        if self.witness is not None:
+            try:
+                self.witness.beat(self.node)
+            except AssistError as exc:
+                log.warning("cannot write this node's heartbeat to the store: %s", exc)
         for node, (heard, _started) in list(self.seen.items()):
-            if now - heard > LOST:
-                self._gone(node)
-        self._beat = self.clock.call_later(BEAT, self._tick)
+            if now - heard > LOST and not self._still_beating(node):
+                try:
+                    self._gone(node)
+                except Exception:
+                    log.exception("taking over the sessions of node %s failed", node)
+
+    def _still_beating(self, node: str) -> bool:
+        """Whether ``node``, silent on the bus, still beats in the store (or the store
+        cannot say: then nothing is taken from it either)."""
+        if self.witness is None:
+            return False
+        try:
+            age = self.witness.silent_for(node)
+        except AssistError as exc:
+            log.warning("cannot read node %s's heartbeat from the store: %s", node, exc)
+            return True
+        beating = age is not None and age <= LOST
+        if beating and node not in self.cut_off:
+            log.warning("node %s is silent on the bus but alive in the store: its "
+                        "sessions stay its own", node)
+        (self.cut_off.add if beating else self.cut_off.discard)(node)
+        return beating
 
     # -- the others --------------------------------------------------------------
 
@@ -225,6 +260,9 @@ class Cluster:
                            else (known[1] if known else 0.0))
         if known is None:
             log.info("node %s joined the helpdesk", node)
+        if node in self.cut_off:
+            self.cut_off.discard(node)
+            log.info("node %s is heard on the bus again", node)
 
     def _started(self, node: str, started: float) -> bool:
         """Hear from ``node`` (of its run that began at ``started``); True if it is a

@@ -62,6 +62,8 @@ class Presence:
         hub = self.hub
         count = 0
         for session in sessions:
+            if session.id in hub.waiting or session.id in hub.live:
+                continue  # held here already (claimed back from a node thought gone)
             count += 1
             hub.hold(session)
             if session.state is State.OFFERED:

@@ -125,7 +125,7 @@ class Broker:
         self.cluster = Cluster(self.config.node_name, bus, hub.clock, hub.queue,
                                hub.views.touch, hub.presence.failover.node_lost,
                                lambda: len(hub.roster.available()), hub.views.wallboard_soon,
-                               self._node_restarted)
+                               self._node_restarted, witness=hub.store.nodes)
         hub.cluster = self.cluster
         await self.cluster.start()
 

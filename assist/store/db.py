@@ -10,6 +10,7 @@ from assist.store.audit import AuditLog
 from assist.store.directory import Directory
 from assist.store.engine import Database, open_database
 from assist.store.invites import Invites
+from assist.store.nodes import Nodes
 from assist.store.recordings import Recordings
 from assist.store.schema import MIGRATIONS, VERSION
 from assist.store.seal import Sealer
@@ -106,6 +107,7 @@ class Store:
         self.directory = Directory(self.db, self.sealer)
         self.sessions = SessionRepo(self.db, node)
         self.audit = AuditLog(self.db)
+        self.nodes = Nodes(self.db)
         self.invites = Invites(self.db)
         self.recordings = Recordings(self.db)
         if self.sealer is not None:
