@@ -91,6 +91,20 @@ class AlreadyWaiting(StateError):
         self.session = session
 
 
+class Moved(StateError):
+    """This node no longer holds the session: another took it over (see failover).
+
+    Attributes:
+        session: the session that moved.
+    """
+
+    code = "moved"
+
+    def __init__(self, message: str, session: str = "") -> None:
+        super().__init__(message)
+        self.session = session
+
+
 class StoreError(AssistError):
     """The store cannot be read or written."""
 

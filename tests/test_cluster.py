@@ -246,6 +246,32 @@ async def test_a_node_cut_off_from_the_bus_a_while_keeps_its_sessions(
         await c.stop()
 
 
+@pytest.mark.parametrize("helpdesk", ["local"], indirect=True)
+async def test_a_node_taken_for_dead_writes_nothing_to_what_moved_and_lets_it_go(
+        helpdesk: Helpdesk, keys: dict[str, KeyPair]) -> None:
+    a, b = helpdesk.a, helpdesk.b
+    assert a.hub is not None and b.hub is not None and b.store is not None
+    alice = await user_client(a, keys["alice"])
+    queued = await alice.join("vpn")
+    # Node b took a for dead (a was cut off from the bus and the store) and took
+    # alice's session over; a does not know yet.
+    assert b.cluster is not None
+    b.cluster._gone("a")
+    assert b.store.sessions.holder(queued.session) == "b" and queued.session in b.hub.waiting
+    carol = await agent_client(a, keys["carol"])
+    with pytest.raises(BrokerError) as info:
+        await carol.accept(queued.session)
+    assert info.value.code == "moved"
+    # a wrote nothing over b's session and let it go: alice is told to connect again.
+    assert b.store.sessions.holder(queued.session) == "b"
+    assert b.store.sessions.get(queued.session).state.value == "queued"
+    assert "offered" not in [e[1] for e in b.store.sessions.events(queued.session)]
+    assert queued.session not in a.hub.waiting and a.hub.queue.find(queued.session) is None
+    assert a.hub.roster.get("carol").session is None
+    await until(alice.link.closed.is_set, 5, what="alice's connection closed")
+    await carol.link.close()
+
+
 async def test_a_resume_reaching_another_node_before_it_knows_waits(
         helpdesk: Helpdesk, keys: dict[str, KeyPair]) -> None:
     alice = await user_client(helpdesk.a, keys["alice"])

@@ -16,8 +16,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from assist.broker.connection import Connection
 from assist.core.session import Session
 from assist.errors import NotFound, StateError
+from assist.protocol import messages as m
 
 if TYPE_CHECKING:
     from assist.broker.hub import Hub
@@ -109,3 +111,33 @@ class Failover:
                              "try again in a moment")
         self.presence.restore(hub.store.sessions.claim(holder, hub.clock.now(), session.id))
         self._attach(session.id)
+
+    def moved_away(self, session_id: str) -> None:
+        """The store says another node holds the session now (this node was taken for
+        dead while cut off): let it go here, so that it goes on only there.
+
+        The user's connection is closed (the app reconnects and resumes where the
+        session is held); the agent's connections here are told the user left.
+        """
+        hub = self.hub
+        log.warning("session %s moved to another node while this one was cut off: "
+                    "let go here", session_id)
+        user: Connection | None = None
+        live = hub.live.pop(session_id, None)
+        if live is not None:
+            user = live.user
+            if live.session.agent:
+                hub.release(live.session.agent)
+            live.to_agent(m.UserLost(session=session_id))
+            live.close("the session moved to another node")
+            hub.unhold(live.session)
+        elif session_id in hub.waiting:
+            hub.unhold(hub.waiting.pop(session_id))
+            if hub.queue.find(session_id) is not None:
+                hub.queue.remove(session_id)
+            hub.cancel_grace(session_id)
+            user = hub.users.pop(session_id, None)
+        hub.views.touch(session_id)
+        if user is not None:
+            user.kick("moved", "your session moved to another node of the helpdesk; "
+                      "connect again to go on")

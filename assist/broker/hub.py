@@ -95,6 +95,7 @@ class Hub:
         self.today = TodayFigures(store, refresh=5.0 if config.bus else None)
         self.views = Views(self.queue, clock, self.wallboard, self.users.get)
         self.presence = Presence(self)
+        self.ledger.moved = self.presence.failover.moved_away
         self.gate = Gate(clock, self._dispatch, self._gone, self._resync)
         self.greeter = Greeter(config.name, self.authorities, store.directory, self.ledger,
                                config.allow_unregistered_users, self.gate.admitted,
@@ -332,7 +333,8 @@ class Hub:
             self.ledger.transition(session, Event.OFFER, f"agent:{name}", "offered",
                                    agent=name, audit="accept")
         except AssistError:
-            self.queue.add(entry)  # not taken after all: the user keeps the place
+            if entry.session in self.waiting:  # not let go meanwhile (moved elsewhere)
+                self.queue.add(entry)  # not taken after all: the user keeps the place
             raise
         del self.waiting[entry.session]
         user = self.users.pop(session.id)

@@ -11,11 +11,12 @@ state go through it too, so the hub, the relay and trust share one writer.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from assist.core.clock import Clock
 from assist.core.session import Event, Session, State
+from assist.errors import Moved
 from assist.store import Store
 
 
@@ -25,6 +26,8 @@ class Ledger:
     def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store
         self.clock = clock
+        self.moved: Callable[[str], None] = lambda session: None
+        """Told the id of a session the store says another node holds now."""
 
     def transition(self, session: Session, event: Event, actor: str, kind: str,
                    data: Mapping[str, Any] | None = None, *, agent: str | None = None,
@@ -51,10 +54,12 @@ class Ledger:
                     self.store.audit.append(
                         now, audit_actor or actor, audit, session.id,
                         dict(audit_data) if audit_data is not None else None)
-        except BaseException:
+        except BaseException as exc:
             # Not written: the session stays as the store has it.
             for f in dataclasses.fields(session):
                 setattr(session, f.name, getattr(before, f.name))
+            if isinstance(exc, Moved):
+                self.moved(session.id)
             raise
         return state
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from assist.core.session import Session, State
-from assist.errors import NotFound
+from assist.errors import Moved, NotFound
 from assist.store.engine import Database
 
 _COLUMNS = (
@@ -58,17 +58,23 @@ class SessionRepo:
     def save(self, session: Session, event: str, actor: str, data: Mapping[str, Any]) -> None:
         """Store a session's new state together with the event that caused it."""
         at = session.history[-1][0] if session.history else session.queued_at
+        # A node writes only the sessions it holds: one thought dead that comes back
+        # must not overwrite what the node that took them over does.
+        fence, args = (" AND node = ?", (self.node,)) if self.node else ("", ())
         with self._db.transaction() as db:
-            db.execute(
+            changed = db.execute(
                 "UPDATE sessions SET state = ?, offered_at = ?, answered_at = ?, ended_at = ?,"
                 " agent = ?, requeued = ?, requeues = ?, verified = ?, resolved = ?,"
-                " root_cause = ? WHERE id = ?",
+                f" root_cause = ? WHERE id = ?{fence}",
                 (session.state, session.offered_at, session.answered_at, session.ended_at,
                  session.agent, int(session.state is State.REQUEUED),
                  session.requeues, int(session.verified),
                  None if session.resolved is None else int(session.resolved),
-                 session.root_cause, session.id),
-            )
+                 session.root_cause, session.id, *args),
+            ).rowcount
+            if fence and not changed:
+                raise Moved(f"session {session.id} is held by node {self.holder(session.id)} "
+                            "now, not by this one", session.id)
             self._event(session.id, at, event, actor, data)
 
     def _event(self, session: str, at: float, kind: str, actor: str,
