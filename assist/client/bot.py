@@ -39,6 +39,9 @@ from assist.protocol import messages as m
 
 log = logging.getLogger(__name__)
 
+REMEMBERED = 10_000
+"""Sessions a bot remembers having taken (it never takes one twice)."""
+
 Connect = Callable[[bool], Awaitable[AgentClient]]
 """Opens a new connection of the bot's agent, said hello; the flag: watch the queue."""
 
@@ -90,6 +93,9 @@ class Bot:
         self.flows = flows
         self.on_outcome = on_outcome or (lambda outcome: None)
         self.timeout = timeout
+        self._had: dict[str, None] = {}
+        """Sessions this bot took (oldest first, at most :data:`REMEMBERED`): its view of
+        the queue may show one it just handed on as it was before, for a moment."""
 
     def flow_for(self, entry: m.QueueEntry) -> Runbook | None:
         """The flow for a waiting user, or ``None`` if the bot should leave them be.
@@ -97,7 +103,7 @@ class Bot:
         Users back from an agent (requeued) are for humans: the bot never
         takes back someone it, or anyone, already handed on.
         """
-        if entry.requeued or not entry.online:
+        if entry.requeued or not entry.online or entry.session in self._had:
             return None
         return next((f for f in self.flows if f.matches(entry.topic)), None)
 
@@ -165,6 +171,9 @@ class Bot:
             except AssistError as exc:
                 log.info("could not take %s: %s", entry.session, exc.message)
                 return False
+            self._had[entry.session] = None
+            while len(self._had) > REMEMBERED:
+                del self._had[next(iter(self._had))]
             try:
                 result = await RunbookRunner(worker, entry.session, flow,
                                              timeout=self.timeout).run()
