@@ -9,13 +9,14 @@ order of events comes from request/reply round trips, never from sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from assist.broker import connection, views
-from assist.broker.hub import Hub
+from assist.broker.hub import HELLO_DEADLINE, Hub
 from assist.client.link import BrokerError, Link
 from assist.core.clock import FakeClock
 from assist.core.queueview import QueueMirror
@@ -540,6 +541,23 @@ async def test_a_store_that_refuses_an_accept_loses_nobody(
     assert user.of(m.Offered)
     assert harness.store.sessions.get(queued.session).state is State.OFFERED
     harness.store.audit.verify()
+
+
+async def test_a_guest_that_says_no_hello_is_let_go_in_time(harness: Harness) -> None:
+    ours, theirs = stream_pair(64 * 1024)
+    guest = Peer("user", "guest-1234", "SHA256:guest", False, "127.0.0.1")
+    served = asyncio.ensure_future(harness.hub.serve(MessageChannel(theirs), guest))
+    channel = MessageChannel(ours)
+    for _ in range(3):  # pings keep nothing alive before the hello
+        channel.send_nowait(m.Ping())
+        await asyncio.wait_for(channel.recv(), 5)
+        harness.clock.advance(HELLO_DEADLINE / 3 + 0.01)
+    await asyncio.wait_for(served, 5)
+    got = []
+    with contextlib.suppress(ChannelClosed):
+        while True:
+            got.append(await asyncio.wait_for(channel.recv(), 5))
+    assert any(isinstance(e, m.Error) and e.code == "auth" for e in got)
 
 
 async def test_oversized_values_and_deep_nesting_get_typed_errors(harness: Harness) -> None:

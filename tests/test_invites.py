@@ -17,7 +17,15 @@ from assist.client.join import Invitation, enrol, join_command
 from assist.config import ClientConfig
 from assist.errors import ConfigError, HostKeyMismatch, InviteRefused
 from assist.store import Store
-from tests.helpers import KeyPair, agent_client, link_to, make_key, raw_sql, store_at
+from tests.helpers import (
+    KeyPair,
+    Stores,
+    agent_client,
+    link_to,
+    make_key,
+    raw_sql,
+    store_at,
+)
 
 pytestmark = pytest.mark.stores
 
@@ -270,3 +278,42 @@ async def test_an_invite_of_several_nodes_enrols_at_one_and_remembers_them_all(
     again = ClientConfig.load(tmp_path / "client.toml")
     assert set(again.addresses) == {down, live}
     assert dict(again.pins) == {down: broker.public_key, live: broker.public_key}
+
+
+def test_two_brokers_spending_the_last_use_at_once_enrol_one_key(
+        tmp_path: Path, keys: dict[str, KeyPair]) -> None:
+    from assist.broker.enrolment import Enrolment
+    from assist.protocol import messages as m
+    from assist.transport.peer import Peer
+
+    if Stores.engine == "sqlite":
+        pytest.skip("SQLite runs one broker's write at a time: the other waits its turn")
+    db = store_at(tmp_path / "b.db")
+    with Store(db) as a, Store(db) as b:
+        a.invites.make("one-use-code", "", 1, 1e12, "admin", 100.0)
+        peers = {}
+        for name in ("alice", "bob"):
+            text = keys[name].public.read_text().strip()
+            peers[name] = Peer("enrol", name, pubkey_fingerprint(text), False, "127.0.0.1",
+                               key=text)
+        node_a, node_b = Enrolment(a, time.time, "desk"), Enrolment(b, time.time, "desk")
+        real = a.directory.add
+
+        def add_then_the_other_node_enrols(*args: object) -> object:
+            # Node b spends the last use while node a is between its key and its use.
+            node_b.enrol(peers["bob"], m.Enrol(code="one-use-code", name="bob"))
+            return real(*args)  # type: ignore[arg-type]
+
+        a.directory.add = add_then_the_other_node_enrols  # type: ignore[method-assign]
+        with pytest.raises(InviteRefused):
+            node_a.enrol(peers["alice"], m.Enrol(code="one-use-code", name="alice"))
+        # One use, one key: alice's was not kept when her use failed.
+        assert a.directory.lookup(peers["alice"].fingerprint) is None
+        assert b.directory.lookup(peers["bob"].fingerprint) is not None
+        assert [r.action for r in a.audit.records()].count("invite-used") == 1
+
+
+def pubkey_fingerprint(text: str) -> str:
+    from assist.core import pubkey
+
+    return pubkey.parse(text, "test").fingerprint

@@ -170,18 +170,21 @@ class Enrolment:
         name = invite.name or propose_name(msg.name, taken)
         if invite.name and taken(name) and invite.made_by != "admin":
             raise InviteRefused(f"only an admin's invite may add a key for {name}")
-        # The key first, then the use: a failure in between spends nothing.
-        try:
-            if invite.name and taken(name):
-                directory.add_key("user", name, key, now)  # a known user's new machine
-            else:
-                directory.add("user", name, key, now)
-        except Duplicate as exc:
-            raise InviteRefused(exc.message) from None
-        invite = self.store.invites.use(msg.code, now)
-        self.store.audit.append(now, f"user:{name}", "invite-used", None,
-                                {"fingerprint": peer.fingerprint, "made_by": invite.made_by,
-                                 "uses_left": invite.uses_left})
+        # The key, the use and its record in one transaction: if another broker took
+        # the last use meanwhile, the key is not kept either.
+        with self.store.db.transaction():
+            try:
+                if invite.name and taken(name):
+                    directory.add_key("user", name, key, now)  # a known user's new machine
+                else:
+                    directory.add("user", name, key, now)
+            except Duplicate as exc:
+                raise InviteRefused(exc.message) from None
+            invite = self.store.invites.use(msg.code, now)
+            self.store.audit.append(now, f"user:{name}", "invite-used", None,
+                                    {"fingerprint": peer.fingerprint,
+                                     "made_by": invite.made_by,
+                                     "uses_left": invite.uses_left})
         log.info("enrolled %s as user %s", peer.fingerprint, name)
         return name
 

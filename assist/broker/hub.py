@@ -145,7 +145,10 @@ class Hub:
 
     async def serve(self, channel: MessageChannel, peer: Peer) -> None:
         """Run one client's control channel until it closes (see :class:`Gate`)."""
-        await self.gate.serve(channel, peer, HELLO_DEADLINE if peer.certificate_needed else 0)
+        # A key nobody registered (a guest, or one that must show a certificate) has a
+        # few seconds for its hello: keys are free to make, connections are not.
+        await self.gate.serve(channel, peer, HELLO_DEADLINE
+                              if peer.certificate_needed or not peer.registered else 0)
 
     def _gone(self, client: Connection, silent: bool) -> None:
         if not self.closed:  # a broker that stops keeps every session for its restart
