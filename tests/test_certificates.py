@@ -187,3 +187,9 @@ async def test_provisional_logins_are_few_per_address_and_brief(
     # Logged in but no session opened: closed once the grace runs out.
     for conn in idle:
         await asyncio.wait_for(conn.wait_closed(), 5)
+    # Those that open their session keep no slot once the grace is over.
+    links = [await link_to(certified_broker, "user", key) for _ in range(3)]
+    await asyncio.sleep(0.8)
+    more = await link_to(certified_broker, "user", key)
+    for link in (*links, more):
+        await link.close()

@@ -148,6 +148,10 @@ class _BrokerSSHServer(asyncssh.SSHServer):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._live.discard(self._conn)
+        self._release()
+
+    def _release(self) -> None:
+        """No longer provisional: its slot of the address is free again."""
         if self._counted:
             self._provisional[self._counted] -= 1
             if self._provisional[self._counted] <= 0:
@@ -172,6 +176,10 @@ class _BrokerSSHServer(asyncssh.SSHServer):
         conn = self._conn
         if conn is not None and conn not in self._serving and conn in self._live:
             conn.close()  # logged in, never opened its session
+        else:
+            # It opened its session: the broker's own limits (a hello deadline, guests
+            # per address) hold it from here, so it no longer keeps a slot.
+            self._release()
 
     def begin_auth(self, username: str) -> bool:
         return True
