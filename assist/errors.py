@@ -14,6 +14,7 @@ are converted where they enter the program; the CLI and TUIs catch only
     │   └── DecodeFailure      a line that is no valid message (protocol.codec; keeps its rid)
     ├── StateError             an action that the session or queue state forbids
     │   ├── AlreadyWaiting     this key already holds a request (take it over instead)
+    │   ├── Moved              another broker node holds the session now (store fence)
     │   └── GrantRefused       the grant rules refuse an action (core.grants; says which rule)
     ├── BusError               the bus between broker nodes (NATS) cannot be used
     ├── StoreError             the store (SQLite or PostgreSQL) cannot be read or written
