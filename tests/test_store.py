@@ -244,3 +244,22 @@ def test_a_store_connection_lost_is_opened_again(location: str) -> None:
         store.audit.append(3.0, "broker", "test", None, {"n": 3})
         assert [r.data["n"] for r in store.audit.records()] == [1, 3]
         assert store.audit.verify().records == 2
+
+
+@pytest.mark.stores
+def test_a_transaction_inside_another_undoes_only_itself_when_it_fails(location: str) -> None:
+    with Store(location) as store:
+        db = store.db
+        with db.transaction():
+            store.audit.append(1.0, "broker", "kept", None, {})
+            with pytest.raises(Duplicate), db.transaction():
+                store.directory.add("user", "alice", None, 2.0)
+                store.directory.add("user", "alice", None, 3.0)  # refused: undoes both
+            store.audit.append(4.0, "broker", "also-kept", None, {})
+        assert [r.action for r in store.audit.records()] == ["kept", "also-kept"]
+        assert store.directory.list("user") == []
+        with pytest.raises(StoreError), db.transaction():  # the outer one fails: all undone
+            store.audit.append(5.0, "broker", "gone", None, {})
+            raise StoreError("refused")
+        assert [r.action for r in store.audit.records()] == ["kept", "also-kept"]
+        store.audit.verify()

@@ -198,12 +198,20 @@ class SqliteDatabase(Database):
     @contextmanager
     def transaction(self) -> Iterator[Database]:
         if self._depth:
-            # Inside another: part of it (committed or rolled back with it).
+            # Inside another: a savepoint, so that what fails here is undone here even
+            # if the outer one goes on (as PostgreSQL's nested transactions do).
+            name = f"inner{self._depth}"
             self._depth += 1
+            self.execute(f"SAVEPOINT {name}")
             try:
                 yield self
+            except BaseException:
+                self.execute(f"ROLLBACK TO {name}")
+                self.execute(f"RELEASE {name}")
+                raise
             finally:
                 self._depth -= 1
+            self.execute(f"RELEASE {name}")
             return
         self.execute("BEGIN IMMEDIATE")
         self._depth = 1
