@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 LINGER = 2.0
 """Seconds a link stays open after its session ended (the last replies come)."""
 MAX_ASKED = 256
-"""Requests of a forwarded session waiting for the owner's answer, past which more are
-refused (an owner that stopped answering must not make this node's memory grow)."""
+"""Requests of a forwarded session waiting for the owner's answer, past which the oldest
+is forgotten (its asker gave up on it long ago; a message sent with a request id that
+the owner never answers must not make this node's memory grow)."""
 HELLO_RID = 2**53 - 7
 """The request id of the node's own hello on a link (its welcome is not the agent's)."""
 _STREAM = (m.Output, m.Snapshot, m.Resize)
@@ -114,11 +115,8 @@ class Forwarding:
 
     def _ask(self, held: Forwarded, msg: m.Msg, client: Connection | None) -> None:
         """Send a request under a request id of the link's own."""
-        if len(held.asked) >= MAX_ASKED:
-            if client is not None:
-                client.error("state", "too many requests are waiting for the user's node; "
-                             "try again shortly", msg.rid)
-            return
+        while len(held.asked) >= MAX_ASKED:
+            del held.asked[next(iter(held.asked))]
         rid = next(self._rids)
         held.asked[rid] = Asked(client, msg.rid, type(msg))
         self._send(held, msgspec.structs.replace(msg, rid=rid))
@@ -157,9 +155,13 @@ class Forwarding:
                 continue
             if isinstance(msg, m.Welcome) and msg.rid == HELLO_RID:
                 continue
-            asked = held.asked.get(msg.rid) if msg.rid else None
-            if asked is not None:
-                self._answer(held, msg.rid, asked, msg)
+            if msg.rid:
+                # Every request on the link has a number of the link's own: an answer
+                # whose request was forgotten goes to nobody (never under a number that
+                # one of the agent's connections uses for something else).
+                asked = held.asked.get(msg.rid)
+                if asked is not None:
+                    self._answer(held, msg.rid, asked, msg)
                 continue
             whole = line + b"\n"  # the buffer gives lines without their end
             links = self.agents(held.agent)
