@@ -560,6 +560,17 @@ async def test_a_guest_that_says_no_hello_is_let_go_in_time(harness: Harness) ->
     assert any(isinstance(e, m.Error) and e.code == "auth" for e in got)
 
 
+async def test_the_agent_may_chat_while_the_user_reconnects(harness: Harness) -> None:
+    user, agent, session = await harness.live()
+    await user.close()
+    while not agent.of(m.Away):
+        await agent.settle()
+    await agent.link.send(m.Chat(session=session, text="I am still here"))
+    events = await agent.settle()
+    assert not [e for e in events if isinstance(e, m.Error)]
+    assert [e.text for e in events if isinstance(e, m.Chat)] == ["I am still here"]
+
+
 async def test_oversized_values_and_deep_nesting_get_typed_errors(harness: Harness) -> None:
     user, _agent, session = await harness.live()
     raw = user.link.channel

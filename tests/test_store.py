@@ -263,3 +263,20 @@ def test_a_transaction_inside_another_undoes_only_itself_when_it_fails(location:
             raise StoreError("refused")
         assert [r.action for r in store.audit.records()] == ["kept", "also-kept"]
         store.audit.verify()
+
+
+@pytest.mark.stores
+def test_only_a_node_of_several_is_fenced_to_the_sessions_it_holds(location: str) -> None:
+    from assist.errors import Moved
+
+    with Store(location) as old:  # a store from before nodes: sessions of no node
+        old.sessions.insert(Session("s1", "alice", "vpn", 1.0), None)
+    with Store(location, node="myhost") as alone:
+        session = alone.sessions.get("s1")
+        session.apply(Event.OFFER, 2.0, agent="carol")
+        alone.sessions.save(session, "offered", "agent:carol", {})  # on its own: no fence
+        alone.sessions.fenced = True  # one node of several
+        session.apply(Event.CONNECT, 3.0)
+        with pytest.raises(Moved):
+            alone.sessions.save(session, "connected", "user:alice", {})
+        assert alone.sessions.get("s1").state is State.OFFERED

@@ -110,8 +110,10 @@ class Outbox:
 
     @property
     def behind(self) -> bool:
-        """More than :data:`PEER_LIMIT` waits: take nothing more from the other party."""
-        return self.closed or self._bytes > PEER_LIMIT
+        """More than :data:`PEER_LIMIT` of replies and events waits (terminal frames have
+        their own bound): take nothing more from the other party. A closed outbox
+        takes nothing anyway and holds nobody up."""
+        return not self.closed and self._bytes - self._stream_bytes > PEER_LIMIT
 
     def control(self, line: bytes) -> None:
         """Queue a reply or event; past the bound the client is disconnected."""

@@ -102,7 +102,11 @@ class Forwarding:
 
     def _connect(self, held: Forwarded) -> None:
         held.buffer = LineBuffer()
-        held.asked.clear()  # asked on a link that is gone: the askers time out
+        for asked in held.asked.values():  # asked on a link that is gone: say so now
+            if asked.client is not None and asked.rid and not asked.client.closed:
+                asked.client.error("connection", "the user's node changed before it "
+                                   "answered; try again", asked.rid)
+        held.asked.clear()
         held.link = self.links.open(held.owner, held.agent, held.fingerprint,
                                     lambda data: self._down(held, data),
                                     lambda: self._link_ended(held))

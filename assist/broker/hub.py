@@ -129,8 +129,13 @@ class Hub:
         token. Live sessions go on once both sides are back (see
         :class:`~assist.broker.presence.Presence`).
         """
-        # On its own a broker restores every unfinished session; among several, its own.
+        # On its own a broker restores every unfinished session; among several, its own
+        # (those of a store from before nodes become its own first: one node takes
+        # each), and it writes only those.
         node = self.config.node_name if self.config.bus else None
+        if node is not None:
+            self.store.sessions.fenced = True
+            self.store.sessions.claim("", self.clock.now())
         return self.presence.restore(self.store.sessions.unfinished(node))
 
     def close(self) -> None:

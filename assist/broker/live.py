@@ -44,7 +44,8 @@ class LiveSession:
         agent: the agent's connections, ``None`` while the agent is away.
         grants: the broker's advisory copy of the user's grants.
         totp_misses: wrong authenticator codes so far, ``None`` when no code is asked.
-        asking: the scopes the user is being asked for and has not answered yet.
+        asking: the scopes the user is being asked for and has not answered yet,
+            with when they were asked.
         hidden: why the user's output is withheld (a secret is read, the user
             paused sharing), ``None`` while it is shared.
         recorder: the session's recording, if it is recorded.
@@ -58,7 +59,7 @@ class LiveSession:
     agent: AgentLinks | None = None
     grants: GrantTable = field(default_factory=GrantTable)
     totp_misses: int | None = None
-    asking: set[str] = field(default_factory=set)
+    asking: dict[str, float] = field(default_factory=dict)
     hidden: m.HiddenWhy | None = None
     recorder: Recorder | None = None
     size: tuple[int, int] = (80, 24)

@@ -147,7 +147,7 @@ class Presence:
     def _left(self, live: LiveSession, silent: bool) -> None:
         """Nothing of the agent holds ``live`` any more: wait for it, or requeue."""
         hub = self.hub
-        if live.agent_away:
+        if live.agent_away and not silent:
             return  # already waited for (another of its connections went first): the grace runs on
         if live.session.state is State.OFFERED:
             hub.requeue(live, Event.DECLINE, "agent disconnected")

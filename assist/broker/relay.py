@@ -77,7 +77,10 @@ class Relay:
         text = one_line(text, MAX_CHAT)
         if not text:
             return
-        live.room("agent" if role == "user" else "user")  # before it is kept and sent
+        if role == "user":
+            live.room("agent")  # before it is kept and sent
+        elif live.user is not None:  # an away user reads it in the history later
+            live.room("user")
         at = self.ledger.log(live.id, "chat", f"{role}:{sender}", {"text": text})
         line = m.Chat(session=live.id, text=text, sender=sender, at=at)
         live.tell_user(line)

@@ -34,6 +34,9 @@ from assist.protocol import messages as m
 from assist.store.directory import Directory
 
 MAX_NOTE = 500
+ASK_AGAIN = 120.0
+"""Seconds after which an agent may ask again for a scope the user has not answered
+(the question may have been lost with the user's app)."""
 TOTP_ATTEMPTS = 3
 """Wrong codes allowed per verification request."""
 
@@ -134,13 +137,14 @@ class Trust:
 
     async def _on_ask(self, live: LiveSession, client: Connection, msg: m.AskGrant) -> None:
         check_policy(msg.scope, live.session.verified, self.require_verification)
-        if msg.scope in live.asking:
+        now = self.ledger.clock.now()
+        if now - live.asking.get(msg.scope, -ASK_AGAIN) < ASK_AGAIN:
             # One question at a time: asking again would stack dialogs on the user.
             raise StateError(f"the user is already being asked for {msg.scope}; wait for "
                              "the answer")
         live.relay_to_user(m.AskGrant(session=live.id, scope=msg.scope, seconds=msg.seconds,
                                       agent=client.peer.name))
-        live.asking.add(msg.scope)
+        live.asking[msg.scope] = now
         self._audit(f"agent:{client.peer.name}", "ask-grant", live,
                     {"scope": msg.scope, "seconds": msg.seconds})
         client.send(m.Ok(rid=msg.rid))
@@ -148,7 +152,7 @@ class Trust:
     async def _on_answer(self, live: LiveSession, client: Connection,
                          msg: m.GrantAnswer) -> None:
         actor = f"user:{live.session.user}"
-        live.asking.discard(msg.scope)
+        live.asking.pop(msg.scope, None)
         if msg.allowed:
             if not msg.grant:
                 raise ProtocolError("a grant needs an id")

@@ -43,6 +43,8 @@ class SessionRepo:
         self._db = db
         self.node = node
         """The broker node that holds the sessions this repository inserts."""
+        self.fenced = False
+        """Write only the sessions :attr:`node` holds (set for a node of several)."""
 
     def insert(self, session: Session, resume_hash: str | None) -> None:
         """Store a new session."""
@@ -60,7 +62,7 @@ class SessionRepo:
         at = session.history[-1][0] if session.history else session.queued_at
         # A node writes only the sessions it holds: one thought dead that comes back
         # must not overwrite what the node that took them over does.
-        fence, args = (" AND node = ?", (self.node,)) if self.node else ("", ())
+        fence, args = (" AND node = ?", (self.node,)) if self.fenced else ("", ())
         with self._db.transaction() as db:
             changed = db.execute(
                 "UPDATE sessions SET state = ?, offered_at = ?, answered_at = ?, ended_at = ?,"
