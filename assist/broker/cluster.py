@@ -132,12 +132,12 @@ class Cluster:
         self.lost = lost
         self.ready = available
         self.board = board
+        """Told when what the wallboard shows of the other nodes changed."""
         self.restarted = restarted
         """Told the name of a node that started again (what was linked to it is gone)."""
         self.witness = witness
         self.cut_off: set[str] = set()
         """Nodes silent on the bus that still beat in the store."""
-        """Told when what the wallboard shows of the other nodes changed."""
         self.started = clock.now()
         self.seen: dict[str, tuple[float, float]] = {}
         """Other node -> (when it was last heard, when it started)."""
@@ -222,10 +222,12 @@ class Cluster:
             log.warning("cannot read node %s's heartbeat from the store: %s", node, exc)
             return True
         beating = age is not None and age <= LOST
-        if beating and node not in self.cut_off:
+        if not beating:
+            self.cut_off.discard(node)
+        elif node not in self.cut_off:
             log.warning("node %s is silent on the bus but alive in the store: its "
                         "sessions stay its own", node)
-        (self.cut_off.add if beating else self.cut_off.discard)(node)
+            self.cut_off.add(node)
         return beating
 
     # -- the others --------------------------------------------------------------

@@ -16,10 +16,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from assist.broker.connection import Connection
 from assist.core.session import Session
 from assist.errors import NotFound, StateError
-from assist.protocol import messages as m
 
 if TYPE_CHECKING:
     from assist.broker.hub import Hub
@@ -122,22 +120,12 @@ class Failover:
         hub = self.hub
         log.warning("session %s moved to another node while this one was cut off: "
                     "let go here", session_id)
-        user: Connection | None = None
-        live = hub.live.pop(session_id, None)
-        if live is not None:
-            user = live.user
-            if live.session.agent:
-                hub.release(live.session.agent)
-            live.to_agent(m.UserLost(session=session_id))
-            live.close("the session moved to another node")
-            hub.unhold(live.session)
-        elif session_id in hub.waiting:
-            hub.unhold(hub.waiting.pop(session_id))
-            if hub.queue.find(session_id) is not None:
-                hub.queue.remove(session_id)
-            hub.cancel_grace(session_id)
-            user = hub.users.pop(session_id, None)
-        hub.views.touch(session_id)
+        live = hub.live.get(session_id)
+        session = live.session if live is not None else hub.waiting.get(session_id)
+        if session is None:
+            return
+        user = live.user if live is not None else hub.users.get(session_id)
+        hub.let_go(session, "the session moved to another node", live)
         if user is not None:
             user.kick("moved", "your session moved to another node of the helpdesk; "
                       "connect again to go on")

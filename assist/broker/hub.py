@@ -422,10 +422,15 @@ class Hub:
             self.today.settle(session.queued_at, None, self.clock.now())
         self.ledger.transition(session, Event.ABANDON, f"user:{session.user}", "abandoned",
                                {"why": why}, audit="abandon", audit_data={"why": why})
+        self.let_go(session, f"the user left ({why})", live)
+
+    def let_go(self, session: Session, why: str, live: LiveSession | None = None) -> None:
+        """Nothing of ``session`` stays on this node (it ended, or another node holds it):
+        its agent is told the user left, its place and its live session are dropped."""
         if live is not None:
             live.to_agent(m.UserLost(session=session.id))
             self.release(session.agent)
-            live.close(f"the user left ({why})")
+            live.close(why)
             del self.live[session.id]
         else:
             self.waiting.pop(session.id, None)

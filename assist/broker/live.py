@@ -142,15 +142,18 @@ class LiveSession:
         Raises:
             StateError: if not (the user not connected, or a connection far behind).
         """
-        if party == "user":
-            if self.user is None:
-                raise StateError("the user is not connected (reconnecting); try again shortly")
-            behind = self.user.outbox.behind
-        else:
-            behind = self.agent is not None and any(c.outbox.behind for c in self.agent.clients)
-        if behind:
+        if party == "user" and self.user is None:
+            raise StateError("the user is not connected (reconnecting); try again shortly")
+        if self.behind(party):
             raise StateError(f"the {party}'s side is not keeping up with what you send; "
                              "wait a moment, then send again")
+
+    def behind(self, party: str) -> bool:
+        """Whether ``party`` (``user`` or ``agent``, any of its connections) has more
+        waiting than it may be sent by the other (see ``Outbox.behind``)."""
+        if party == "user":
+            return self.user is not None and self.user.outbox.behind
+        return self.agent is not None and any(c.outbox.behind for c in self.agent.clients)
 
     def stream(self, msg: m.Msg) -> None:
         """Send a terminal-stream frame to the agent connections that watch it.

@@ -194,7 +194,7 @@ class Trust:
                 raise refuse("paused" if live.hidden == "paused" else "secret-input")
             if live.user is None:
                 raise refuse("user-away")
-            if live.user.outbox.behind:
+            if live.behind("user"):
                 raise refuse("user-behind")
         except GrantRefused as exc:
             live.flush_typed()

@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from assist.core.grants import (
+    KEY_SCOPES,
     NEEDS_VERIFIED,
     GrantRefused,
     GrantTable,
@@ -237,7 +238,7 @@ class Guard:
         """
         if self.require_verification and not self.verified:
             return False
-        return self.allows("control") or self.allows("run")
+        return any(self.allows(scope) for scope in KEY_SCOPES)
 
     def summary(self) -> str:
         """The live grants in a few words, e.g. ``control 4:32 left, annotate``."""

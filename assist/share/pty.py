@@ -170,13 +170,18 @@ class PtyProcess:
         """Bytes typed but not yet accepted by the program's terminal."""
         return sum(len(chunk) for _, chunk in self._pending)
 
+    @property
+    def queued_agent_input(self) -> int:
+        """Bytes the agent typed but not yet accepted by the program's terminal."""
+        return sum(len(chunk) for agent, chunk in self._pending if agent)
+
     def agent_room(self) -> int:
         """Bytes of agent keystrokes the pty may still queue (see :data:`AGENT_QUEUE`)."""
-        return AGENT_QUEUE - sum(len(chunk) for agent, chunk in self._pending if agent)
+        return AGENT_QUEUE - self.queued_agent_input
 
     def drop_agent_input(self) -> int:
         """Forget agent keystrokes not yet delivered (a revoke); return how many bytes."""
-        dropped = sum(len(chunk) for agent, chunk in self._pending if agent)
+        dropped = self.queued_agent_input
         self._pending = [(agent, chunk) for agent, chunk in self._pending if not agent]
         self._flush()
         return dropped

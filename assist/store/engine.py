@@ -197,32 +197,21 @@ class SqliteDatabase(Database):
 
     @contextmanager
     def transaction(self) -> Iterator[Database]:
-        if self._depth:
-            # Inside another: a savepoint, so that what fails here is undone here even
-            # if the outer one goes on (as PostgreSQL's nested transactions do).
-            name = f"inner{self._depth}"
-            self._depth += 1
-            self.execute(f"SAVEPOINT {name}")
-            try:
-                yield self
-            except BaseException:
-                self.execute(f"ROLLBACK TO {name}")
-                self.execute(f"RELEASE {name}")
-                raise
-            finally:
-                self._depth -= 1
-            self.execute(f"RELEASE {name}")
-            return
-        self.execute("BEGIN IMMEDIATE")
-        self._depth = 1
+        # Inside another: a savepoint, so that what fails there is undone there even if
+        # the outer one goes on (as PostgreSQL's nested transactions do).
+        inner = f"inner{self._depth}" if self._depth else ""
+        self.execute(f"SAVEPOINT {inner}" if inner else "BEGIN IMMEDIATE")
+        self._depth += 1
         try:
             yield self
         except BaseException:
-            self._depth = 0
-            self.execute("ROLLBACK")
+            self._depth -= 1
+            self.execute(f"ROLLBACK TO {inner}" if inner else "ROLLBACK")
+            if inner:
+                self.execute(f"RELEASE {inner}")
             raise
-        self._depth = 0
-        self.execute("COMMIT")
+        self._depth -= 1
+        self.execute(f"RELEASE {inner}" if inner else "COMMIT")
 
     def version(self) -> int:
         return int(self.execute("PRAGMA user_version").fetchone()[0])
