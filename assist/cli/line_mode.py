@@ -99,8 +99,26 @@ class LineMode:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def _revoke(self) -> None:
+        """Take every permission back, and say no to every permission still asked."""
+        declined = [ask for ask, _ in self._pending if not isinstance(ask, m.AskCode)]
+        self._pending = [(ask, at) for ask, at in self._pending if isinstance(ask, m.AskCode)]
+        for ask in declined:
+            self.session.answer(ask, False)
+        count = self.session.revoke_all()
+        self.say(Text(f"Revoked {count} permission{'s' if count != 1 else ''}: the "
+                      "agent can only watch now." if count else
+                      "The agent has no permissions."))
+        if declined:
+            self.say(Text(f"Declined: {', '.join(ask.scope for ask in declined)}."))
+
     async def handle(self, text: str) -> None:
         """One line the user typed."""
+        if text.lower() in ("r", "revoke"):
+            # Checked before any question is answered: a question waiting (or many,
+            # asked one after another) must never use up the key that takes all back.
+            self._revoke()
+            return
         if self._pending:
             ask, at = self._pending[0]
             if isinstance(ask, m.AskCode):
@@ -117,12 +135,7 @@ class LineMode:
             self.say(Text(f"Allowed: {ask.scope}. r and Enter takes it back." if granted
                           else f"Declined: {ask.scope}."))
             return
-        if text.lower() in ("r", "revoke"):
-            count = self.session.revoke_all()
-            self.say(Text(f"Revoked {count} permission{'s' if count != 1 else ''}: the "
-                          "agent can only watch now." if count else
-                          "The agent has no permissions."))
-        elif text.lower() in ("m", "mute"):
+        if text.lower() in ("m", "mute"):
             if self.session.call is None:
                 self.say(Text("There is no call to mute."))
             else:
