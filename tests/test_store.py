@@ -15,6 +15,7 @@ from assist.core import pubkey
 from assist.core.session import Event, Session, State
 from assist.errors import AuditError, ConfigError, Duplicate, NotFound, StoreError
 from assist.store import Store
+from assist.store.directory import check_name
 from assist.store.engine import open_database
 from assist.store.schema import VERSION
 from tests.helpers import KeyPair, Stores, store_at, tamper
@@ -100,6 +101,11 @@ def test_directory_roles_are_separate(keys: dict[str, KeyPair], location: str) -
             store.directory.remove("user", "alice")
         with pytest.raises(ConfigError, match="invalid name"):
             store.directory.add("user", "bad name!", None, 1.0)
+    # A name that ends in a newline is not "alice" (a certificate or an invite for
+    # "alice\n" must not become a second alice on every screen).
+    for odd in ("alice\n", "alice\r", "\nalice"):
+        with pytest.raises(ConfigError, match="invalid name"):
+            check_name(odd)
 
 
 @pytest.mark.stores

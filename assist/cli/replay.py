@@ -279,7 +279,7 @@ def replay(
                       highlight=False)
 
 
-_SESSION = re.compile(r"^[0-9a-f]{12}$")
+_SESSION = re.compile(r"^[0-9a-f]{12}\Z")
 
 
 def _files(given: str, db: str | None) -> list[Path]:

@@ -39,8 +39,8 @@ from assist.transport import ssh
 PREFIX = "assist-join-1."
 """How a join string starts (the number is the format's version)."""
 MAX_BROKERS = 8
-_CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
+_CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+_FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}\Z")
 ENROL_TIMEOUT = 15.0
 DAMAGED = ("this join string is damaged or incomplete: copy the whole line your helpdesk "
            f"sent (it starts with {PREFIX})")

@@ -30,7 +30,7 @@ PAUSED = "[paused by the user]"
 """The user paused sharing (privacy pause): nothing until :data:`RESUMED`."""
 RESUMED = "[sharing resumed]"
 
-_SESSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SESSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 _TYPED = re.compile(
     r"^agent:(?P<agent>\S+) typed (?P<size>\d+) bytes?(?P<hidden> \(hidden, not recorded\))?$")
 
