@@ -225,6 +225,9 @@ async def test_desktop_share_from_help_app_to_console(
         await apilot.press("s")
         shots = tmp_path / "carol" / "snapshots"
         await until(lambda: shots.exists() and any(shots.glob("*.png")), what="a snapshot")
+        (shot,) = shots.glob("*.png")
+        assert shot.stat().st_mode & 0o777 == 0o600, "a picture of the user's desktop is private"
+        assert shots.stat().st_mode & 0o777 == 0o700
 
         # With the user's permission the agent marks the desktop; the user reads where.
         await apilot.press("f7")

@@ -13,6 +13,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from assist.files import write_private
 from assist.media.errors import MediaError
 
 log = logging.getLogger(__name__)
@@ -31,13 +32,15 @@ def encode_png(rgb: npt.NDArray[np.uint8]) -> bytes:
 def save_png(rgb: npt.NDArray[np.uint8], path: Path) -> Path:
     """Write ``rgb`` to ``path`` as PNG and return the path.
 
+    A picture of someone's desktop is theirs: the file is readable by its owner
+    only from its first byte, like a recording (a new folder is 0700 too).
+
     Raises:
         MediaError: if the file cannot be written.
     """
     data = encode_png(rgb)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        write_private(path, data)
     except OSError as exc:
         raise MediaError(f"cannot save the snapshot to {path}: {exc.strerror}; "
                          "choose another folder") from None
