@@ -159,6 +159,9 @@ def test_audit_table_refuses_update_and_delete(location: str, sql: str) -> None:
         ("DELETE FROM audit WHERE seq = 2", "record 2 is missing"),
         ("DELETE FROM audit WHERE seq = 5", "removed from the end"),
         ("UPDATE audit SET actor = 'agent:dave' WHERE seq = 1", "record 1 was changed"),
+        ("DELETE FROM meta WHERE key = 'audit_head'", "head is missing"),
+        ("INSERT INTO audit (seq, at, actor, action, session, data, prev, hash) SELECT 6, at, "
+         "actor, action, session, data, hash, hash FROM audit WHERE seq = 5", "past the audit head"),
     ],
 )
 def test_audit_detects_tampering(location: str, sql: str, message: str) -> None:
@@ -192,6 +195,21 @@ def test_audit_chain_stays_one_chain_when_several_brokers_append(location: str) 
                            "--json"], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert '"records": 240' in done.stdout
+
+
+@pytest.mark.stores
+def test_audit_verifies_while_brokers_append(location: str) -> None:
+    """A check run beside live brokers sees a chain that grows, never one cut short."""
+    _chain(location)
+    writers = [subprocess.Popen([sys.executable, "-c", _APPENDER, location, f"node:{n}", "150"])
+               for n in range(2)]
+    checked = []
+    with Store(location) as store:
+        while any(w.poll() is None for w in writers):
+            checked.append(store.audit.verify().records)
+        assert [w.wait(timeout=60) for w in writers] == [0, 0]
+        assert store.audit.verify().records == 305
+    assert checked == sorted(checked) and len(checked) > 1
 
 
 @pytest.mark.stores

@@ -102,14 +102,56 @@ class AuditLog:
         ]
 
     def verify(self) -> VerifyResult:
-        """Check the whole chain.
+        """Check the whole chain, while brokers may go on appending to it.
+
+        The head is read first and the records up to it are checked against it;
+        what was appended meanwhile (a record past the head, and a head that
+        moved on with it, written together) is then checked the same way. A
+        record past a head that did not move was put there behind its back.
 
         Raises:
             AuditError: naming the first record that was changed, removed or
                 inserted out of order.
         """
+        head = self._head()
         prev, expected = GENESIS, 1
-        for row in self._db.execute("SELECT * FROM audit ORDER BY seq"):
+        while True:
+            last = head[0] if head else 0
+            prev, expected = self._walk(prev, expected, last)
+            count = expected - 1
+            if head is None and count:
+                raise AuditError("the audit head is missing: the log was tampered with")
+            if head is not None and head != (count, prev):
+                raise AuditError(
+                    f"the audit log ends at record {count} but its head says "
+                    f"{head[0]}: records were removed from the end")
+            beyond = self._db.execute("SELECT MIN(seq) AS seq FROM audit WHERE seq > ?",
+                                      (count,)).fetchone()
+            if beyond is None or beyond["seq"] is None:
+                return VerifyResult(count, prev)
+            moved = self._head()
+            if moved is None:
+                raise AuditError("the audit head is missing: the log was tampered with")
+            if moved == head:
+                raise AuditError(f"audit record {beyond['seq']} is past the audit head: "
+                                 "it was added behind the log's back")
+            head = moved
+
+    def _head(self) -> tuple[int, str] | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
+        if row is None:
+            return None
+        count, _, digest = str(row["value"]).partition(":")
+        try:
+            return int(count), digest
+        except ValueError:
+            raise AuditError("the audit head is not valid: the log was tampered with") from None
+
+    def _walk(self, prev: str, expected: int, last: int) -> tuple[str, int]:
+        """Check records ``expected`` to ``last`` (chained to ``prev``); return the
+        hash of the last one checked and the number of the next."""
+        for row in self._db.execute("SELECT * FROM audit WHERE seq >= ? AND seq <= ? "
+                                    "ORDER BY seq", (expected, last)):
             seq = row["seq"]
             if seq != expected:
                 raise AuditError(f"audit record {expected} is missing (next found is {seq})")
@@ -120,13 +162,4 @@ class AuditLog:
             if digest != row["hash"]:
                 raise AuditError(f"audit record {seq} was changed after it was written")
             prev, expected = digest, seq + 1
-        head = self._db.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
-        count = expected - 1
-        if head is not None and head["value"] != f"{count}:{prev}":
-            raise AuditError(
-                f"the audit log ends at record {count} but its head says "
-                f"{head['value'].split(':')[0]}: records were removed from the end"
-            )
-        if head is None and count:
-            raise AuditError("the audit head is missing: the log was tampered with")
-        return VerifyResult(count, prev)
+        return prev, expected
