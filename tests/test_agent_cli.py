@@ -185,3 +185,29 @@ async def test_ask_stops_when_the_session_ends_before_the_answer(
         await live.user.user_session.leave()  # the user goes without answering
         code, data, _ = await asyncio.wait_for(asking, 30)
         assert code == 1 and "ended before the user answered" in data["error"]["message"]
+
+
+async def test_accepting_again_after_being_away_too_long_holds_the_session(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    """The notice kept for an agent who was away ("alice went back to the queue") is
+    not the end of the session that agent accepts again."""
+    alice, proc = await _held(broker, keys)
+    back = asyncio.ensure_future(alice.link.wait_for(lambda e: isinstance(e, m.AgentLost), 10))
+    proc.kill()  # the agent vanishes; past its grace, alice goes back to the front
+    await proc.wait()
+    await back
+    offered = asyncio.ensure_future(alice.link.wait_for(lambda e: isinstance(e, m.Offered),
+                                                        30))
+    again = asyncio.ensure_future(_accepting(broker, keys["carol"]))
+    await offered
+    await alice.ready()
+    proc = await again
+    assert proc.stdout is not None
+    with pytest.raises(TimeoutError):  # it holds the session: nothing ends it
+        line = await asyncio.wait_for(proc.stdout.readline(), 2)
+        assert json.loads(line)["t"] != "ended", line
+        await asyncio.wait_for(proc.stdout.readline(), 2)
+    assert proc.returncode is None
+    proc.send_signal(2)
+    assert await asyncio.wait_for(proc.wait(), 10) == 0
+    await alice.link.close()

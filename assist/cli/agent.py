@@ -158,7 +158,14 @@ def accept(
 
 async def _print_events(client: AgentClient, live: AgentSession, as_json: bool) -> bool:
     """Print the session's events; True once it ended, False if the connection dropped."""
+    begun = False
     async for event in client.events():
+        if not begun:
+            # What came before this session's start is from an earlier hold of it: a
+            # notice kept while this agent was away ("requeued") is not this end.
+            begun = isinstance(event, m.Started) and event.info.session == live.id
+            if not begun:
+                continue
         if await live.decline_media(event):
             continue  # no voice or camera here: the user is told at once
         change = live.handle(event)
