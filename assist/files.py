@@ -89,3 +89,28 @@ def unreadable(path: Path, what: str, exc: OSError) -> str:
     if isinstance(exc, IsADirectoryError):
         return f"{path} is a directory, not a {what}"
     return f"cannot read {what} {path}: {exc.strerror}"
+
+
+def hold_exclusive(path: Path) -> int | None:
+    """Take the lock of ``path`` (created private) for as long as this process runs.
+
+    Returns the open descriptor that holds it (close it to let go), or ``None``
+    if another process holds it. The kernel lets go when the process ends, even
+    by ``kill -9``, so a crash never leaves a stale lock behind.
+
+    Raises:
+        OSError: if the lock file cannot be created.
+    """
+    import fcntl  # POSIX only, like the ptys
+
+    private_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:
+        os.close(fd)
+        raise
+    return fd

@@ -13,8 +13,9 @@ from assist.broker.server import Broker
 from assist.client import AgentClient
 from assist.client.link import BrokerError
 from assist.core.session import State
-from assist.errors import AuthRefused, HostKeyMismatch, HostKeyUnknown, StateError
+from assist.errors import AuthRefused, ConfigError, HostKeyMismatch, HostKeyUnknown, StateError
 from assist.protocol import messages as m
+from assist.store.engine import is_url
 from assist.transport import ssh
 from tests.helpers import KeyPair, agent_client, broker_config, link_to, register, user_client
 
@@ -335,3 +336,19 @@ async def test_wallboard_counts_abandoned_contacts_as_misses(
     fresh = TodayFigures(broker.store).level(broker.hub.clock.now())
     assert (fresh.hits, fresh.total) == (0, 1)
     await bob.link.close()
+
+
+async def test_a_second_broker_on_the_same_sqlite_store_is_refused(tmp_path: Path) -> None:
+    config = broker_config(tmp_path)
+    if is_url(config.db):
+        pytest.skip("several brokers share PostgreSQL through the bus by design")
+    first = Broker(config)
+    await first.start()
+    try:
+        with pytest.raises(ConfigError, match="another assist serve already uses the store"):
+            await Broker(config).start()
+    finally:
+        await first.stop()
+    again = Broker(config)  # once the first has stopped, the store is free
+    await again.start()
+    await again.stop()

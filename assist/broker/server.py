@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import asyncssh
 
@@ -27,8 +29,10 @@ from assist.broker.nats_bus import NatsBus
 from assist.broker.remote import Links
 from assist.config import BrokerConfig
 from assist.core.clock import LoopClock
-from assist.errors import StateError
+from assist.errors import ConfigError, StateError
+from assist.files import hold_exclusive, unreadable
 from assist.store import Store
+from assist.store.engine import is_url, shown, sqlite_path
 from assist.transport import ssh
 from assist.transport.channel import MessageChannel
 from assist.transport.peer import Login, Peer
@@ -53,6 +57,8 @@ class Broker:
         self.authorities = Authorities()
         self.host_key: asyncssh.SSHKey | None = None
         self._server: ssh.Listener | None = None
+        self._serving_lock: int | None = None
+        """The descriptor holding this broker's claim on a SQLite store."""
 
     @property
     def port(self) -> int:
@@ -83,8 +89,13 @@ class Broker:
         """
         self.authorities = Authorities.load(self.config.trusted_user_ca_keys,
                                             self.config.trusted_agent_ca_keys)
-        self.store = Store(self.config.db, self.config.secret_key_file,
-                           self.config.node_name)
+        self._hold_store()
+        try:
+            self.store = Store(self.config.db, self.config.secret_key_file,
+                               self.config.node_name)
+        except BaseException:
+            self._let_go_of_store()
+            raise
         self.hub = Hub(self.config, self.store, LoopClock(self.clock), self.authorities)
         restored = self.hub.restore()
         try:
@@ -92,21 +103,46 @@ class Broker:
         except BaseException:
             self.hub.close()
             self.store.close()
+            self._let_go_of_store()
             raise
         self.enrolment = Enrolment(self.store, self.clock, self.config.name)
-        self.host_key = ssh.load_or_create_host_key(self.config.host_key_path)
         try:
+            self.host_key = ssh.load_or_create_host_key(self.config.host_key_path)
             self._server = await ssh.listen(self.config.host, self.config.port, self.host_key,
                                             self._authorize, self._serve)
         except BaseException:
             await self._leave_cluster()
             self.hub.close()
             self.store.close()
+            self._let_go_of_store()
             raise
         self.store.audit.append(self.clock(), "broker", "start", None,
                                 {"port": self.port, "restored": restored})
         log.info("listening on %s:%d (%d waiting restored)", self.config.host, self.port,
                  restored)
+
+    def _hold_store(self) -> None:
+        """One broker on its own per SQLite store: a second would restore the same queue
+        and end, as abandoned, users the first one still serves."""
+        if self.config.bus or is_url(self.config.db) or self._serving_lock is not None:
+            return  # several nodes share PostgreSQL through the bus, by design
+        lock = Path(f"{sqlite_path(self.config.db)}.serving")
+        try:
+            fd = hold_exclusive(lock)
+        except OSError as exc:
+            raise ConfigError(unreadable(lock, "the store's lock", exc)) from None
+        if fd is None:
+            raise ConfigError(
+                f"another assist serve already uses the store {shown(self.config.db)}: stop "
+                "it first, or give this broker its own --db (several brokers on one store "
+                "need PostgreSQL and --bus: see 'A helpdesk on several machines' in the "
+                "README)")
+        self._serving_lock = fd
+
+    def _let_go_of_store(self) -> None:
+        if self._serving_lock is not None:
+            os.close(self._serving_lock)
+            self._serving_lock = None
 
     async def _join_cluster(self) -> None:
         """Join the helpdesk's other nodes on the bus (an in-process bus on its own)."""
@@ -201,6 +237,7 @@ class Broker:
             self.store.audit.append(self.clock(), "broker", "stop")
             self.store.close()
             self.store = None
+        self._let_go_of_store()
 
     async def serve_forever(self) -> None:
         """Run until cancelled (Ctrl-C), then stop cleanly."""
