@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from assist.cli.line_mode import LineMode
 from assist.client.user_events import CodeAsked, GrantAsked
 from assist.protocol import messages as m

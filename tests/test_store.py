@@ -161,7 +161,8 @@ def test_audit_table_refuses_update_and_delete(location: str, sql: str) -> None:
         ("UPDATE audit SET actor = 'agent:dave' WHERE seq = 1", "record 1 was changed"),
         ("DELETE FROM meta WHERE key = 'audit_head'", "head is missing"),
         ("INSERT INTO audit (seq, at, actor, action, session, data, prev, hash) SELECT 6, at, "
-         "actor, action, session, data, hash, hash FROM audit WHERE seq = 5", "past the audit head"),
+         "actor, action, session, data, hash, hash FROM audit WHERE seq = 5",
+         "past the audit head"),
     ],
 )
 def test_audit_detects_tampering(location: str, sql: str, message: str) -> None:

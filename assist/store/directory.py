@@ -13,7 +13,8 @@ from assist.store.seal import Sealer, is_sealed
 
 Role = Literal["user", "agent"]
 _TABLE: dict[Role, str] = {"user": "users", "agent": "agents"}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")  # \Z: "$" would let a final newline through
+# \Z, not $: "$" also matches before a final newline, which would let "alice\n" in.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")
 
 
 @dataclass(frozen=True)
