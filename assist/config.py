@@ -353,6 +353,10 @@ class BrokerConfig:
         paths = Paths.from_env()
         base = cls(db=str(paths.data / "broker.db"), host_key_path=paths.data / "host_key",
                    recordings=paths.data / "recordings")
+        if file is not None and not file.is_file():
+            # Named on purpose: a typo must not leave a broker on the defaults.
+            raise ConfigError(f"config file {file} does not exist" if not file.exists()
+                              else f"{file} is not a config file")
         file = file or paths.config / "broker.toml"
         config = _apply(base, _read_toml(file), str(file))
         names = tuple(f.name for f in dataclasses.fields(cls))

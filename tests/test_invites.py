@@ -17,6 +17,7 @@ from assist.client.join import Invitation, enrol, join_command
 from assist.config import ClientConfig
 from assist.errors import ConfigError, HostKeyMismatch, InviteRefused
 from assist.store import Store
+from assist.transport import ssh
 from tests.helpers import (
     KeyPair,
     Stores,
@@ -191,13 +192,22 @@ def test_invite_command_prints_the_line_and_refuses_bad_terms(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ASSIST_BROKER_HOST_KEY_PATH", str(tmp_path / "host_key"))
     db = store_at(tmp_path / "b.db")
+    # A key made up here would be one no broker presents: the broker's own is needed.
+    code = run(["invite", "--db", db, "--address", "desk.example:2222"])
+    assert code == 1 and "there is no host key at" in capsys.readouterr().err
+    assert not (tmp_path / "host_key").exists()
+    key = ssh.load_or_create_host_key(tmp_path / "etc" / "host_key")
     code = run(["invite", "--db", db, "--address", "desk.example:2222", "--uses", "3",
-                 "--expires", "2d", "--json"])
+                 "--expires", "2d", "--json", "--host-key", str(tmp_path / "etc" / "host_key")])
     data = json.loads(capsys.readouterr().out)
     assert code == 0 and data["uses"] == 3
     assert data["command"] == f"assist help --join {data['join']}"
     invitation = Invitation.parse(data["join"])
     assert invitation.brokers == ("desk.example:2222",)
+    assert invitation.fingerprint == ssh.key_fingerprint(ssh.openssh_key(key))
+    monkeypatch.setenv("ASSIST_BROKER_HOST_KEY_PATH", str(tmp_path / "etc" / "host_key"))
+    code = run(["invite", "--db", db, "--config", str(tmp_path / "missing.toml")])
+    assert code == 1 and "config file" in capsys.readouterr().err
     assert abs(data["expires"] - time.time() - 2 * 86400) < 60
     code = run(["invite", "--db", db, "--expires", "40d"])
     assert code == 1 and "up to 30 days" in capsys.readouterr().err

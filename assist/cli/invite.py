@@ -45,6 +45,11 @@ ADDRESS_OPTION = typer.Option(
     None, "--address",
     help="host:port users reach the broker at, comma-separated for several nodes "
          "(default: the broker's own address).")
+HOST_KEY_OPTION = typer.Option(
+    None, "--host-key", help="The broker's host key file, as given to assist serve "
+    "(default: the one of broker.toml, else in the platform data dir); its fingerprint "
+    "goes into the invite.")
+CONFIG_OPTION = typer.Option(None, "--config", help="The broker's broker.toml to read.")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -99,6 +104,8 @@ def invite(
     address: str | None = ADDRESS_OPTION,
     qr: bool = QR_OPTION,
     db: str | None = DB_OPTION,
+    host_key: Path | None = HOST_KEY_OPTION,
+    config_file: Path | None = CONFIG_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Make an invite for a new user (admin, on the broker's machine).
@@ -110,11 +117,10 @@ def invite(
     """
     seconds = parse_expiry(expires)
     check_terms(name, uses)  # before any file is touched
-    config = BrokerConfig.load(db=db)
+    config = BrokerConfig.load(config_file, db=db, host_key_path=host_key)
     host = config.host if config.host not in ("", "0.0.0.0", "::") else socket.getfqdn()
     brokers = _addresses(address, format_address(host, config.port))
-    fingerprint = ssh.key_fingerprint(ssh.openssh_key(
-        ssh.load_or_create_host_key(config.host_key_path)))
+    fingerprint = ssh.key_fingerprint(ssh.openssh_key(ssh.load_host_key(config.host_key_path)))
     with open_store(db) as store:
         code, made = make_invite(store, name, uses, seconds, "admin", time.time())
     show(Invitation(brokers, fingerprint, code), uses, made.expires_at, as_json, qr)

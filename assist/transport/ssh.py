@@ -298,6 +298,19 @@ def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
         raise ConfigError(f"cannot use host key {path}: {exc}") from None
 
 
+def load_host_key(path: Path) -> asyncssh.SSHKey:
+    """Load the broker's host key, which must exist (commands other than ``serve``
+    speak for a broker: a key made up here would be one no broker presents).
+
+    Raises:
+        ConfigError: if there is none at ``path``, or it cannot be read.
+    """
+    if not path.exists():
+        raise ConfigError(f"there is no host key at {path}: give the broker's own with "
+                          "--host-key (or --config, as for assist serve)")
+    return load_or_create_host_key(path)
+
+
 class Listener:
     """A listening SSH server and the connections it accepted."""
 
