@@ -76,6 +76,15 @@ def test_pubkey_errors(text: str, message: str) -> None:
         pubkey.parse(text)
 
 
+def test_pubkey_file_holds_one_key_and_a_clean_comment(keys: dict[str, KeyPair]) -> None:
+    alice, bob = (keys[name].public.read_text().strip() for name in ("alice", "bob"))
+    with pytest.raises(ConfigError, match="holds 2 lines"):
+        pubkey.parse(f"{alice}\n{bob}\n")
+    parsed = pubkey.parse(f"{alice.split()[0]} {alice.split()[1]} evil\x1b]0;title\x07 me\n")
+    assert parsed.comment == "evil]0;title me"
+    assert len(pubkey.parse(f"{alice} {'x' * 5000}").comment) <= 200
+
+
 def test_pubkey_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         pubkey.load(tmp_path / "nope.pub")

@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from assist.core.text import one_line
 from assist.errors import ConfigError
 from assist.files import unreadable
 
@@ -64,6 +65,11 @@ def parse(text: str, source: str = "key") -> PublicKey:
     text = text.strip()
     if "PRIVATE KEY" in text:
         raise ConfigError(f"{source} is a private key; pass the public key (the .pub file)")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) > 1:
+        # Only one would be registered, the rest silently kept as its comment.
+        raise ConfigError(f"{source} holds {len(lines)} lines: give one public key per "
+                          "file (one key is registered per command)")
     fields = text.split(None, 2)
     if len(fields) < 2 or fields[0] not in KEY_TYPES:
         raise ConfigError(
@@ -78,7 +84,8 @@ def parse(text: str, source: str = "key") -> PublicKey:
         raise ConfigError(f"{source}: the key data is damaged (bad base64)") from None
     if inner != fields[0]:
         raise ConfigError(f"{source}: the key data does not match its type {fields[0]}")
-    return PublicKey(fields[0], blob, fields[2] if len(fields) > 2 else "")
+    # The comment is shown in listings: printable text, within bounds.
+    return PublicKey(fields[0], blob, one_line(fields[2]) if len(fields) > 2 else "")
 
 
 def load(path: Path) -> PublicKey:
