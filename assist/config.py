@@ -364,6 +364,12 @@ class BrokerConfig:
         return _apply(config, flags, "command line")  # type: ignore[no-any-return]
 
 
+def _lasting(key: Path) -> str:
+    """``key`` as it is saved for next time: absolute (``--key id`` given in one folder
+    must still name that file when assist runs from another)."""
+    return str(key.expanduser().absolute())
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     """Settings of ``assist help``, ``assist console`` and agent commands."""
@@ -518,13 +524,13 @@ class ClientConfig:
         if self.key is None:
             return
         data = _read_toml(self.file)
-        if data.get(f"{role}_key") != str(self.key):
-            self.save(keys={f"{role}_key": str(self.key)})
+        if data.get(f"{role}_key") != _lasting(self.key):
+            self.save(keys={f"{role}_key": _lasting(self.key)})
 
     def with_key(self, role: str, key: Path) -> ClientConfig:
         """Return this config logging in with ``key`` as ``role``, and save that."""
         config = dataclasses.replace(self, key=key)
-        config.save(keys={f"{role}_key": str(key)})
+        config.save(keys={f"{role}_key": _lasting(key)})
         return config
 
     def save(self, keys: dict[str, str] | None = None) -> None:

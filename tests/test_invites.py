@@ -163,7 +163,7 @@ async def test_an_agent_makes_an_invite_through_the_broker(
     assert made_by == ["agent:carol"]
 
 
-def test_pins_are_kept_per_broker(tmp_path: Path) -> None:
+def test_pins_are_kept_per_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     file = tmp_path / "client.toml"
     one = dataclasses.replace(_config(tmp_path), host="10.0.0.1", port=2222)
     one.pinned("ssh-ed25519 AAAAone")
@@ -175,6 +175,10 @@ def test_pins_are_kept_per_broker(tmp_path: Path) -> None:
     assert ClientConfig.load(file, "10.0.0.9:2222").host_key == ""
     assert ClientConfig.load(file, role="agent").key == tmp_path / "agent_key"
     assert ClientConfig.load(file, role="user").key is None
+    # A key given by a relative path is saved as the file it named, wherever assist runs.
+    monkeypatch.chdir(tmp_path)
+    dataclasses.replace(one, key=Path("mine")).remember_key("user")
+    assert ClientConfig.load(file, role="user").key == tmp_path / "mine"
     # A file from before [known_brokers] keeps its one pin.
     file.write_text('key = "/k"\n[broker]\nhost = "h"\nport = 1\nhost_key = "ssh-ed25519 X"\n')
     old = ClientConfig.load(file)
