@@ -502,6 +502,22 @@ def test_player_timing_caps_pauses_and_scales() -> None:
     assert summary.duration == 12.0 and summary.resizes == 1
 
 
+def test_player_sleeps_an_absurd_pause_in_naps_the_platform_takes() -> None:
+    clock = FakeClock()
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        if seconds > 1e6:
+            raise OverflowError("timestamp out of range for platform time_t")
+        slept.append(seconds)
+        clock.now += seconds
+
+    written: list[str] = []
+    player = Player(written.append, lambda: None, sleep=sleep, clock=clock)
+    player.play([Event(0.1, "o", "a"), Event(1e7, "o", "c")], Summary())
+    assert written == ["a", "c"] and max(slept) <= 3600 and abs(sum(slept) - 1e7) < 1
+
+
 def test_marker_folder_folds_one_agents_typing() -> None:
     got: list[tuple[float, float, str]] = []
     folder = MarkerFolder(lambda start, end, label: got.append((start, end, label)))

@@ -40,6 +40,8 @@ DEFAULT_IDLE_LIMIT = 2.0
 """Longest pause shown when neither the recording nor ``--idle-limit`` sets one."""
 TYPING_GAP = 2.0
 """Keystrokes of one agent less than this many seconds apart fold into one marker line."""
+_LONGEST_NAP = 3600.0
+"""Seconds slept at once during a pause (a recording may hold an absurd one)."""
 _WRITE_AHEAD = 0.005
 """Events due within this many seconds are written together (one write, no sleep)."""
 _MAX_PENDING = 64 * 1024
@@ -191,7 +193,10 @@ class Player:
                 if delay > _WRITE_AHEAD:
                     # Show everything due before pausing, in one write.
                     self._drain()
-                    self._sleep(delay)
+                    while delay > _WRITE_AHEAD:
+                        # In naps the platform's timer takes, however long the pause.
+                        self._sleep(min(delay, _LONGEST_NAP))
+                        delay = start + played - self._clock()
                 if event.kind == "o":
                     # A recording made elsewhere (or edited) may still carry them.
                     data = self._host.feed_text(event.data)
