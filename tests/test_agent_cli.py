@@ -48,6 +48,10 @@ async def test_console_actions_from_the_command_line(broker: Broker,
         s = live.session
         code, data, _ = await cli("chat", s, "hello from a script")
         assert code == 0 and data["sent"] == "hello from a script"
+        code, data, _ = await cli("chat", s, " ")
+        assert code == 1 and "the message is empty" in data["error"]["message"]
+        code, data, _ = await cli("chat", s, "y" * 4001)
+        assert code == 1 and "at most 4000" in data["error"]["message"]
 
         code, data, _ = await cli("keys", s, "echo nope-$((1+1))", "--enter")
         assert code == 1 and "has not granted" in data["error"]["message"]

@@ -43,7 +43,7 @@ from assist.client.link import BrokerError
 from assist.client.runbook import RunbookRunner, Step, load_runbook
 from assist.core.grants import explain
 from assist.display import said
-from assist.errors import AssistError, ConnectionFailed, StateError
+from assist.errors import AssistError, ConfigError, ConnectionFailed, StateError
 from assist.log import setup
 from assist.protocol import messages as m
 from assist.protocol.vocabulary import (
@@ -189,6 +189,11 @@ def chat(
     as_json: bool = JSON_OPTION, verbose: int = VERBOSE_OPTION,
 ) -> None:
     """Send a chat line to the user."""
+    if not text.strip():
+        raise ConfigError("the message is empty: give the text to send")
+    if len(text) > m.MAX_TEXT:
+        raise ConfigError(f"the message is {len(text)} characters long; at most "
+                          f"{m.MAX_TEXT} go in one")
 
     async def work(client: AgentClient) -> None:
         sent = client.link.wait_for(lambda x: isinstance(x, m.Chat) and x.session == session, 5)
