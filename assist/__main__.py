@@ -1,5 +1,5 @@
 """Allow ``python -m assist``."""
 
-from assist.cli import main
+from assist.launch import main
 
 main()

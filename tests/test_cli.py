@@ -311,3 +311,17 @@ def test_files_that_are_not_utf8_text_are_named_not_crashed_on(
         err = "".join(capsys.readouterr().err.split())  # long paths wrap anywhere
         assert exit_.value.code == 1 and "".join(said.split()) in err, err
         assert "internalerror" not in err and "Traceback" not in err
+
+
+def test_ctrl_c_while_assist_is_still_loading_is_a_quiet_exit(tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "assist", "users", "list", "--db",
+                             str(tmp_path / "b.db")], stderr=subprocess.PIPE, text=True)
+    time.sleep(0.15)  # Textual, asyncssh and aiortc take longer than this to load
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err
+    # -SIGINT: the signal came before Python itself was up (its default kills quietly).
+    assert proc.returncode in (0, 130, -signal.SIGINT), err
