@@ -79,6 +79,12 @@ def test_a_copy_of_the_database_reveals_no_totp_secret(tmp_path: Path) -> None:
     assert secret.encode() not in stolen.read_bytes()
     with Store(stolen) as store, pytest.raises(StoreError, match="sealed"):
         store.directory.totp_secret("alice")
+    # No key file where one is named: not made up (it could open none of them, and what
+    # it sealed next no broker could open).
+    with pytest.raises(StoreError, match="sealed with a secret key file that is not at"):
+        Store(stolen, tmp_path / "elsewhere" / "other_key")
+    assert not (tmp_path / "elsewhere" / "other_key").exists()
+    Sealer.load_or_create(tmp_path / "elsewhere" / "other_key")
     with Store(stolen, tmp_path / "elsewhere" / "other_key") as store, \
             pytest.raises(StoreError, match="another key"):
         store.directory.totp_secret("alice")

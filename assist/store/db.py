@@ -13,7 +13,7 @@ from assist.store.invites import Invites
 from assist.store.nodes import Nodes
 from assist.store.recordings import Recordings
 from assist.store.schema import MIGRATIONS, VERSION
-from assist.store.seal import Sealer
+from assist.store.seal import Sealer, is_sealed
 from assist.store.sessions import SessionRepo
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,13 @@ class Store:
         self.db = connect(location)
         self.path = str(location)
         try:
+            if key_path is not None and not key_path.exists() and self._holds_sealed():
+                # A fresh key could open none of them, and what it sealed next no
+                # broker could open: the key file is elsewhere (another account, -E).
+                raise StoreError(
+                    f"the store {location} holds TOTP secrets sealed with a secret key "
+                    f"file that is not at {key_path}: point secret_key_path (broker.toml, "
+                    "or ASSIST_BROKER_SECRET_KEY_PATH) at the broker's own")
             self.sealer = Sealer.load_or_create(key_path) if key_path is not None else None
         except BaseException:
             self.db.close()
@@ -112,6 +119,11 @@ class Store:
         self.recordings = Recordings(self.db)
         if self.sealer is not None:
             self.directory.seal_plain()  # a store from before sealing: seal what it holds
+
+    def _holds_sealed(self) -> bool:
+        rows = self.db.execute(
+            "SELECT totp_secret FROM users WHERE totp_secret IS NOT NULL").fetchall()
+        return any(is_sealed(row["totp_secret"]) for row in rows)
 
     def close(self) -> None:
         """Close the database."""
