@@ -18,6 +18,7 @@ from assist.broker.server import Broker
 from assist.cli import main
 from assist.cli.app import app
 from assist.core.session import State
+from assist.store import Store
 from tests.helpers import KeyPair, agent_client, store_at, tamper
 
 pytestmark = pytest.mark.stores
@@ -66,10 +67,30 @@ def test_admin_errors_are_messages_not_tracebacks(
     garbage = tmp_path / "garbage.pub"
     garbage.write_text("hello\n")
     args = [a.format(private=keys["alice"].private, garbage=garbage) for a in args]
+    Store(store_at(tmp_path / "b.db")).close()
     code, out, err = run([*args, "--db", store_at(tmp_path / "b.db")], capsys)
     assert code == 1
     assert message in " ".join(err.split())
     assert "Traceback" not in err + out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["users", "list"], "no store at"),
+        (["users", "remove", "ghost"], "no store at"),
+        (["audit", "verify"], "no store at"),
+        (["agents", "list", "--db", "mysql://x"], "is not a store assist can use"),
+    ],
+)
+def test_a_store_that_is_not_there_is_not_made_up(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        args: list[str], message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    db = [] if "--db" in args else ["--db", str(tmp_path / "typo" / "b.db")]
+    code, _out, err = run([*args, *db], capsys)
+    assert code == 1 and message in " ".join(err.split()), err
+    assert list(tmp_path.iterdir()) == [], "nothing is left behind by a typo"
 
 
 def test_duplicate_name_and_key(tmp_path: Path, keys: dict[str, KeyPair],

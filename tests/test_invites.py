@@ -196,6 +196,7 @@ def test_invite_command_prints_the_line_and_refuses_bad_terms(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ASSIST_BROKER_HOST_KEY_PATH", str(tmp_path / "host_key"))
     db = store_at(tmp_path / "b.db")
+    Store(db).close()  # the broker's, made by its first start
     # A key made up here would be one no broker presents: the broker's own is needed.
     code = run(["invite", "--db", db, "--address", "desk.example:2222"])
     assert code == 1 and "there is no host key at" in capsys.readouterr().err

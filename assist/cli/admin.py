@@ -19,12 +19,17 @@ from assist.core import pubkey
 from assist.display import said
 from assist.store import Store
 from assist.store.directory import Person
+from assist.store.engine import existing
 
 
-def open_store(db: str | None) -> Store:
-    """Open the broker store named by ``--db`` or the broker config, with its secret key."""
+def open_store(db: str | None, create: bool = False) -> Store:
+    """Open the broker store named by ``--db`` or the broker config, with its secret key.
+
+    Only ``create`` (registering someone before the broker's first start) makes a
+    new store; elsewhere a store that is not there is an error.
+    """
     config = BrokerConfig.load(db=db)
-    return Store(config.db, config.secret_key_file)
+    return Store(config.db if create else existing(config.db), config.secret_key_file)
 
 
 def _person_json(person: Person) -> dict[str, object]:
@@ -55,7 +60,7 @@ def _directory_app(role: Literal["user", "agent"]) -> typer.Typer:
     ) -> None:
         """Register a user or an agent with their public key."""
         parsed = pubkey.load(key) if key is not None else None
-        with open_store(db) as store:
+        with open_store(db, create=True) as store:
             person = store.directory.add(role, name, parsed, time.time())
             store.audit.append(time.time(), "admin", f"{role}-add", None,
                                {"name": name, "key": parsed.fingerprint if parsed else None})

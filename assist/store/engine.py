@@ -335,6 +335,22 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def existing(location: str | Path) -> str | Path:
+    """``location`` if a store may be there: a URL, or a SQLite file that exists.
+
+    Raises:
+        StoreError: if the SQLite file is missing (a command that only reads or
+            changes a store must not leave a new empty one behind a typo).
+    """
+    if is_url(location):
+        return location
+    where = Path(sqlite_path(location))
+    if not where.is_file():
+        raise StoreError(f"no store at {where}: start `assist serve` first, or pass "
+                         "--db PATH")
+    return where
+
+
 def open_database(location: str | Path, *, readonly: bool = False) -> Database:
     """Open the database at ``location`` (a file path or a ``postgresql://`` URL).
 
@@ -346,9 +362,20 @@ def open_database(location: str | Path, *, readonly: bool = False) -> Database:
     return SqliteDatabase(sqlite_path(location), readonly=readonly)
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def sqlite_path(location: str | Path) -> str:
-    """The file of a SQLite location, written as a path or as ``sqlite:PATH``."""
+    """The file of a SQLite location, written as a path or as ``sqlite:PATH``.
+
+    Raises:
+        StoreError: for a URL of a kind of database assist does not speak (it
+            would otherwise become a folder named after its scheme).
+    """
     text = str(location)
+    if _SCHEME.match(text) and not text.lower().startswith(("sqlite://", "postgres")):
+        raise StoreError(f"{shown(text)} is not a store assist can use: give a SQLite "
+                         "file (PATH or sqlite:PATH) or a postgresql://USER@HOST/DB URL")
     text = text.removeprefix("sqlite://") if text.startswith("sqlite://") else (
         text.removeprefix("sqlite:"))
     return text if text == ":memory:" else str(Path(text).expanduser())

@@ -19,9 +19,8 @@ from typing import Any
 
 from assist.core.metrics import REPEAT_WINDOW, Contact, Presence, Segment
 from assist.core.session import State
-from assist.errors import StoreError
 from assist.store.db import check_version
-from assist.store.engine import Database, is_url, open_database, sqlite_path
+from assist.store.engine import Database, existing, open_database
 
 _COLUMNS = ("id, \"user\", topic, state, queued_at, answered_at, ended_at, agent, resolved,"
             " root_cause, csat")
@@ -53,13 +52,7 @@ def open_readonly(location: Path | str) -> Database:
         StoreError: if there is no store at ``location``, it is not an assist
             store, or it is newer than this program.
     """
-    if not is_url(location):
-        where = Path(sqlite_path(location))
-        if not where.is_file():
-            raise StoreError(f"no store at {where}: start `assist serve` first, or pass "
-                             "--db PATH")
-        location = where
-    db = open_database(location, readonly=True)
+    db = open_database(existing(location), readonly=True)
     try:
         check_version(db)
     except BaseException:
