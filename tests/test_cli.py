@@ -123,6 +123,13 @@ def test_help_without_topic_when_not_interactive(capsys: pytest.CaptureFixture[s
     assert code == 1 and "say what you need help with" in err
 
 
+def test_help_refuses_a_program_to_share_without_the_app(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for plain in ("--no-tui", "--json-events"):
+        code, _, err = run(["help", "printer", plain, "--cmd", "vim"], capsys)
+        assert code == 1 and "--cmd shares a program in the app's terminal" in err
+
+
 def _assist(*args: str) -> list[str]:
     return [sys.executable, "-m", "assist", *args]
 

@@ -220,6 +220,11 @@ def help_(
 ) -> None:
     """Ask a helpdesk agent for help: join the queue and wait to be answered."""
     setup(verbose)
+    if cmd and (no_tui or json_events):
+        # Plain lines share no terminal (only chat, trust and the desktop): the program
+        # would silently never run.
+        raise ConfigError("--cmd shares a program in the app's terminal; --no-tui and "
+                          "--json-events share none: leave one of them out")
     if join is not None:
         from assist.cli.invite import join_helpdesk
 
