@@ -353,3 +353,20 @@ def test_ctrl_c_while_assist_is_still_loading_is_a_quiet_exit(tmp_path: Path) ->
     assert "Traceback" not in err
     # -SIGINT: the signal came before Python itself was up (its default kills quietly).
     assert proc.returncode in (0, 130, -signal.SIGINT), err
+
+
+def test_json_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
+    import subprocess
+
+    db = store_at(tmp_path / "b.db")
+    with Store(db) as store:
+        for n in range(3000):  # more than a pipe holds
+            store.audit.append(float(n), "admin", "note", None, {"n": n})
+    proc = subprocess.Popen(_assist("audit", "show", "--db", db, "--json"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(1) == b"["
+    proc.stdout.close()  # as `| head -c 1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert "Traceback" not in err and "Exception ignored" not in err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Any
 
 import typer
@@ -34,5 +36,10 @@ VERBOSE_OPTION = typer.Option(0, "--verbose", "-v", count=True,
 
 
 def print_json(data: Any) -> None:
-    """Print ``data`` as one JSON document on stdout."""
-    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    """Print ``data`` as one JSON document on stdout (a reader that stops early, such
+    as ``| head``, ends the command quietly, exit 0, as plain output does)."""
+    try:
+        print(json.dumps(data, indent=2, sort_keys=True, default=str), flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to it
+        raise typer.Exit(0) from None
