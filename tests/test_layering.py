@@ -43,7 +43,8 @@ LAYERS: dict[str, set[str]] = {
     "tui": BASE | {"protocol", "core", "config", "share", "media", "client", "display"},
     "cli": BASE | {"protocol", "core", "config", "display", "log", "store", "transport",
                    "share", "media", "broker", "client", "tui"},
-    "__main__": {"cli"},
+    "__main__": {"launch"},
+    "launch": {"cli"},
     "__init__": set(),
 }
 """Which assist packages each package may import (besides itself)."""
