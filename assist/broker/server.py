@@ -93,33 +93,31 @@ class Broker:
         try:
             self.store = Store(self.config.db, self.config.secret_key_file,
                                self.config.node_name)
-        except BaseException:
-            self._let_go_of_store()
-            raise
-        self.hub = Hub(self.config, self.store, LoopClock(self.clock), self.authorities)
-        restored = self.hub.restore()
-        try:
+            self.hub = Hub(self.config, self.store, LoopClock(self.clock), self.authorities)
+            restored = self.hub.restore()
             await self._join_cluster()
-        except BaseException:
-            self.hub.close()
-            self.store.close()
-            self._let_go_of_store()
-            raise
-        self.enrolment = Enrolment(self.store, self.clock, self.config.name)
-        try:
+            self.enrolment = Enrolment(self.store, self.clock, self.config.name)
             self.host_key = ssh.load_or_create_host_key(self.config.host_key_path)
             self._server = await ssh.listen(self.config.host, self.config.port, self.host_key,
                                             self._authorize, self._serve)
         except BaseException:
-            await self._leave_cluster()
-            self.hub.close()
-            self.store.close()
-            self._let_go_of_store()
+            await self._undo_start()
             raise
         self.store.audit.append(self.clock(), "broker", "start", None,
                                 {"port": self.port, "restored": restored})
         log.info("listening on %s:%d (%d waiting restored)", self.config.host, self.port,
                  restored)
+
+    async def _undo_start(self) -> None:
+        """A start that failed half way: close what it opened, in reverse order."""
+        await self._leave_cluster()
+        if self.hub is not None:
+            self.hub.close()
+            self.hub = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        self._let_go_of_store()
 
     def _hold_store(self) -> None:
         """One broker on its own per SQLite store: a second would restore the same queue

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 
 import typer
@@ -67,11 +66,6 @@ def main(argv: list[str] | None = None) -> None:
         else:
             err.print(said(("assist: ", "bold red"), exc.message))
         code = 1
-    except BrokenPipeError:
-        # The reader went away (`| head`): what it wanted, it has. Quiet, as plain
-        # output is, and nothing more is flushed into the closed pipe at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = 0
     except Exception as exc:
         # A bug: still no traceback for the person, but enough to report it.
         logging.getLogger("assist").debug("internal error", exc_info=True)

@@ -35,11 +35,17 @@ VERBOSE_OPTION = typer.Option(0, "--verbose", "-v", count=True,
                               help="Log more (-v info, -vv debug) to stderr.")
 
 
+def reader_gone() -> None:
+    """Stdout's reader went away (``| head``): what it wanted, it has. Whatever is
+    still buffered goes nowhere, so nothing fails again when Python exits."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def print_json(data: Any) -> None:
     """Print ``data`` as one JSON document on stdout (a reader that stops early, such
     as ``| head``, ends the command quietly, exit 0, as plain output does)."""
     try:
         print(json.dumps(data, indent=2, sort_keys=True, default=str), flush=True)
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to it
+        reader_gone()
         raise typer.Exit(0) from None

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 import typer
 
-from assist.cli.app import DB_OPTION, JSON_OPTION, app, err, out, print_json
+from assist.cli.app import DB_OPTION, JSON_OPTION, app, err, out, print_json, reader_gone
 from assist.core.host_sequences import HostFilter
 from assist.core.text import printable
 from assist.display import said
@@ -275,8 +275,7 @@ def replay(
             try:
                 summary = _play(cast, speed, limit, markers)
             except BrokenPipeError:
-                # `assist replay F | head`: the reader has seen enough; not an error.
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                reader_gone()  # `assist replay F | head`: not an error
                 return
         if summary.truncated:
             err.print("[yellow]assist:[/] the recording ends with a damaged event (it was "

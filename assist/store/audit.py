@@ -127,7 +127,7 @@ class AuditLog:
                     f"{head[0]}: records were removed from the end")
             beyond = self._db.execute("SELECT MIN(seq) AS seq FROM audit WHERE seq > ?",
                                       (count,)).fetchone()
-            if beyond is None or beyond["seq"] is None:
+            if beyond["seq"] is None:  # MIN over no rows: nothing past the head
                 return VerifyResult(count, prev)
             moved = self._head()
             if moved is None:
