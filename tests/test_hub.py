@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -415,6 +416,27 @@ async def test_a_client_that_never_reads_is_cut_off_at_its_bound(harness: Harnes
         except Exception:
             break
     assert isinstance(got[-1], m.Error) and got[-1].code == "slow-consumer"
+
+
+async def test_the_reader_takes_one_message_at_a_time_from_each_client(
+        harness: Harness) -> None:
+    first = await harness.connect("user", "ann")
+    second = await harness.connect("user", "bob")
+    order: list[str] = []
+    dispatch = harness.hub.gate.dispatch
+
+    async def noting(client: connection.Connection, msg: m.Msg) -> None:
+        order.append(client.peer.name)
+        await dispatch(client, msg)
+
+    harness.hub.gate.dispatch = noting
+    for _ in range(20):  # both backlogs are in before either reader runs
+        first.link.channel.send_nowait(m.Ping())
+        second.link.channel.send_nowait(m.Ping())
+    await first.settle()
+    await second.settle()
+    runs = [len(list(group)) for _, group in itertools.groupby(order)]
+    assert len(order) == 42 and max(runs) <= 2, order
 
 
 async def test_a_flood_is_refused_then_disconnected_and_others_are_served(

@@ -57,6 +57,17 @@ async def test_memory_pair_applies_flow_control() -> None:
         await a.recv()
 
 
+async def test_a_channel_says_when_its_next_read_would_not_wait() -> None:
+    ours, theirs = channel_pair()
+    assert not theirs.ready
+    ours.send_nowait(m.Ping(rid=1))
+    ours.send_nowait(m.Ping(rid=2))
+    assert (await theirs.recv()).rid == 1
+    assert theirs.ready, "the second line came in the same read"
+    assert (await theirs.recv()).rid == 2
+    assert not theirs.ready, "the next read waits for the peer"
+
+
 async def test_one_session_channel_per_ssh_connection(
         broker: Broker, keys: dict[str, KeyPair]) -> None:
     conn = await ssh.connect("127.0.0.1", broker.port, "user", broker.public_key,

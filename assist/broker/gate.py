@@ -145,7 +145,11 @@ class Gate:
                 client.error(refused.code, refused.message)
             else:
                 await self._handle(client, line)
-            await asyncio.sleep(0)
+            if channel.ready:
+                # One message at a time, then the others' turn. With nothing
+                # buffered the read below waits anyway, and that costs nothing
+                # extra on the keystroke path (a loop pass is dear there).
+                await asyncio.sleep(0)
 
     async def _handle(self, client: Connection, line: bytes) -> None:
         try:

@@ -76,6 +76,7 @@ class MessageChannel:
         self._buffer = LineBuffer()
         self._pending: deque[bytes | ProtocolError] = deque()
         self._closed = False
+        self._full_read = False
         self.last_size = 0
         """Size in bytes of the line :meth:`recv` last returned (or refused)."""
 
@@ -87,6 +88,17 @@ class MessageChannel:
     def buffered(self) -> int:
         """Bytes queued for the peer but not yet sent (for lag detection)."""
         return self._stream.buffered()
+
+    @property
+    def ready(self) -> bool:
+        """The next :meth:`recv_line` may return without waiting: a line read earlier
+        waits, or the last read filled its buffer and the stream may hold more.
+
+        Otherwise the next read waits for the transport, and so lets every other
+        task and callback run first: a reader that wants to be fair yields itself
+        only while this is true.
+        """
+        return bool(self._pending) or self._full_read
 
     async def drain(self) -> None:
         """Wait until the transport takes more (its buffer is under the high-water mark).
@@ -145,6 +157,7 @@ class MessageChannel:
                 raise ChannelClosed("the connection is closed")
             try:
                 data = await self._stream.read(READ_SIZE)
+                self._full_read = len(data) >= READ_SIZE
             except (ConnectionError, OSError) as exc:
                 data = b""
                 reason = f"the connection was lost: {exc}"
