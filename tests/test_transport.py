@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Any
 
 import pytest
 from asyncssh import connection as ssh_connection
+from asyncssh import logging as asyncssh_logging
 
 from assist.broker.server import Broker
 from assist.protocol import messages as m
 from assist.transport import ssh
+from assist.transport.channel import ChannelClosed
 from assist.transport.memory import channel_pair
 from tests.helpers import KeyPair
 
@@ -39,6 +43,82 @@ async def test_one_packet_per_message_under_aes_gcm(
         assert 100 <= len(sent) <= 110
     finally:
         await conn.close()
+
+
+async def test_packets_are_described_for_the_log_only_when_it_takes_them(
+        broker: Broker, keys: dict[str, KeyPair], monkeypatch: pytest.MonkeyPatch) -> None:
+    described: list[str] = []
+    monkeypatch.setattr(asyncssh_logging.SSHLogger, "packet",
+                        lambda self, pktid, packet, msg, *args, **kw: described.append(msg))
+    conn = await ssh.connect("127.0.0.1", broker.port, "user", broker.public_key,
+                             keys["alice"].private)
+    try:
+        channel = conn.channel
+        channel.send_nowait(m.Ping())
+        await asyncio.wait_for(channel.recv(), 5)
+        assert not described, "packet logging is off: no packet is described"
+        monkeypatch.setattr(asyncssh_logging.SSHLogger, "_debug_level", 3)
+        channel.send_nowait(m.Ping())
+        await asyncio.wait_for(channel.recv(), 5)
+        assert described, "at asyncssh debug level 3 packets are logged as before"
+    finally:
+        await conn.close()
+
+
+class _TimerCount:
+    """A connection's loop, counting the timers it is asked for."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.timers = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.loop, name)
+
+    def call_later(self, *args: Any) -> asyncio.TimerHandle:
+        self.timers += 1
+        return self.loop.call_later(*args)
+
+    def call_at(self, *args: Any) -> asyncio.TimerHandle:
+        self.timers += 1
+        return self.loop.call_at(*args)
+
+
+async def test_the_keepalive_timer_outlives_packets_and_still_finds_silence(
+        broker: Broker, keys: dict[str, KeyPair]) -> None:
+    conn = await ssh.connect("127.0.0.1", broker.port, "user", broker.public_key,
+                             keys["alice"].private)
+    inner = conn._conn
+    asked: list[float] = []
+
+    async def keepalive_request() -> None:
+        asked.append(time.monotonic())
+
+    inner._make_keepalive_request = keepalive_request  # type: ignore[method-assign]
+    counting = _TimerCount(inner._loop)
+    inner._loop = counting  # type: ignore[assignment]
+    try:
+        inner.set_keepalive(0.3, 1)
+        channel = conn.channel
+        for _ in range(20):  # 1 s of traffic: three intervals, 40 packets in
+            channel.send_nowait(m.Ping())
+            await asyncio.wait_for(channel.recv(), 5)
+            await asyncio.sleep(0.05)
+        assert not asked, "no keepalive while packets come in"
+        assert counting.timers <= 6, "a timer per interval, not one per packet"
+        transport = inner._transport
+        assert transport is not None
+        transport.pause_reading()  # the broker goes silent from here
+        silent = time.monotonic()
+        with pytest.raises(ChannelClosed) as closed:
+            await asyncio.wait_for(channel.recv(), 5)
+        gone = time.monotonic() - silent
+        assert closed.value.silent
+        # One unanswered request after 0.3 s of silence, then lost at 0.6 s.
+        assert len(asked) == 1 and 0.2 <= asked[0] - silent <= 0.5
+        assert 0.5 <= gone <= 1.5
+    finally:
+        inner.close()
 
 
 async def test_memory_pair_applies_flow_control() -> None:

@@ -1,14 +1,25 @@
-"""One SSH packet per message: no empty SSH_MSG_IGNORE before each one.
+"""What asyncssh spends on every packet that assist has no use for, taken out.
 
-asyncssh sends an empty ``SSH_MSG_IGNORE`` packet ahead of every packet once
-encryption is on. That is a countermeasure for CBC-mode ciphers, whose next
-IV an attacker could otherwise predict; assist never offers a CBC cipher
-(see :data:`assist.transport.ssh.CIPHERS`: AES-GCM, chacha20-poly1305,
-AES-CTR), and for those the extra packet protects nothing. It does cost one
-more encryption and one more ``send()`` per message, on a keystroke's path
-four times over, so it is left out: :func:`install` wraps asyncssh's
-``send_packet`` to drop exactly that packet, and only on connections whose
-cipher is one of ours. ``tests/test_transport.py`` checks it still applies.
+A keystroke and its echo cross SSH four times; on that path asyncssh does
+three things per packet that buy assist nothing:
+
+* An empty ``SSH_MSG_IGNORE`` packet goes ahead of every packet once
+  encryption is on. That is a countermeasure for CBC-mode ciphers, whose
+  next IV an attacker could otherwise predict; assist never offers a CBC
+  cipher (see :data:`assist.transport.ssh.CIPHERS`: AES-GCM,
+  chacha20-poly1305, AES-CTR), and for those the extra packet protects
+  nothing while costing one more encryption and one more ``send()``. It is
+  dropped, and only on connections whose cipher is one of ours.
+* Each packet sent or received is described for the packet log (names,
+  sizes, formatted strings) before the logger finds that packet logging
+  (asyncssh debug level 3) is off. The description is skipped while it is.
+* The keepalive timer is cancelled and made again for every packet that
+  comes in. Instead the time of the last packet is noted, and a timer that
+  fires early moves itself to that time plus the interval: the peer is
+  declared silent at exactly the same moment as before.
+
+:func:`install` applies all three (idempotent); ``tests/test_transport.py``
+checks that each still takes effect with the asyncssh in use.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from asyncssh import connection as _connection
+from asyncssh import packet as _packet
 from asyncssh.constants import MSG_IGNORE
 
 _EMPTY = b"\x00\x00\x00\x00"
@@ -24,6 +36,9 @@ NOT_CBC = frozenset({b"aes128-gcm@openssh.com", b"aes256-gcm@openssh.com",
                      b"chacha20-poly1305@openssh.com", b"aes128-ctr", b"aes192-ctr",
                      b"aes256-ctr"})
 """Ciphers for which the ignore packet protects nothing."""
+PACKET_LOG_LEVEL = 3
+"""asyncssh's debug level from which packets are logged."""
+
 
 def _needless(conn: Any) -> bool:
     """The ignore packet would go out under a cipher that does not need it."""
@@ -34,10 +49,17 @@ def _needless(conn: Any) -> bool:
 
 
 def install() -> None:
-    """Drop asyncssh's per-packet ignore packet where it protects nothing (idempotent)."""
-    original = _connection.SSHConnection.send_packet
-    if getattr(original, "assist_one_packet", False):
+    """Take the three costs above out of asyncssh (idempotent)."""
+    cls = _connection.SSHConnection
+    if getattr(cls.send_packet, "assist_one_packet", False):
         return
+    _one_packet(cls)
+    _quiet_packet_log()
+    _lazy_keepalive(cls)
+
+
+def _one_packet(cls: Any) -> None:
+    original = cls.send_packet
 
     def send_packet(self: Any, pkttype: int, *args: bytes, handler: Any = None) -> None:
         if pkttype == MSG_IGNORE and args == (_EMPTY,) and _needless(self):
@@ -45,4 +67,46 @@ def install() -> None:
         original(self, pkttype, *args, handler=handler)
 
     send_packet.assist_one_packet = True  # type: ignore[attr-defined]
-    _connection.SSHConnection.send_packet = send_packet  # type: ignore[method-assign]
+    cls.send_packet = send_packet
+
+
+def _quiet_packet_log() -> None:
+    logger_class = _packet.SSHPacketLogger
+    original = logger_class._log_packet
+
+    def _log_packet(self: Any, msg: str, pkttype: int, pktid: int | None, packet: Any,
+                    note: str) -> None:
+        if self.logger._debug_level >= PACKET_LOG_LEVEL:
+            original(self, msg, pkttype, pktid, packet, note)
+
+    logger_class._log_packet = _log_packet  # type: ignore[method-assign]
+
+
+def _lazy_keepalive(cls: Any) -> None:
+    fire = cls._keepalive_timer_callback
+    set_keepalive = cls.set_keepalive
+
+    def _reset_keepalive_timer(self: Any) -> None:
+        if not self._auth_complete:
+            return
+        self._assist_heard = self._loop.time()
+        if self._keepalive_timer is None:
+            self._set_keepalive_timer()
+
+    def _keepalive_timer_callback(self: Any) -> None:
+        due = getattr(self, "_assist_heard", 0.0) + self._keepalive_interval
+        if due > self._loop.time():
+            # Something came in since the timer was set: silence starts from then.
+            self._keepalive_timer = self._loop.call_at(due, self._keepalive_timer_callback)
+            return
+        fire(self)
+
+    def _set_keepalive(self: Any, interval: float | None = None,
+                       count_max: int | None = None) -> None:
+        # A new interval counts from now, as asyncssh's own reset would have it.
+        self._cancel_keepalive_timer()
+        set_keepalive(self, interval, count_max)
+
+    cls._reset_keepalive_timer = _reset_keepalive_timer
+    cls._keepalive_timer_callback = _keepalive_timer_callback
+    cls.set_keepalive = _set_keepalive
