@@ -91,12 +91,14 @@ def unreadable(path: Path, what: str, exc: OSError) -> str:
     return f"cannot read {what} {path}: {exc.strerror}"
 
 
-def hold_exclusive(path: Path) -> int | None:
+def hold_lock(path: Path, *, shared: bool = False) -> int | None:
     """Take the lock of ``path`` (created private) for as long as this process runs.
 
-    Returns the open descriptor that holds it (close it to let go), or ``None``
-    if another process holds it. The kernel lets go when the process ends, even
-    by ``kill -9``, so a crash never leaves a stale lock behind.
+    A ``shared`` lock may be held by several processes at once, but not while
+    one holds it alone. Returns the open descriptor that holds it (close it to
+    let go), or ``None`` if another process's lock stands in the way. The
+    kernel lets go when the process ends, even by ``kill -9``, so a crash never
+    leaves a stale lock behind.
 
     Raises:
         OSError: if the lock file cannot be created.
@@ -106,7 +108,7 @@ def hold_exclusive(path: Path) -> int | None:
     private_dir(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from assist.broker import connection
+from assist.broker.bus import LocalBus
 from assist.broker.server import Broker
 from assist.client import AgentClient
 from assist.client.link import BrokerError
 from assist.core.session import State
 from assist.errors import AuthRefused, ConfigError, HostKeyMismatch, HostKeyUnknown, StateError
 from assist.protocol import messages as m
-from assist.store.engine import is_url
 from assist.transport import ssh
 from tests.helpers import KeyPair, agent_client, broker_config, link_to, register, user_client
 
@@ -338,17 +338,41 @@ async def test_wallboard_counts_abandoned_contacts_as_misses(
     await bob.link.close()
 
 
-async def test_a_second_broker_on_the_same_sqlite_store_is_refused(tmp_path: Path) -> None:
+@pytest.mark.stores
+async def test_a_second_broker_on_the_same_store_is_refused(tmp_path: Path) -> None:
     config = broker_config(tmp_path)
-    if is_url(config.db):
-        pytest.skip("several brokers share PostgreSQL through the bus by design")
     first = Broker(config)
     await first.start()
     try:
         with pytest.raises(ConfigError, match="another assist serve already uses the store"):
             await Broker(config).start()
+        # A node of a helpdesk (--bus) does not join a broker that serves the store alone.
+        node = Broker(broker_config(tmp_path, bus="nats://unused", node="a"), bus=LocalBus())
+        with pytest.raises(ConfigError, match=r"a broker on its own .* already uses"):
+            await node.start()
     finally:
         await first.stop()
     again = Broker(config)  # once the first has stopped, the store is free
     await again.start()
     await again.stop()
+
+
+@pytest.mark.stores
+async def test_the_nodes_of_a_helpdesk_share_a_store_that_no_lone_broker_joins(
+        tmp_path: Path) -> None:
+    bus = LocalBus()
+    await bus.start()
+    nodes = [Broker(broker_config(tmp_path, bus="nats://unused", node=name), bus=bus)
+             for name in ("a", "b")]
+    for node in nodes:
+        await node.start()
+    try:
+        with pytest.raises(ConfigError, match="another assist serve already uses the store"):
+            await Broker(broker_config(tmp_path)).start()
+    finally:
+        for node in nodes:
+            await node.stop()
+        await bus.close()
+    alone = Broker(broker_config(tmp_path))  # the last node gone, a lone broker may start
+    await alone.start()
+    await alone.stop()

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import asyncssh
 
@@ -29,10 +27,9 @@ from assist.broker.nats_bus import NatsBus
 from assist.broker.remote import Links
 from assist.config import BrokerConfig
 from assist.core.clock import LoopClock
-from assist.errors import ConfigError, StateError
-from assist.files import hold_exclusive, unreadable
+from assist.errors import StateError
 from assist.store import Store
-from assist.store.engine import is_url, shown, sqlite_path
+from assist.store.serving import Claim, claim_store
 from assist.transport import ssh
 from assist.transport.channel import MessageChannel
 from assist.transport.peer import Login, Peer
@@ -57,8 +54,8 @@ class Broker:
         self.authorities = Authorities()
         self.host_key: asyncssh.SSHKey | None = None
         self._server: ssh.Listener | None = None
-        self._serving_lock: int | None = None
-        """The descriptor holding this broker's claim on a SQLite store."""
+        self._claim: Claim | None = None
+        """This broker's claim on its store (see :mod:`assist.store.serving`)."""
 
     @property
     def port(self) -> int:
@@ -120,27 +117,14 @@ class Broker:
         self._let_go_of_store()
 
     def _hold_store(self) -> None:
-        """One broker on its own per SQLite store: a second would restore the same queue
-        and end, as abandoned, users the first one still serves."""
-        if self.config.bus or is_url(self.config.db) or self._serving_lock is not None:
-            return  # several nodes share PostgreSQL through the bus, by design
-        lock = Path(f"{sqlite_path(self.config.db)}.serving")
-        try:
-            fd = hold_exclusive(lock)
-        except OSError as exc:
-            raise ConfigError(unreadable(lock, "the store's lock", exc)) from None
-        if fd is None:
-            raise ConfigError(
-                f"another assist serve already uses the store {shown(self.config.db)}: stop "
-                "it first, or give this broker its own --db (several brokers on one store "
-                "need PostgreSQL and --bus: see 'A helpdesk on several machines' in the "
-                "README)")
-        self._serving_lock = fd
+        """Claim the store: alone on our own, together with the other nodes with a bus."""
+        if self._claim is None:
+            self._claim = claim_store(str(self.config.db), shared=bool(self.config.bus))
 
     def _let_go_of_store(self) -> None:
-        if self._serving_lock is not None:
-            os.close(self._serving_lock)
-            self._serving_lock = None
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
 
     async def _join_cluster(self) -> None:
         """Join the helpdesk's other nodes on the bus (an in-process bus on its own)."""

@@ -229,8 +229,13 @@ def _to_format(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-_LOCKS = {"audit": 0x617564, "migrate": 0x6D6967}
+_LOCKS = {"audit": 0x617564, "migrate": 0x6D6967, "serving": 0x736572}
 """Advisory lock numbers (a PostgreSQL lock is named by a number)."""
+
+
+def lock_number(name: str) -> int:
+    """The number of the PostgreSQL advisory lock called ``name``."""
+    return _LOCKS[name]
 
 
 class PostgresDatabase(Database):
@@ -306,7 +311,7 @@ class PostgresDatabase(Database):
                 self._depth -= 1
 
     def lock(self, name: str) -> None:
-        self.execute("SELECT pg_advisory_xact_lock(?)", (_LOCKS[name],))
+        self.execute("SELECT pg_advisory_xact_lock(?)", (lock_number(name),))
 
     def version(self) -> int:
         if self.execute("SELECT to_regclass('assist_schema') AS t").fetchone()["t"] is None:
