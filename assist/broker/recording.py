@@ -224,7 +224,10 @@ class Recorder:
             self._input.pop(agent, None)
             self._event("m", typed_marker(agent, len(data), hidden=True), at)
             return
-        text = self._input.setdefault(agent, _utf8()).decode(data)
+        decoder = self._input.get(agent)
+        if decoder is None:  # made once per agent: a key may end mid-character
+            decoder = self._input[agent] = _utf8()
+        text = decoder.decode(data)
         if text:
             self._event("i", text, at)
         self._event("m", typed_marker(agent, len(data)), at)
