@@ -82,12 +82,16 @@ class UserSide:
         self.marks: dict[int, float] = {}
         self.waiters: dict[re.Pattern[bytes], asyncio.Future[float]] = {}
         self.tail = b""
+        self.watch_marks = False
 
     def output(self, data: bytes) -> None:
         """Every chunk the shell writes, timed before assist shows or sends it."""
+        if not self.watch_marks and not self.waiters:
+            return  # typing: the bench's own scans stay off the echo's path
         now = time.perf_counter()
-        for found in MARK.finditer(data):
-            self.marks.setdefault(int(found.group(1)), now)
+        if self.watch_marks:
+            for found in MARK.finditer(data):
+                self.marks.setdefault(int(found.group(1)), now)
         window = self.tail + data
         for marker, future in list(self.waiters.items()):
             if marker.search(window) and not future.done():
@@ -144,10 +148,12 @@ class UserSide:
         word, _, arg = line.partition(" ")
         if word == "marks":
             count, gap = int(arg), 0.02
+            self.watch_marks = True
             for n in range(count):
                 user.write(f"echo mk$(({n}+0))x\n".encode())
                 await asyncio.sleep(gap)
             await asyncio.sleep(0.5)
+            self.watch_marks = False
             print(json.dumps({"marks": self.marks}), flush=True)
         elif word == "cat":
             shared, path = arg.split(" ", 1)

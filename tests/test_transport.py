@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 from asyncssh import connection as ssh_connection
 from asyncssh import logging as asyncssh_logging
+from asyncssh.crypto import cipher as ssh_cipher
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from assist.broker.server import Broker
 from assist.protocol import messages as m
-from assist.transport import ssh
+from assist.transport import ssh, ssh_packets
 from assist.transport.channel import ChannelClosed
 from assist.transport.memory import channel_pair
 from tests.helpers import KeyPair
@@ -119,6 +121,32 @@ async def test_the_keepalive_timer_outlives_packets_and_still_finds_silence(
         assert 0.5 <= gone <= 1.5
     finally:
         inner.close()
+
+
+def test_aes_gcm_makes_its_key_once_and_counts_nonces_as_rfc_5647_says(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[bytes] = []
+
+    def counting(key: bytes) -> AESGCM:
+        made.append(key)
+        return AESGCM(key)
+
+    monkeypatch.setattr(ssh_packets, "AESGCM", counting)
+    key = bytes(range(16))
+    # The invocation counter three steps from wrapping: it must wrap to 0, as asyncssh's.
+    iv = b"\x01\x02\x03\x04" + ((1 << 64) - 3).to_bytes(8, "big")
+    sender = ssh_cipher.GCMCipher("aes128-gcm", key, iv)
+    receiver = ssh_cipher.GCMCipher("aes128-gcm", key, iv)
+    reference = AESGCM(key)
+    for n in range(5):
+        header, data = n.to_bytes(4, "big"), f"packet {n}".encode()
+        body, tag = sender.encrypt_and_sign(header, data)
+        count = ((1 << 64) - 3 + n) % (1 << 64)
+        nonce = iv[:4] + count.to_bytes(8, "big")
+        assert body + tag == header + reference.encrypt(nonce, data, header)
+        assert receiver.verify_and_decrypt(header, body[4:], tag) == data
+    assert len(made) == 2, "one AESGCM per direction, not one per packet"
+    assert receiver.verify_and_decrypt(b"hdr!", b"forged", bytes(16)) is None
 
 
 async def test_memory_pair_applies_flow_control() -> None:

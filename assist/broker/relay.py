@@ -44,8 +44,8 @@ class Relay:
     # -- terminal stream -------------------------------------------------------------
 
     async def _on_output(self, live: LiveSession, client: Connection, msg: m.Output) -> None:
+        live.stream(msg)  # on its way first: the recording is not on the echo's path
         live.record_output(msg.data)
-        live.stream(msg)
 
     async def _on_snapshot(self, live: LiveSession, client: Connection,
                            msg: m.Snapshot) -> None:

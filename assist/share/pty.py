@@ -70,7 +70,10 @@ class PtyProcess:
         self._writing = False
         self.alternate_screen = False
         """The program draws in the terminal's alternate screen (a full-screen program)."""
-        self._programs: tuple[tuple[int, int], frozenset[str]] = ((-1, -1), frozenset())
+        self._programs: tuple[tuple[int, int, bool], frozenset[str], bool] = (
+            (-1, -1, False), frozenset(), False)
+        """The foreground programs and the verdict, for the job, echo state and screen
+        they were found for."""
         self.agent_may_type: Callable[[], bool] = lambda: True
         """Asked before agent keystrokes that waited are delivered (the user's session
         sets it to its guard's check: a grant may run out while they wait)."""
@@ -153,12 +156,27 @@ class PtyProcess:
     def write(self, data: bytes, agent: bool = False) -> None:
         """Type ``data`` into the program (queued if the pty's input is full).
 
-        ``agent`` marks keystrokes typed by the helpdesk agent: while they wait
-        in the queue they can still be taken back (:meth:`drop_agent_input`),
-        and they are dropped rather than delivered into a password prompt.
+        ``agent`` marks keystrokes typed by the helpdesk agent, which the caller
+        (the guard) allowed just before: while they wait in the queue they can
+        still be taken back (:meth:`drop_agent_input`), and they are checked
+        again when delivered: dropped rather than typed into a password prompt
+        or after the grant ran out.
         """
         if not self.running or not data:
             return
+        if not self._pending:
+            # Nothing waits: straight to the program. Agent keys were checked by the
+            # guard a moment ago, in this same call; only keys that have to wait
+            # are checked again when they are delivered.
+            try:
+                written = os.write(self.fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                return
+            data = data[written:]
+            if not data:
+                return
         if self._pending and self._pending[-1][0] == agent:
             self._pending[-1][1].extend(data)
         else:
@@ -238,11 +256,15 @@ class PtyProcess:
         except OSError:
             group = -1
         # Who is in the foreground changes with jobs, not keystrokes: looked up
-        # again only when the job or the terminal's mode changes.
-        key = (group, lflag)
-        if self._programs[0] != key:
-            self._programs = (key, foreground_programs(self.fd))
-        return reads_secret(lflag, self.alternate_screen, self._programs[1])
+        # again only when the job, the terminal's mode or the screen changes.
+        key = (group, lflag, self.alternate_screen)
+        known, programs, verdict = self._programs
+        if known != key:
+            if known[:2] != key[:2]:
+                programs = foreground_programs(self.fd)
+            verdict = reads_secret(lflag, self.alternate_screen, programs)
+            self._programs = (key, programs, verdict)
+        return verdict
 
     def terminate(self) -> None:
         """Hang up the program's session (like closing a terminal window)."""
