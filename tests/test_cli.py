@@ -239,6 +239,32 @@ def test_usage_mistakes_exit_2_with_the_usage_line(capsys: pytest.CaptureFixture
     assert code == 2 and "No such command" in err
 
 
+def test_a_bug_is_a_message_that_offers_details_only_where_v_exists(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("assist.cli.serve.BrokerConfig.load", broken)
+    monkeypatch.setattr("assist.cli.doctor.loose_files", broken)
+    code, _, err = run(["serve", "--db", str(tmp_path / "b.db")], capsys)
+    assert code == 70 and "internal error (RuntimeError: boom)" in err
+    assert "-vv shows details" in err and "Traceback" not in err
+    code, _, err = run(["doctor"], capsys)
+    assert code == 70 and "internal error (RuntimeError: boom)" in err
+    assert "-vv" not in err, "doctor has no -v to offer"
+
+
+def test_ctrl_c_during_a_command_says_interrupted_and_exits_130(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("assist.cli.doctor.loose_files", interrupted)
+    code, out, err = run(["doctor"], capsys)
+    assert code == 130 and err.strip() == "interrupted" and not out
+
+
 def test_the_error_tree_names_every_error() -> None:
     import importlib
     import pkgutil

@@ -39,6 +39,10 @@ _COMMANDS = (admin, agent, bot, console, demo, doctor, invite, queue, replay, re
              user)
 
 
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT, as shells report it)."""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``assist`` console script."""
     args = sys.argv[1:] if argv is None else argv
@@ -50,8 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as exc:
         code = exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        err.print("interrupted")
-        code = 130
+        code = INTERRUPTED
     except typer.TyperException as exc:
         # Usage mistakes (Typer's own click): its message and usage line, exit 2.
         show = getattr(exc, "show", None)
@@ -69,11 +72,27 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         # A bug: still no traceback for the person, but enough to report it.
         logging.getLogger("assist").debug("internal error", exc_info=True)
+        details = " (-vv shows details)" if _takes_verbose(command, args) else ""
         message = (f"internal error ({type(exc).__name__}: {exc}); please report it "
-                   "with the command you ran (-vv shows details)")
+                   f"with the command you ran{details}")
         if "--json" in args:
             print(json.dumps({"error": {"code": "internal", "message": message}}))
         else:
             err.print(said(("assist: ", "bold red"), message))
         code = 70
+    if code == INTERRUPTED:
+        # Typer turns a Ctrl-C into this exit code without a word; no command of
+        # assist's exits with it otherwise.
+        err.print("interrupted")
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _takes_verbose(command: object, args: list[str]) -> bool:
+    """Whether the command ``args`` name has ``-v`` (so -vv can be suggested)."""
+    for arg in args:
+        commands = getattr(command, "commands", None)
+        if not isinstance(commands, dict) or arg not in commands:
+            break
+        command = commands[arg]
+    params = getattr(command, "params", ())
+    return any(getattr(p, "name", "") == "verbose" for p in params)
