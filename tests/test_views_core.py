@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from typing import Any
 
+import pytest
+
+from assist.broker import views
 from assist.core.budget import Budget, Verdict, message_cost
 from assist.core.clock import FakeClock
 from assist.core.queue import Queue, Waiting
@@ -181,3 +186,51 @@ def test_a_chatty_terminal_stays_within_its_budget() -> None:
     # The same number of pings is a flood.
     flood = Budget(rate=500, burst=2000, now=0.0)
     assert Verdict.REFUSE in {flood.spend(message_cost(20), n / 850) for n in range(850 * 30)}
+
+
+class _Told:
+    """A waiting user's connection, as the views see it: checks each place it is told."""
+
+    def __init__(self, queue: Queue, told: dict[str, list[int]]) -> None:
+        self.queue, self.told = queue, told
+        self.after_each: Callable[[str], None] = lambda session: None
+
+    def user_of(self, session: str) -> Any:
+        return self if session in self.queue else None
+
+    def send_view(self, key: str, msg: m.Position) -> None:
+        assert msg.position == self.queue.position(msg.session), \
+            f"{msg.session} told place {msg.position}, it is {self.queue.position(msg.session)}"
+        self.told.setdefault(msg.session, []).append(msg.position)
+        self.after_each(msg.session)
+
+
+def test_a_sweep_of_places_reads_the_queue_as_it_is_at_each_slice(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(views, "POSITION_SLICE", 4)
+    monkeypatch.setattr(views, "POSITION_NEAR", 2)
+    clock, queue = FakeClock(0.0), Queue()
+    told: dict[str, list[int]] = {}
+    users = _Told(queue, told)
+    board = views.Views(queue, clock, lambda: m.Wallboard(now=0.0), users.user_of)
+    for i in range(12):
+        queue.add(_waiting(f"s{i:02}", float(i)))
+        board.placed(f"s{i:02}", i + 1)
+
+    def accept_between_slices(session: str) -> None:
+        # The first slice ends with s04: someone near the head is taken before the
+        # next slice of the sweep runs.
+        if session == "s04" and "s01" in queue:
+            queue.remove("s01")
+            board.forget("s01")
+            board.touch("s01")
+
+    users.after_each = accept_between_slices
+    queue.remove("s00")
+    board.forget("s00")
+    board.touch("s00")
+    clock.advance(views.POSITION_FAR_EVERY)  # the far sweep, in slices of 4
+    assert told["s11"][-1] == 10, "the last slice was told places after both accepts"
+    clock.advance(views.POSITION_FAR_EVERY)
+    assert {s: places[-1] for s, places in told.items() if s in queue} == {
+        w.session: queue.position(w.session) for w in queue}

@@ -85,6 +85,8 @@ class Views:
         self._positions: Timer | None = None
         self._positions_when = 0.0
         self._slice: Timer | None = None
+        self._sweep_to = 0
+        """How far back the sweep under way goes (while ``_slice`` is set)."""
         self._board: Timer | None = None
         self._board_at = 0.0
         self._board_when = 0.0
@@ -98,11 +100,7 @@ class Views:
     def listing(self, offset: int, limit: int, rid: int) -> m.QueueList:
         """A page of the queue (``limit`` places after the first ``offset``)."""
         entries: list[m.QueueEntry] = []
-        for index, w in enumerate(self.queue, 1):
-            if index <= offset:
-                continue
-            if len(entries) == limit:
-                break
+        for index, w in enumerate(self.queue.window(offset, offset + limit), offset + 1):
             entries.append(m.QueueEntry(
                 session=w.session, user=w.user, topic=w.topic, queued_at=w.queued_at,
                 position=index, requeued=w.requeued, online=w.online,
@@ -231,19 +229,26 @@ class Views:
             self._far_due = True  # the places further back changed too
             self._positions_at = now
         far = self._far_due and now - self._far_at >= POSITION_FAR_EVERY
-        order = [w.session for w in self.queue]
-        limit = len(order) if far else min(len(order), POSITION_NEAR)
+        limit = len(self.queue) if far else POSITION_NEAR
         if far:
             self._far_due = False
             self._far_at = now
-        self._position_slice(order, 0, limit)
+        if self._slice is not None:
+            # A sweep further back is still under way: this one, from the head, goes
+            # as far (the places it has done are told again only if they changed).
+            self._slice.cancel()
+            limit = max(limit, self._sweep_to)
+        self._position_slice(0, limit)
         self._arm_positions()
 
-    def _position_slice(self, order: list[str], start: int, limit: int) -> None:
-        waiting = len(order)
-        end = min(limit, start + POSITION_SLICE)
-        for index in range(start, end):
-            session = order[index]
+    def _position_slice(self, start: int, limit: int) -> None:
+        # Each slice reads the queue as it is now: a user is never told a place
+        # from before an accept that happened between two slices.
+        self._slice = None
+        waiting = len(self.queue)
+        end = min(limit, waiting, start + POSITION_SLICE)
+        for index, entry in enumerate(self.queue.window(start, end), start):
+            session = entry.session
             position = index + 1
             told = self._told.get(session)
             if told is None or told == position:
@@ -254,9 +259,10 @@ class Views:
             self._told[session] = position
             user.send_view("position", m.Position(session=session, position=position,
                                                   waiting=waiting))
-        if end < limit:
+        if end < min(limit, waiting):
             # The rest on a later loop turn: routing goes first.
-            self._slice = self.clock.call_later(0, self._position_slice, order, end, limit)
+            self._sweep_to = limit
+            self._slice = self.clock.call_later(0, self._position_slice, end, limit)
 
     # -- the wallboard -------------------------------------------------------------------
 

@@ -68,6 +68,10 @@ class Queue:
         """Yield waiting users head first."""
         return (self._by_id[key[2]] for key in self._keys)
 
+    def window(self, start: int, end: int) -> list[Waiting]:
+        """The entries at 0-based places ``start`` to ``end`` (excluded), head first."""
+        return [self._by_id[key[2]] for key in self._keys[start:end]]
+
     def add(self, entry: Waiting) -> int:
         """Put ``entry`` in its place; return its 1-based position.
 
