@@ -7,7 +7,7 @@ from pathlib import Path
 
 from assist.errors import StoreError
 from assist.store.audit import AuditLog
-from assist.store.directory import Directory
+from assist.store.directory import Directory, stored_secrets
 from assist.store.engine import Database, open_database
 from assist.store.invites import Invites
 from assist.store.nodes import Nodes
@@ -121,9 +121,7 @@ class Store:
             self.directory.seal_plain()  # a store from before sealing: seal what it holds
 
     def _holds_sealed(self) -> bool:
-        rows = self.db.execute(
-            "SELECT totp_secret FROM users WHERE totp_secret IS NOT NULL").fetchall()
-        return any(is_sealed(row["totp_secret"]) for row in rows)
+        return any(is_sealed(value) for _, value in stored_secrets(self.db))
 
     def close(self) -> None:
         """Close the database."""

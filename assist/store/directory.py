@@ -60,6 +60,13 @@ def check_name(name: str) -> str:
     return name
 
 
+def stored_secrets(db: Database) -> list[tuple[str, str]]:
+    """Each enrolled user's name and TOTP secret as stored (sealed or not). Never log it."""
+    rows = db.execute(
+        "SELECT name, totp_secret FROM users WHERE totp_secret IS NOT NULL").fetchall()
+    return [(row["name"], row["totp_secret"]) for row in rows]
+
+
 class Directory:
     """Repository of users, agents and keys."""
 
@@ -189,9 +196,7 @@ class Directory:
     def seal_plain(self) -> int:
         """Seal every TOTP secret still stored in the clear; return how many there were."""
         sealer = self._sealer_for("the users")
-        rows = self._db.execute(
-            "SELECT name, totp_secret FROM users WHERE totp_secret IS NOT NULL").fetchall()
-        plain = [(r["name"], r["totp_secret"]) for r in rows if not is_sealed(r["totp_secret"])]
+        plain = [(name, value) for name, value in stored_secrets(self._db) if not is_sealed(value)]
         with self._db.transaction() as db:
             for name, secret in plain:
                 db.execute("UPDATE users SET totp_secret = ? WHERE name = ?",
@@ -201,12 +206,10 @@ class Directory:
     def reseal(self, sealer: Sealer) -> int:
         """Seal every TOTP secret again with ``sealer``'s newest key (a key rotation)."""
         current = self._sealer_for("the users")
-        rows = self._db.execute(
-            "SELECT name, totp_secret FROM users WHERE totp_secret IS NOT NULL").fetchall()
+        stored = stored_secrets(self._db)
         with self._db.transaction() as db:
-            for row in rows:
-                secret = current.open(row["totp_secret"], row["name"])
+            for name, value in stored:
                 db.execute("UPDATE users SET totp_secret = ? WHERE name = ?",
-                           (sealer.seal(secret, row["name"]), row["name"]))
+                           (sealer.seal(current.open(value, name), name), name))
         self._sealer = sealer
-        return len(rows)
+        return len(stored)
