@@ -17,7 +17,6 @@ than it costs without sharing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -208,8 +207,10 @@ class TerminalShare:
     def _send(self, msg: m.Msg) -> None:
         # Too large (a huge coloured screen) is dropped like a lost frame: the
         # next snapshot repairs the view; the shell is never affected.
-        with contextlib.suppress(ChannelClosed, ConnectionFailed, ProtocolError):
+        try:  # not contextlib.suppress: this is every chunk's path
             self.channel.send_nowait(msg)
+        except (ChannelClosed, ConnectionFailed, ProtocolError):
+            return
 
     def snapshot(self) -> None:
         """Send the whole current screen (after parsing everything received).

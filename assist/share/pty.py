@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 READ_SIZE = 64 * 1024
 BATCH = 256 * 1024
 """Bytes drained from the pty per wake-up: bulk output arrives in few large chunks."""
+SHORT_READ = 1024
+"""A read shorter than this took all the pty had (it hands out about 4 KiB at a time)."""
 AGENT_QUEUE = 1024 * 1024
 """Bytes of agent keystrokes waiting for the program to read, past which more are
 refused: a program that does not read must not make the user's side grow."""
@@ -128,6 +130,10 @@ class PtyProcess:
                 break
             parts.append(data)
             size += len(data)
+            if len(data) < SHORT_READ:
+                # An echo or a prompt: all there was. Asking again would only
+                # fail (EAGAIN), on the keystroke's path.
+                break
         if parts:
             data = parts[0] if len(parts) == 1 else b"".join(parts)
             self.alternate_screen = alternate_screen(data, self.alternate_screen)
