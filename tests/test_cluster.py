@@ -17,6 +17,7 @@ from typing import cast
 
 import pytest
 
+from assist.broker import nats_bus
 from assist.broker.bus import Bus, LocalBus, Subscription, matches
 from assist.broker.cluster import LOST
 from assist.broker.connection import Connection
@@ -282,6 +283,39 @@ async def test_a_resume_reaching_another_node_before_it_knows_waits(
     with pytest.raises(BrokerError, match="held by node a"):
         await elsewhere.join("", resume=queued.resume)
     await elsewhere.link.close()
+
+
+@pytest.mark.sqlite_only
+async def test_nats_payloads_go_straight_out_when_nothing_waits_and_stay_in_order(
+        nats_server: servers.Nats, monkeypatch: pytest.MonkeyPatch) -> None:
+    sender, receiver = NatsBus(nats_server.url), NatsBus(nats_server.url)
+    await sender.start()
+    await receiver.start()
+    got: list[bytes] = []
+    try:
+        await receiver.subscribe("order.test", lambda subject, data: got.append(data))
+        await receiver.flush()
+        sent = []
+        for n in range(3000):
+            if n in (1000, 2000):
+                # The middle third as if the socket were full: queued, then straight
+                # out again once the queue and nats-py's own buffer have drained.
+                monkeypatch.setattr(nats_bus, "DIRECT_BELOW", 0 if n == 1000 else 64 * 1024)
+            sent.append(f"{n:05}".encode() + b"x" * 200)
+            sender.publish("order.test", sent[-1])
+            if n % 250 == 0:
+                await asyncio.sleep(0)  # the queue and nats-py's flusher get turns
+        await sender.flush()
+        await until(lambda: len(got) == len(sent), 10.0)
+        assert got == sent, "straight to the socket or queued, the order holds"
+        assert 1000 <= sender.direct < 2000
+        quiet = sender.direct
+        sender.publish("order.test", b"one key")
+        assert sender.direct == quiet + 1, "with nothing waiting, no task switch"
+        await until(lambda: got[-1] == b"one key", 5.0)
+    finally:
+        await sender.close()
+        await receiver.close()
 
 
 @pytest.mark.sqlite_only

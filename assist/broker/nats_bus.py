@@ -3,7 +3,11 @@
 Core NATS is enough: the traffic is live (a gap is healed by a snapshot) and
 what must last is in the store. Publishing never waits: payloads go into a
 bounded queue that one task sends in order; past the bound they are dropped
-and counted. A subscriber that falls behind is bounded by NATS's own pending
+and counted. While nothing waits (neither that queue nor nats-py's own
+pending commands, and the socket takes what it is given), a payload goes
+straight to the socket instead: a keystroke crossing nodes is then not held
+up by two task switches (this queue's sender, then nats-py's flusher) at
+each node. A subscriber that falls behind is bounded by NATS's own pending
 limits. The connection reconnects by itself (nats-py retries, with jitter)
 while the node goes on serving its own clients.
 """
@@ -25,6 +29,8 @@ CONNECT_WITHIN = 5.0
 """Seconds the first connection to the bus may take before the node gives up."""
 OUTBOX = 10_000
 """Payloads waiting to be sent, past which new ones are dropped."""
+DIRECT_BELOW = 64 * 1024
+"""Bytes in the socket's buffer under which a payload may be written straight to it."""
 
 
 class _NatsSubscription(Subscription):
@@ -51,7 +57,10 @@ class NatsBus(Bus):
         self._nc: Any = None
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(OUTBOX)
         self._sender: asyncio.Task[None] | None = None
+        self._pub_cmd: Any = None
         self.dropped = 0
+        self.direct = 0
+        """Payloads written straight to the socket (for the tests)."""
 
     async def start(self) -> None:
         import nats
@@ -79,15 +88,39 @@ class NatsBus(Bus):
             raise BusError(f"cannot reach the bus at {self.where} ({why}): is nats-server "
                            "running there?") from None
         self._sender = asyncio.get_running_loop().create_task(self._send())
+        pub_cmd: Any
+        try:
+            from nats.protocol.command import pub_cmd
+        except ImportError:  # another nats-py: its own publish, through the queue
+            pub_cmd = None
+        if all(hasattr(self._nc, name) for name in ("_pending", "_transport", "stats")):
+            self._pub_cmd = pub_cmd
 
     def publish(self, subject: str, payload: bytes) -> None:
         if self._nc is None or len(payload) > MAX_PAYLOAD:
             self.dropped += 1
             return
+        if self._outbox.empty() and self._write_now(subject, payload):
+            return
         try:
             self._outbox.put_nowait((subject, payload))
         except asyncio.QueueFull:
             self.dropped += 1
+
+    def _write_now(self, subject: str, payload: bytes) -> bool:
+        """Write one message straight to the socket if nothing is ahead of it there."""
+        nc = self._nc
+        if self._pub_cmd is None or nc._pending or not nc.is_connected:
+            return False
+        writer = getattr(nc._transport, "_io_writer", None)
+        transport = getattr(writer, "transport", None)
+        if transport is None or transport.get_write_buffer_size() >= DIRECT_BELOW:
+            return False
+        transport.write(self._pub_cmd(subject, "", payload))
+        nc.stats["out_msgs"] += 1
+        nc.stats["out_bytes"] += len(payload)
+        self.direct += 1
+        return True
 
     async def _send(self) -> None:
         while True:
