@@ -170,24 +170,15 @@ class PtyProcess:
         """
         if not self.running or not data:
             return
-        if not self._pending:
-            # Nothing waits: straight to the program. Agent keys were checked by the
-            # guard a moment ago, in this same call; only keys that have to wait
-            # are checked again when they are delivered.
-            try:
-                written = os.write(self.fd, data)
-            except BlockingIOError:
-                written = 0
-            except OSError:
-                return
-            data = data[written:]
-            if not data:
-                return
+        # With nothing waiting these keys go out now: agent keys were checked by the
+        # guard a moment ago, in this same call, and only keys that have to wait
+        # are checked again when they are delivered.
+        fresh = not self._pending
         if self._pending and self._pending[-1][0] == agent:
             self._pending[-1][1].extend(data)
         else:
             self._pending.append((agent, bytearray(data)))
-        self._flush()
+        self._flush(checked=fresh)
 
     @property
     def queued_input(self) -> int:
@@ -210,11 +201,12 @@ class PtyProcess:
         self._flush()
         return dropped
 
-    def _flush(self) -> None:
+    def _flush(self, checked: bool = False) -> None:
+        """Write what waits; ``checked``: the first chunk was allowed just now."""
         assert self._loop is not None
         while self._pending and self.running:
             agent, chunk = self._pending[0]
-            if agent and (self.secret_input() or not self.agent_may_type()):
+            if agent and not checked and (self.secret_input() or not self.agent_may_type()):
                 # Checked at delivery, not only when accepted: a password prompt may
                 # have appeared, or the grant run out, while these keys waited.
                 self._pending.pop(0)
@@ -227,6 +219,7 @@ class PtyProcess:
                 self._pending.clear()
                 break
             del chunk[:written]
+            checked = False  # what is left of it, and what follows, waited
             if chunk:
                 break
             self._pending.pop(0)
